@@ -1,0 +1,35 @@
+"""brace: vetted resilience presets over tenacity, pybreaker, httpx and structlog.
+
+::
+
+    import brace
+
+    @brace.http()
+    def get_user(uid): ...
+
+Every preset is a configured tenacity retryer; see README.md for the tour.
+"""
+
+from __future__ import annotations
+
+from brace import predicates, presets, stops, waits
+from brace._policy import Policy, Retried
+from brace.presets import Preset, background, database, http, interactive, llm, network
+
+__all__ = [
+    "Policy",
+    "Preset",
+    "Retried",
+    "background",
+    "database",
+    "http",
+    "interactive",
+    "llm",
+    "network",
+    "predicates",
+    "presets",
+    "stops",
+    "waits",
+]
+
+__version__ = "0.1.0"

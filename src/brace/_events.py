@@ -1,0 +1,87 @@
+"""Every structlog event brace emits, named in one place.
+
+Events carry names, numbers and a redacted one-line description of the error. Call
+arguments, headers and results are never logged (a ``repr(args)`` leaks secrets); URLs
+lose their userinfo and sensitive query values.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+if TYPE_CHECKING:
+    from tenacity import Future
+
+__all__ = [
+    "RETRY_GAVE_UP",
+    "RETRY_SCHEDULED",
+    "RETRY_SUCCEEDED",
+    "describe",
+    "redact",
+    "retry_gave_up",
+    "retry_scheduled",
+    "retry_succeeded",
+]
+
+RETRY_SCHEDULED = "retry.scheduled"
+RETRY_GAVE_UP = "retry.gave_up"
+RETRY_SUCCEEDED = "retry.succeeded"
+
+_log = structlog.get_logger("brace")
+
+_SENSITIVE = r"(?:token|access_token|api_key|apikey|key|password|passwd|pwd|secret|signature|sig)"
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@]+@")
+_QUERY_SECRET = re.compile(rf"(?P<key>[?&;]{_SENSITIVE}=)[^&#\s]*", re.IGNORECASE)
+# DSN-style "password=... " (libpq keyword strings) and "Bearer <token>".
+_KEYWORD_SECRET = re.compile(rf"(?P<key>\b{_SENSITIVE}\s*=\s*)(?:'[^']*'|\S+)", re.IGNORECASE)
+_BEARER = re.compile(r"(?P<key>\bBearer\s+)\S+", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """Remove URL userinfo, sensitive query values, DSN passwords and bearer tokens."""
+    text = _USERINFO.sub(r"\g<scheme>***@", text)
+    text = _QUERY_SECRET.sub(r"\g<key>***", text)
+    text = _KEYWORD_SECRET.sub(r"\g<key>***", text)
+    return _BEARER.sub(r"\g<key>***", text)
+
+
+def describe(outcome: Future | None) -> str:
+    """One redacted line for an attempt's outcome: ``Type: message``, or the result's type."""
+    if outcome is None:
+        return "none"
+    exc = outcome.exception()
+    if exc is None:
+        # A retried result (e.g. a 503 response): name it, never repr it.
+        status = getattr(outcome.result(), "status_code", None)
+        kind = type(outcome.result()).__name__
+        return f"result {kind}" + (f" status {status}" if isinstance(status, int) else "")
+    message = str(exc)
+    name = type(exc).__qualname__
+    return redact(f"{name}: {message}" if message else name)
+
+
+def retry_scheduled(
+    callable_name: str, preset: str, attempt: int, wait_s: float, outcome: Future | None,
+    **extra: Any,
+) -> None:
+    """Attempt ``attempt`` failed and another follows after ``wait_s`` seconds."""
+    _log.warning(RETRY_SCHEDULED, callable=callable_name, preset=preset, attempt=attempt,
+                 wait_s=round(wait_s, 6), error=describe(outcome), **extra)
+
+
+def retry_gave_up(
+    callable_name: str, preset: str, attempts: int, elapsed_s: float, outcome: Future | None,
+    reason: str, **extra: Any,
+) -> None:
+    """The policy stopped retrying after ``attempts`` attempts; ``reason`` says why."""
+    _log.error(RETRY_GAVE_UP, callable=callable_name, preset=preset, attempts=attempts,
+               elapsed_s=round(elapsed_s, 6), error=describe(outcome), reason=reason, **extra)
+
+
+def retry_succeeded(callable_name: str, preset: str, attempts: int, elapsed_s: float) -> None:
+    """A call succeeded after at least one retry."""
+    _log.info(RETRY_SUCCEEDED, callable=callable_name, preset=preset, attempts=attempts,
+              elapsed_s=round(elapsed_s, 6))

@@ -1,0 +1,255 @@
+"""Policy: an immutable preset configuration that *is* a tenacity retryer.
+
+A Policy builds its tenacity objects once (``Retrying`` and ``AsyncRetrying`` with brace's
+predicate, full-jitter wait, attempts-or-deadline stop and event hooks) and hands them out:
+as a decorator, as ``tenacity_kwargs()`` for ``tenacity.retry``, or as ``retrying()`` /
+``async_retrying()`` for ``for attempt in ...`` blocks. All three behave identically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
+
+import tenacity
+from tenacity import _utils as _tenacity_utils
+
+from brace import _events, _validate, predicates, stops, waits
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
+
+P = ParamSpec("P")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+__all__ = ["OnSpec", "Policy", "Retried"]
+
+#: What ``on=`` accepts: exception types, a tenacity retry object (sees results too), or a
+#: plain callable that receives the exception and returns True to retry it.
+OnSpec = type[BaseException] | tenacity.retry_base | Callable[[BaseException], bool]
+
+
+class Retried(Protocol, Generic[P, R_co]):
+    """A function decorated by a policy: same call signature, plus tenacity's statistics."""
+
+    #: tenacity's statistics of the latest call (attempt_number, idle_for, ...).
+    statistics: dict[str, Any]
+    __wrapped__: Callable[P, R_co]
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co:
+        """Call the function under the policy."""
+        ...
+
+    # Without __get__ a type checker treats a decorated method as a plain attribute and keeps
+    # demanding `self` (the same fix as tenacity issue 532).
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> Retried[P, R_co]: ...
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> Retried[..., R_co]: ...
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        """Bind like a function."""
+        ...
+
+
+def _normalize_on(on: object) -> tuple[OnSpec, ...]:
+    items: Sequence[object]
+    if isinstance(on, (list, tuple)):
+        items = on
+    elif isinstance(on, (set, frozenset)):
+        raise TypeError("on= must be an exception type, a predicate, or a list/tuple of them "
+                        "(a set has no stable order)")
+    else:
+        items = (on,)
+    for item in items:
+        if isinstance(item, type):
+            if not issubclass(item, BaseException):
+                raise TypeError(f"on= accepts exception types, got the class {item.__name__!r}, "
+                                "which is not a subclass of BaseException")
+        elif isinstance(item, BaseException) or not callable(item):
+            raise TypeError(f"on= accepts exception types or predicates, got {item!r}")
+    return tuple(items)  # type: ignore[arg-type]
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """How to retry one kind of call: an immutable, hashable tenacity configuration.
+
+    Build one from a preset (``brace.http(deadline=10)``) and use it as a decorator on sync
+    or async functions, derive others with :meth:`replace`, or drop it into tenacity code
+    with :meth:`tenacity_kwargs`, :meth:`retrying` or :meth:`async_retrying`.
+
+    Args:
+        preset: The name events report in their ``preset`` field.
+        attempts: Maximum number of calls, first one included (int >= 1).
+        initial: Backoff window of the first retry in seconds (finite, >= 0).
+        max_wait: Largest wait between attempts in seconds (finite, >= initial).
+        deadline: Seconds after the first call past which no sleep may end (finite, > 0);
+            the policy gives up rather than sleep past it.
+        on: Extra retry conditions, OR-ed with ``retry``: exception types, tenacity retry
+            objects, or callables receiving the exception.
+        retry: The preset's own retry predicate (a tenacity retry object).
+
+    Raises:
+        TypeError, ValueError: at construction, naming the bad parameter and its range.
+    """
+
+    preset: str = "custom"
+    attempts: int = 4
+    initial: float = 0.1
+    max_wait: float = 5.0
+    deadline: float = 20.0
+    on: OnSpec | Sequence[OnSpec] = ()
+    retry: tenacity.retry_base = predicates.transient
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.preset, str) or not self.preset:
+            raise TypeError(f"preset must be a non-empty str, got {self.preset!r}")
+        _validate.attempts(self.attempts)
+        initial, max_wait = _validate.wait_range(self.initial, self.max_wait, "max_wait")
+        deadline = _validate.seconds(self.deadline, "deadline", allow_zero=False)
+        if not isinstance(self.retry, tenacity.retry_base):
+            raise TypeError(f"retry= must be a tenacity retry object (tenacity.retry_base), "
+                            f"got {self.retry!r}")
+        # Frozen: normalise through object.__setattr__ so equal configs hash equal.
+        object.__setattr__(self, "initial", initial)
+        object.__setattr__(self, "max_wait", max_wait)
+        object.__setattr__(self, "deadline", deadline)
+        object.__setattr__(self, "on", _normalize_on(self.on))
+
+    # -- derived tenacity objects (built once per policy) ----------------------------------
+
+    @functools.cached_property
+    def predicate(self) -> tenacity.retry_base:
+        """The full retry predicate: ``retry | on...``, behind the never-retry guard."""
+        combined = self.retry
+        on: tuple[OnSpec, ...] = self.on  # type: ignore[assignment]
+        types = tuple(item for item in on if isinstance(item, type))
+        if types:
+            combined = combined | tenacity.retry_if_exception_type(types)
+        for item in on:
+            if isinstance(item, tenacity.retry_base):
+                combined = combined | item
+            elif not isinstance(item, type):
+                combined = combined | tenacity.retry_if_exception(item)
+        return _Observed(self, combined)
+
+    @functools.cached_property
+    def wait(self) -> tenacity.wait.wait_base:
+        """The wait strategy: full-jitter exponential backoff (:func:`brace.waits.backoff`)."""
+        return waits.backoff(self.initial, self.max_wait)
+
+    @functools.cached_property
+    def stop(self) -> tenacity.stop.stop_base:
+        """The stop strategy: :func:`brace.stops.limits` of attempts and deadline."""
+        return stops.limits(attempts=self.attempts, deadline=self.deadline)
+
+    def tenacity_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments that make ``tenacity.retry`` / ``Retrying`` behave like this policy.
+
+        ``@tenacity.retry(**policy.tenacity_kwargs())`` retries, waits, stops and emits
+        events exactly as ``@policy`` does. Sleeping is left to tenacity (it picks a sync or
+        async sleep per function), so :func:`brace.testing.no_waits` does not reach it: use
+        the decorator or :meth:`retrying` where tests must not sleep.
+        """
+        return {
+            "retry": self.predicate,
+            "wait": self.wait,
+            "stop": self.stop,
+            "before_sleep": self._before_sleep,
+            "retry_error_callback": self._give_up,
+            "reraise": True,
+        }
+
+    @functools.cached_property
+    def _sync_retrying(self) -> tenacity.Retrying:
+        return tenacity.Retrying(sleep=waits.sleep, **self.tenacity_kwargs())
+
+    @functools.cached_property
+    def _async_retrying(self) -> tenacity.AsyncRetrying:
+        return tenacity.AsyncRetrying(sleep=waits.async_sleep, **self.tenacity_kwargs())
+
+    def retrying(self, **overrides: Any) -> tenacity.Retrying:
+        """A fresh ``tenacity.Retrying`` for ``for attempt in policy.retrying(): with attempt:``.
+
+        ``overrides`` go to ``Retrying.copy`` (for example ``name=`` names the block in
+        events, ``sleep=`` injects a sleep function).
+        """
+        return self._sync_retrying.copy(**overrides)
+
+    def async_retrying(self, **overrides: Any) -> tenacity.AsyncRetrying:
+        """A fresh ``tenacity.AsyncRetrying`` for ``async for attempt in ...`` blocks."""
+        return self._async_retrying.copy(**overrides)
+
+    def replace(self, **overrides: Any) -> Policy:
+        """Return a new Policy with ``overrides`` applied; this one is unchanged."""
+        names = {field.name for field in dataclasses.fields(Policy)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise TypeError(f"unknown policy parameter(s) {', '.join(unknown)}; "
+                            f"allowed: {', '.join(sorted(names))}")
+        values = {name: getattr(self, name) for name in names}
+        values.update(overrides)
+        return Policy(**values)
+
+    def __call__(self, fn: Callable[P, R], /) -> Retried[P, R]:
+        """Decorate ``fn`` (sync or async) so every call runs under this policy."""
+        if isinstance(fn, tenacity.retry_base) or not callable(fn):
+            raise TypeError(f"a policy decorates a function, got {fn!r}")
+        if _tenacity_utils.is_coroutine_callable(fn):
+            wrapped: Any = self._async_retrying.wraps(fn)
+        else:
+            wrapped = self._sync_retrying.wraps(fn)
+        return wrapped  # type: ignore[no-any-return]
+
+    # -- event hooks -----------------------------------------------------------------------
+
+    def _before_sleep(self, retry_state: RetryCallState) -> None:
+        _events.retry_scheduled(retry_state.get_fn_name(), self.preset,
+                                retry_state.attempt_number, retry_state.upcoming_sleep,
+                                retry_state.outcome)
+
+    def _give_up(self, retry_state: RetryCallState) -> Any:
+        # Called by tenacity when the stop fires: log, then surface the real error (or the
+        # last retried result), never a RetryError.
+        reason = "attempts" if retry_state.attempt_number >= self.attempts else "deadline"
+        _events.retry_gave_up(retry_state.get_fn_name(), self.preset,
+                              retry_state.attempt_number, retry_state.seconds_since_start or 0.0,
+                              retry_state.outcome, reason)
+        assert retry_state.outcome is not None
+        return retry_state.outcome.result()
+
+
+class _Observed(tenacity.retry_base):
+    """The policy's predicate: guards NEVER_RETRY and reports how retried calls ended.
+
+    tenacity consults the retry predicate on every outcome, in decorators and in
+    ``for attempt`` blocks alike, so this is the one place that sees a call end after
+    retries without a stop firing.
+    """
+
+    def __init__(self, policy: Policy, inner: tenacity.retry_base) -> None:
+        self.policy = policy
+        self.inner = inner
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        """Return the inner decision; never retry cancellation, interrupts or exits."""
+        outcome = retry_state.outcome
+        assert outcome is not None
+        exc = outcome.exception()
+        decision = not isinstance(exc, predicates.NEVER_RETRY) and bool(self.inner(retry_state))
+        if not decision and retry_state.attempt_number > 1:
+            name = retry_state.get_fn_name()
+            elapsed = retry_state.seconds_since_start or 0.0
+            if exc is None:
+                _events.retry_succeeded(name, self.policy.preset, retry_state.attempt_number,
+                                        elapsed)
+            else:
+                _events.retry_gave_up(name, self.policy.preset, retry_state.attempt_number,
+                                      elapsed, outcome, "not_retryable")
+        return decision
+
+    def __repr__(self) -> str:
+        return repr(self.inner)

@@ -1,0 +1,43 @@
+"""Helpers for testing code that uses brace, and brace's pytest plugin.
+
+``no_waits()`` makes every policy sleep zero seconds while attempts, predicates, the
+deadline arithmetic and events stay exactly as in production, so a test of a retried
+function runs in milliseconds and can still assert on what happened. The pytest plugin
+(registered through the ``pytest11`` entry point) provides the fixture ``brace_no_waits``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from brace import waits
+
+__all__ = ["brace_no_waits", "no_waits"]
+
+
+@contextlib.contextmanager
+def no_waits() -> Iterator[None]:
+    """Within this block no policy sleeps; everything else behaves as in production.
+
+    Covers decorated functions and ``policy.retrying()`` / ``async_retrying()`` blocks, in
+    every thread and event loop. Skipped sleeps still count against deadlines.
+    """
+    waits._enter_no_waits()
+    try:
+        yield
+    finally:
+        waits._exit_no_waits()
+
+
+try:
+    import pytest
+except ImportError:  # pragma: no cover - brace works without pytest installed
+    pass
+else:
+
+    @pytest.fixture
+    def brace_no_waits() -> Iterator[None]:
+        """Pytest fixture: the test runs inside :func:`no_waits`."""
+        with no_waits():
+            yield
