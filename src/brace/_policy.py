@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast, overload
 
 import tenacity
 from tenacity import _utils as _tenacity_utils
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
-R_co = TypeVar("R_co", covariant=True)
 
 __all__ = ["OnSpec", "Policy", "Retried"]
 
@@ -32,23 +31,23 @@ __all__ = ["OnSpec", "Policy", "Retried"]
 OnSpec = type[BaseException] | tenacity.retry_base | Callable[[BaseException], bool]
 
 
-class Retried(Protocol, Generic[P, R_co]):
+class Retried(Protocol[P, R]):
     """A function decorated by a policy: same call signature, plus tenacity's statistics."""
 
     #: tenacity's statistics of the latest call (attempt_number, idle_for, ...).
     statistics: dict[str, Any]
-    __wrapped__: Callable[P, R_co]
+    __wrapped__: Callable[P, R]
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the function under the policy."""
         ...
 
     # Without __get__ a type checker treats a decorated method as a plain attribute and keeps
     # demanding `self` (the same fix as tenacity issue 532).
     @overload
-    def __get__(self, instance: None, owner: type | None = None) -> Retried[P, R_co]: ...
+    def __get__(self, instance: None, owner: type | None = None) -> Retried[P, R]: ...
     @overload
-    def __get__(self, instance: object, owner: type | None = None) -> Retried[..., R_co]: ...
+    def __get__(self, instance: object, owner: type | None = None) -> Retried[..., R]: ...
     def __get__(self, instance: object, owner: type | None = None) -> Any:
         """Bind like a function."""
         ...
@@ -70,7 +69,7 @@ def _normalize_on(on: object) -> tuple[OnSpec, ...]:
                                 "which is not a subclass of BaseException")
         elif isinstance(item, BaseException) or not callable(item):
             raise TypeError(f"on= accepts exception types or predicates, got {item!r}")
-    return tuple(items)  # type: ignore[arg-type]
+    return cast("tuple[OnSpec, ...]", tuple(items))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -77,7 +77,7 @@ def is_transient(exc: BaseException) -> bool:
     """
     if isinstance(exc, NEVER_RETRY):
         return False
-    return isinstance(exc, _TRANSIENT_BUILTINS) or isinstance(exc, _httpx_transient_types())
+    return isinstance(exc, (*_TRANSIENT_BUILTINS, *_httpx_transient_types()))
 
 
 # --- databases ---------------------------------------------------------------------------
@@ -158,8 +158,8 @@ def is_dbapi_transient(exc: BaseException) -> bool:
         # Python 3.10 has no sqlite_errorcode: the message is all there is.
         return "database is locked" in str(exc) or "database table is locked" in str(exc)
     if module.startswith(_MYSQL_DRIVERS):
-        args = getattr(exc, "args", ())
-        return bool(args) and isinstance(args[0], int) and args[0] in MYSQL_TRANSIENT_CODES
+        args: tuple[object, ...] = getattr(exc, "args", ())
+        return len(args) > 0 and isinstance(args[0], int) and args[0] in MYSQL_TRANSIENT_CODES
     if module.startswith(_PG_DRIVERS) and type(exc).__name__ == "OperationalError":
         return _PG_NOT_RETRYABLE_MESSAGE.search(str(exc)) is None
     return False

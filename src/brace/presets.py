@@ -45,7 +45,7 @@ class Preset(Policy):
         """One line on what this preset is for."""
         return TABLE[self.preset]["summary"]  # type: ignore[no-any-return]
 
-    @overload  # type: ignore[override]
+    @overload
     def __call__(self, fn: Callable[P, R], /) -> Retried[P, R]: ...
     @overload
     def __call__(

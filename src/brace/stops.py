@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 __all__ = ["deadline", "limits"]
 
 
-class deadline(tenacity.stop_before_delay):  # noqa: N801  (tenacity's naming style)
+class deadline(tenacity.stop_before_delay):  # lower case, as tenacity names its stops
     """Give up rather than begin a sleep that would end past ``seconds`` after the first call.
 
     This is tenacity's ``stop_before_delay`` (``stop_after_delay`` overshoots by the last

@@ -36,8 +36,10 @@ def _exit_no_waits() -> None:
     _no_waits_depth -= 1
 
 
-def backoff(initial: float = 0.1, max: float = 5.0) -> tenacity.wait_random_exponential:  # noqa: A002
-    """Exponential backoff with full jitter: attempt n waits uniform(0, min(max, initial * 2**(n-1))).
+def backoff(initial: float = 0.1, max: float = 5.0) -> tenacity.wait_random_exponential:
+    """Exponential backoff with full jitter.
+
+    Attempt n waits uniform(0, min(max, initial * 2**(n-1))).
 
     Full jitter spreads a herd of clients best (AWS, "Exponential Backoff And Jitter"); this is
     exactly ``tenacity.wait_random_exponential(multiplier=initial, max=max)``, returned as is.

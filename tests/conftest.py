@@ -1,0 +1,49 @@
+"""Shared fixtures: a virtual clock for tenacity, and seeded randomness."""
+
+from __future__ import annotations
+
+import random
+import types
+from collections.abc import Iterator
+
+import pytest
+import tenacity
+
+
+class VirtualClock:
+    """A monotonic clock that only moves when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    def sleep(self, seconds: float) -> None:
+        """A tenacity `sleep=` hook that records and advances virtual time."""
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    async def async_sleep(self, seconds: float) -> None:
+        self.sleep(seconds)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> VirtualClock:
+    """Virtual time for tenacity: RetryCallState reads `time.monotonic` through this name."""
+    vc = VirtualClock()
+    monkeypatch.setattr(tenacity, "time", types.SimpleNamespace(monotonic=vc.monotonic))
+    return vc
+
+
+@pytest.fixture(autouse=True)
+def _seeded_random() -> Iterator[None]:
+    # Jittered waits draw from `random`; a fixed seed keeps every run identical.
+    state = random.getstate()
+    random.seed(1234)
+    yield
+    random.setstate(state)

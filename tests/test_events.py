@@ -1,0 +1,180 @@
+"""structlog events: names, fields, levels, and nothing secret."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import tenacity
+from structlog.testing import capture_logs
+
+import brace
+from brace import _events
+from brace.testing import no_waits
+
+
+@pytest.fixture(autouse=True)
+def _no_waits() -> Any:
+    with no_waits():
+        yield
+
+
+def make_flaky(failures: int, exc: Exception) -> Any:
+    state = {"calls": 0}
+
+    def fetch_invoice(invoice_id: str, token: str) -> str:
+        state["calls"] += 1
+        if state["calls"] <= failures:
+            raise exc
+        return "paid"
+
+    return fetch_invoice
+
+
+def test_scheduled_then_succeeded() -> None:
+    fn = brace.http(make_flaky(2, ConnectionResetError("reset by peer")))
+    with capture_logs() as logs:
+        assert fn("inv-1", token="s3cr3t-token") == "paid"
+    assert [e["event"] for e in logs] == ["retry.scheduled", "retry.scheduled", "retry.succeeded"]
+    first, second, done = logs
+    qualname = f"{__name__}.make_flaky.<locals>.fetch_invoice"
+    assert first["callable"] == qualname and first["preset"] == "http"
+    assert (first["attempt"], second["attempt"]) == (1, 2)
+    assert first["error"] == "ConnectionResetError: reset by peer"
+    assert first["log_level"] == "warning"
+    assert 0 <= first["wait_s"] <= 0.2  # http: first window is initial=0.2
+    assert 0 <= second["wait_s"] <= 0.4
+    assert done["attempts"] == 3 and done["log_level"] == "info"
+    assert done["elapsed_s"] >= 0 and done["callable"] == qualname
+    # call arguments are never logged
+    assert "s3cr3t-token" not in repr(logs) and "inv-1" not in repr(logs)
+
+
+def test_gave_up_after_attempts() -> None:
+    fn = brace.network(attempts=3)(make_flaky(10, TimeoutError("read timed out")))
+    with capture_logs() as logs, pytest.raises(TimeoutError):
+        fn("inv-1", token="x")
+    assert [e["event"] for e in logs] == ["retry.scheduled"] * 2 + ["retry.gave_up"]
+    gave_up = logs[-1]
+    assert gave_up["attempts"] == 3 and gave_up["reason"] == "attempts"
+    assert gave_up["preset"] == "network" and gave_up["log_level"] == "error"
+    assert gave_up["error"] == "TimeoutError: read timed out"
+    assert {"callable", "elapsed_s"} <= set(gave_up)
+
+
+def test_gave_up_on_deadline(clock: Any) -> None:
+    # Each call takes 4 virtual seconds; deadline 10 leaves room for two calls only.
+    def slow() -> None:
+        clock.advance(4)
+        raise ConnectionError("down")
+
+    fn = brace.network(attempts=10, deadline=10, initial=0.1, max_wait=0.1)(slow)
+    with capture_logs() as logs, pytest.raises(ConnectionError):
+        fn()
+    assert logs[-1]["event"] == "retry.gave_up"
+    assert logs[-1]["reason"] == "deadline"
+    assert logs[-1]["attempts"] == fn.statistics["attempt_number"] == 3
+
+
+def test_non_retryable_error_after_retries_is_reported() -> None:
+    errors = iter([ConnectionError("down"), ValueError("bad payload")])
+
+    @brace.network
+    def call() -> None:
+        raise next(errors)
+
+    with capture_logs() as logs, pytest.raises(ValueError):
+        call()
+    assert [e["event"] for e in logs] == ["retry.scheduled", "retry.gave_up"]
+    assert logs[-1]["reason"] == "not_retryable" and logs[-1]["attempts"] == 2
+
+
+def test_no_events_on_first_try_success_or_plain_bug() -> None:
+    @brace.network
+    def ok() -> int:
+        return 1
+
+    @brace.network
+    def bug() -> None:
+        raise KeyError("k")
+
+    with capture_logs() as logs:
+        ok()
+        with pytest.raises(KeyError):
+            bug()
+    assert logs == []
+
+
+def test_async_events_match_sync() -> None:
+    state = {"calls": 0}
+
+    @brace.network
+    async def fetch() -> str:
+        state["calls"] += 1
+        if state["calls"] < 3:
+            raise ConnectionRefusedError("refused")
+        return "ok"
+
+    with capture_logs() as logs:
+        assert asyncio.run(fetch()) == "ok"
+    assert [e["event"] for e in logs] == ["retry.scheduled", "retry.scheduled", "retry.succeeded"]
+    assert logs[0]["callable"].endswith("test_async_events_match_sync.<locals>.fetch")
+
+
+def test_events_from_tenacity_kwargs_and_retrying_blocks() -> None:
+    policy = brace.network(attempts=2)
+    with capture_logs() as logs:
+        fn = tenacity.retry(**policy.tenacity_kwargs())(make_flaky(5, ConnectionError("x")))
+        with pytest.raises(ConnectionError):
+            fn("a", token="b")
+    assert [e["event"] for e in logs] == ["retry.scheduled", "retry.gave_up"]
+
+    with capture_logs() as logs, pytest.raises(ConnectionError):
+        for attempt in policy.retrying(name="sync-orders"):
+            with attempt:
+                raise ConnectionError("x")
+    assert [e["callable"] for e in logs] == ["sync-orders", "sync-orders"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "secret"),
+    [
+        ("GET https://alice:hunter2@api.example.com/v1", "hunter2"),
+        ("GET https://api.example.com/v1?user=1&token=abc123&x=2", "abc123"),
+        ("GET https://api.example.com/v1?api_key=K-999", "K-999"),
+        ("GET https://api.example.com/v1?signature=deadbeef", "deadbeef"),
+        ("connection to host=db user=app password=pa55word failed", "pa55word"),
+        ("postgresql://app:pa55word@db:5432/orders refused", "pa55word"),
+        ("Authorization: Bearer eyJhbGciOi.secret", "eyJhbGciOi"),
+    ],
+)
+def test_redaction(raw: str, secret: str) -> None:
+    redacted = _events.redact(raw)
+    assert secret not in redacted
+    assert "***" in redacted
+
+
+def test_error_descriptions_are_redacted_in_events() -> None:
+    fn = brace.network(attempts=2)(
+        make_flaky(5, ConnectionError("GET https://u:p4ss@h.example/x?token=t0k failed")))
+    with capture_logs() as logs, pytest.raises(ConnectionError):
+        fn("a", token="b")
+    text = repr(logs)
+    assert "p4ss" not in text and "t0k" not in text
+    assert "h.example" in text  # the host stays: it is what an operator needs
+
+
+def test_retried_results_are_named_not_repr_d() -> None:
+    class Response:
+        status_code = 503
+
+        def __repr__(self) -> str:
+            return "<Response secret-body>"
+
+    policy = brace.network(attempts=2, on=tenacity.retry_if_result(
+        lambda r: getattr(r, "status_code", 0) == 503))
+    with capture_logs() as logs:
+        policy(lambda: Response())()
+    assert logs[0]["error"] == "result Response status 503"
+    assert "secret-body" not in repr(logs)
