@@ -19,7 +19,7 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests examples benchmarks
+	$(PY) -m ruff check src tests examples $(wildcard benchmarks)
 	$(PY) -m mypy --strict src
 
 bench: $(STAMP)
