@@ -16,10 +16,20 @@ if TYPE_CHECKING:
     from tenacity import Future
 
 __all__ = [
+    "BREAKER_REJECTED",
+    "BREAKER_STATE_CHANGED",
+    "BREAKER_STORAGE_ERROR",
+    "DEGRADED",
     "RETRY_GAVE_UP",
     "RETRY_SCHEDULED",
     "RETRY_SUCCEEDED",
+    "breaker_rejected",
+    "breaker_state_changed",
+    "breaker_storage_error",
+    "degraded",
     "describe",
+    "describe_error",
+    "describe_result",
     "redact",
     "retry_gave_up",
     "retry_scheduled",
@@ -53,14 +63,21 @@ def describe(outcome: Future | None) -> str:
     if outcome is None:
         return "none"
     exc = outcome.exception()
-    if exc is None:
-        # A retried result (e.g. a 503 response): name it, never repr it.
-        status = getattr(outcome.result(), "status_code", None)
-        kind = type(outcome.result()).__name__
-        return f"result {kind}" + (f" status {status}" if isinstance(status, int) else "")
+    return describe_result(outcome.result()) if exc is None else describe_error(exc)
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: message``, redacted."""
     message = str(exc)
     name = type(exc).__qualname__
     return redact(f"{name}: {message}" if message else name)
+
+
+def describe_result(result: object) -> str:
+    """A retried result (e.g. a 503 response) by type and status: named, never repr'd."""
+    status = getattr(result, "status_code", None)
+    kind = type(result).__name__
+    return f"result {kind}" + (f" status {status}" if isinstance(status, int) else "")
 
 
 def retry_scheduled(
@@ -85,3 +102,32 @@ def retry_succeeded(callable_name: str, preset: str, attempts: int, elapsed_s: f
     """A call succeeded after at least one retry."""
     _log.info(RETRY_SUCCEEDED, callable=callable_name, preset=preset, attempts=attempts,
               elapsed_s=round(elapsed_s, 6))
+
+
+BREAKER_STATE_CHANGED = "breaker.state_changed"
+BREAKER_REJECTED = "breaker.rejected"
+BREAKER_STORAGE_ERROR = "breaker.storage_error"
+DEGRADED = "degraded"
+
+
+def breaker_state_changed(breaker: str, old: str | None, new: str) -> None:
+    """A circuit breaker moved from ``old`` to ``new`` (closed, open, half-open)."""
+    level = _log.warning if new == "open" else _log.info
+    level(BREAKER_STATE_CHANGED, breaker=breaker, old=old, new=new)
+
+
+def breaker_rejected(breaker: str, callable_name: str, remaining_s: float) -> None:
+    """An open (or busy half-open) breaker refused a call without running it."""
+    _log.warning(BREAKER_REJECTED, breaker=breaker, callable=callable_name,
+                 remaining_s=round(remaining_s, 3))
+
+
+def breaker_storage_error(breaker: str, message: str, error: BaseException | None) -> None:
+    """The breaker's shared storage (Redis) failed; the breaker used its fallback state."""
+    described = "none" if error is None else describe_error(error)
+    _log.error(BREAKER_STORAGE_ERROR, breaker=breaker, message=message, error=described)
+
+
+def degraded(callable_name: str, preset: str, reason: str, error: str) -> None:
+    """A fallback value was returned instead of the call's result; ``reason`` says why."""
+    _log.warning(DEGRADED, callable=callable_name, preset=preset, reason=reason, error=error)

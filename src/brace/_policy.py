@@ -13,10 +13,11 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast, overload
 
+import pybreaker
 import tenacity
 from tenacity import _utils as _tenacity_utils
 
-from brace import _events, _validate, predicates, stops, waits
+from brace import _breakers, _events, _validate, predicates, stops, waits
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
@@ -24,7 +25,12 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
-__all__ = ["OnSpec", "Policy", "Retried"]
+__all__ = ["NO_FALLBACK", "OnSpec", "Policy", "Retried"]
+
+#: The ``fallback`` default: no fallback, errors propagate. (None is a valid fallback value.)
+NO_FALLBACK: Any = type("NoFallback", (), {"__repr__": lambda self: "NO_FALLBACK"})()
+# Outcomes that end a call at once whatever a predicate says.
+_NEVER_RETRY = (*predicates.NEVER_RETRY, pybreaker.CircuitBreakerError)
 
 #: What ``on=`` accepts: exception types, a tenacity retry object (sees results too), or a
 #: plain callable that receives the exception and returns True to retry it.
@@ -90,6 +96,12 @@ class Policy:
         on: Extra retry conditions, OR-ed with ``retry``: exception types, tenacity retry
             objects, or callables receiving the exception.
         retry: The preset's own retry predicate (a tenacity retry object).
+        breaker: A breaker name (``brace.breaker(name)``, created with defaults on first use)
+            or a ``pybreaker.CircuitBreaker``. Every attempt passes through it; only failures
+            the policy would retry count against it. Decorated functions only.
+        fallback: Returned instead of raising when retries are exhausted or the breaker is
+            open; a callable is called with the error. Bugs (errors the policy would not
+            retry) still raise. Decorated functions only.
 
     Raises:
         TypeError, ValueError: at construction, naming the bad parameter and its range.
@@ -102,6 +114,9 @@ class Policy:
     deadline: float = 20.0
     on: OnSpec | Sequence[OnSpec] = ()
     retry: tenacity.retry_base = predicates.transient
+    breaker: str | pybreaker.CircuitBreaker | None = None
+    # Fallback values need not be hashable: compared, but left out of the hash.
+    fallback: Any = dataclasses.field(default=NO_FALLBACK, hash=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.preset, str) or not self.preset:
@@ -112,6 +127,11 @@ class Policy:
         if not isinstance(self.retry, tenacity.retry_base):
             raise TypeError(f"retry= must be a tenacity retry object (tenacity.retry_base), "
                             f"got {self.retry!r}")
+        if self.breaker is not None and not (
+                (isinstance(self.breaker, str) and self.breaker)
+                or isinstance(self.breaker, pybreaker.CircuitBreaker)):
+            raise TypeError(f"breaker= must be a breaker name (non-empty str) or a "
+                            f"pybreaker.CircuitBreaker, got {self.breaker!r}")
         # Frozen: normalise through object.__setattr__ so equal configs hash equal.
         object.__setattr__(self, "initial", initial)
         object.__setattr__(self, "max_wait", max_wait)
@@ -123,6 +143,10 @@ class Policy:
     @functools.cached_property
     def predicate(self) -> tenacity.retry_base:
         """The full retry predicate: ``retry | on...``, behind the never-retry guard."""
+        return _Observed(self, self._retryable)
+
+    @functools.cached_property
+    def _retryable(self) -> tenacity.retry_base:
         combined = self.retry
         on: tuple[OnSpec, ...] = self.on  # type: ignore[assignment]
         types = tuple(item for item in on if isinstance(item, type))
@@ -133,7 +157,18 @@ class Policy:
                 combined = combined | item
             elif not isinstance(item, type):
                 combined = combined | tenacity.retry_if_exception(item)
-        return _Observed(self, combined)
+        return combined
+
+    def _counts(self, exc: BaseException | None, result: Any = None) -> bool:
+        """Return whether this policy retries the outcome: what breakers count, what falls back."""
+        if isinstance(exc, _NEVER_RETRY):
+            return False
+        state = tenacity.RetryCallState(self._sync_retrying, None, (), {})
+        if exc is None:
+            state.set_result(result)
+        else:
+            state.set_exception((type(exc), exc, exc.__traceback__))
+        return bool(self._retryable(state))
 
     @functools.cached_property
     def wait(self) -> tenacity.wait.wait_base:
@@ -194,14 +229,113 @@ class Policy:
         return Policy(**values)
 
     def __call__(self, fn: Callable[P, R], /) -> Retried[P, R]:
-        """Decorate ``fn`` (sync or async) so every call runs under this policy."""
+        """Decorate ``fn`` (sync or async) so every call runs under this policy.
+
+        Layers, outer to inner: fallback -> retry -> circuit breaker -> call.
+        """
         if isinstance(fn, tenacity.retry_base) or not callable(fn):
             raise TypeError(f"a policy decorates a function, got {fn!r}")
-        if _tenacity_utils.is_coroutine_callable(fn):
-            wrapped: Any = self._async_retrying.wraps(fn)
-        else:
-            wrapped = self._sync_retrying.wraps(fn)
+        is_async = _tenacity_utils.is_coroutine_callable(fn)
+        inner: Callable[..., Any] = fn
+        if self.breaker is not None:
+            inner = (self._gated_async if is_async else self._gated_sync)(fn, self.breaker)
+        retrying = self._async_retrying if is_async else self._sync_retrying
+        wrapped: Any = retrying.wraps(inner)
+        wrapped.__wrapped__ = fn
+        if self.fallback is not NO_FALLBACK:
+            wrapped = self._with_fallback(fn, wrapped, is_async)
         return wrapped  # type: ignore[no-any-return]
+
+    # -- circuit breaker: one gate per attempt, outside pybreaker's lock --------------------
+
+    def _gated_sync(self, fn: Callable[..., Any],
+                    spec: str | pybreaker.CircuitBreaker) -> Callable[..., Any]:
+        name = _tenacity_utils.get_callback_name(fn)
+
+        @functools.wraps(fn)
+        def attempt(*args: Any, **kwargs: Any) -> Any:
+            gate = _breakers.gate_for(spec)  # looked up per call: reset_breakers() forgets
+            trial = gate.enter(name)
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                self._record(gate, trial, exc, None)
+                raise
+            self._record(gate, trial, None, result)
+            return result
+
+        return attempt
+
+    def _gated_async(self, fn: Callable[..., Any],
+                     spec: str | pybreaker.CircuitBreaker) -> Callable[..., Any]:
+        name = _tenacity_utils.get_callback_name(fn)
+
+        @functools.wraps(fn)
+        async def attempt(*args: Any, **kwargs: Any) -> Any:
+            gate = _breakers.gate_for(spec)
+            trial = gate.enter(name)
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                self._record(gate, trial, exc, None)
+                raise
+            self._record(gate, trial, None, result)
+            return result
+
+        return attempt
+
+    def _record(self, gate: _breakers.Gate, trial: bool, exc: BaseException | None,
+                result: Any) -> None:
+        if isinstance(exc, predicates.NEVER_RETRY):
+            # Cancelled or interrupted: no verdict on the dependency, but a trial must end
+            # so the breaker can admit another one.
+            if trial:
+                gate.release()
+            return
+        if not self._counts(exc, result):
+            gate.record(trial, None)  # like pybreaker's `exclude`: counts as a success
+        elif exc is not None:
+            gate.record(trial, exc)
+        else:
+            gate.record(trial, _breakers.CountedResult(_events.describe_result(result)))
+
+    # -- fallback: the outermost layer ------------------------------------------------------
+
+    def _fallback_for(self, exc: BaseException) -> str | None:
+        if isinstance(exc, _breakers.CircuitOpenError):
+            return "breaker_open"
+        return "retries_exhausted" if self._counts(exc) else None
+
+    def _fallback_value(self, name: str, exc: BaseException, reason: str) -> Any:
+        _events.degraded(name, self.preset, reason, _events.describe_error(exc))
+        return self.fallback(exc) if callable(self.fallback) else self.fallback
+
+    def _with_fallback(self, fn: Callable[..., Any], retried: Any, is_async: bool) -> Any:
+        name = _tenacity_utils.get_callback_name(fn)
+        wrapper: Any
+        if is_async:
+            @functools.wraps(fn)
+            async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    return await retried(*args, **kwargs)
+                except Exception as exc:
+                    reason = self._fallback_for(exc)
+                    if reason is None:
+                        raise
+                    return self._fallback_value(name, exc, reason)
+        else:
+            @functools.wraps(fn)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    return retried(*args, **kwargs)
+                except Exception as exc:
+                    reason = self._fallback_for(exc)
+                    if reason is None:
+                        raise
+                    return self._fallback_value(name, exc, reason)
+        # One statistics dict, shared with tenacity's wrapper (tenacity issue 519).
+        wrapper.statistics = retried.statistics
+        return wrapper
 
     # -- event hooks -----------------------------------------------------------------------
 
@@ -238,7 +372,7 @@ class _Observed(tenacity.retry_base):
         outcome = retry_state.outcome
         assert outcome is not None
         exc = outcome.exception()
-        decision = not isinstance(exc, predicates.NEVER_RETRY) and bool(self.inner(retry_state))
+        decision = not isinstance(exc, _NEVER_RETRY) and bool(self.inner(retry_state))
         if not decision and retry_state.attempt_number > 1:
             name = retry_state.get_fn_name()
             elapsed = retry_state.seconds_since_start or 0.0

@@ -23,8 +23,12 @@ def seconds(value: object, name: str, *, allow_zero: bool = True) -> float:
     """Return ``value`` as a float if it is a finite number of seconds in range."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds, got {value!r}")
-    result = float(value)
     bound = ">= 0" if allow_zero else "> 0"
+    try:
+        result = float(value)
+    except OverflowError:  # an int too large for a float
+        raise ValueError(f"{name} must be a finite number of seconds {bound}, "
+                         f"got {value!r}") from None
     if not math.isfinite(result):
         raise ValueError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
     if result < 0 or (result == 0 and not allow_zero):

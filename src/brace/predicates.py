@@ -108,8 +108,10 @@ MYSQL_TRANSIENT_CODES = frozenset({
 # A PostgreSQL connection refused for credentials or configuration reports no SQLSTATE in
 # psycopg (same OperationalError as "connection refused"); only the message tells them apart.
 _PG_NOT_RETRYABLE_MESSAGE = re.compile(
-    r"password authentication failed|no pg_hba\.conf entry|role \S+ does not exist"
-    r"|database \S+ does not exist|authentication failed|SSL .*required",
+    r"password authentication failed|no pg_hba\.conf entry|authentication failed"
+    r"|role (?:\"[^\"]*\"|\S+) (?:does not exist|is not permitted to log in)"
+    r"|database (?:\"[^\"]*\"|\S+) does not exist|permission denied for database"
+    r"|SSL .*required",
     re.IGNORECASE,
 )
 _PG_DRIVERS = ("psycopg", "asyncpg")  # psycopg covers psycopg2 as well
