@@ -13,14 +13,20 @@ Every preset is a configured tenacity retryer; see README.md for the tour.
 from __future__ import annotations
 
 from brace import predicates, presets, stops, waits
-from brace._policy import Policy, Retried
+from brace._breakers import BreakerInfo, CircuitOpenError, breaker, breakers
+from brace._policy import NO_FALLBACK, Policy, Retried
 from brace.presets import Preset, background, database, http, interactive, llm, network
 
 __all__ = [
+    "NO_FALLBACK",
+    "BreakerInfo",
+    "CircuitOpenError",
     "Policy",
     "Preset",
     "Retried",
     "background",
+    "breaker",
+    "breakers",
     "database",
     "http",
     "interactive",

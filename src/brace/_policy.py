@@ -299,6 +299,11 @@ class Policy:
         else:
             gate.record(trial, _breakers.CountedResult(_events.describe_result(result)))
 
+    def _breaker_is_open(self) -> bool:
+        if self.breaker is None:
+            return False
+        return _breakers.gate_for(self.breaker).breaker.current_state == pybreaker.STATE_OPEN
+
     # -- fallback: the outermost layer ------------------------------------------------------
 
     def _fallback_for(self, exc: BaseException) -> str | None:
@@ -368,20 +373,32 @@ class _Observed(tenacity.retry_base):
         self.inner = inner
 
     def __call__(self, retry_state: RetryCallState) -> bool:
-        """Return the inner decision; never retry cancellation, interrupts or exits."""
+        """Return the inner decision; never retry cancellation, exits or an open breaker."""
         outcome = retry_state.outcome
         assert outcome is not None
         exc = outcome.exception()
-        decision = not isinstance(exc, _NEVER_RETRY) and bool(self.inner(retry_state))
-        if not decision and retry_state.attempt_number > 1:
+        reason = "not_retryable"
+        tripped = False  # this attempt's own failure met an open breaker
+        if isinstance(exc, _NEVER_RETRY):
+            decision = False
+            if isinstance(exc, pybreaker.CircuitBreakerError):
+                reason = "breaker_open"
+        else:
+            decision = bool(self.inner(retry_state))
+            if decision and self.policy._breaker_is_open():
+                # This attempt's failure tripped (or met) an open breaker: stop here with the
+                # real error instead of sleeping towards a certain rejection.
+                decision, reason, tripped = False, "breaker_open", True
+        # A first-attempt rejection is reported by `breaker.rejected` alone.
+        if not decision and (retry_state.attempt_number > 1 or tripped):
             name = retry_state.get_fn_name()
             elapsed = retry_state.seconds_since_start or 0.0
-            if exc is None:
+            if exc is None and reason == "not_retryable":
                 _events.retry_succeeded(name, self.policy.preset, retry_state.attempt_number,
                                         elapsed)
             else:
                 _events.retry_gave_up(name, self.policy.preset, retry_state.attempt_number,
-                                      elapsed, outcome, "not_retryable")
+                                      elapsed, outcome, reason)
         return decision
 
     def __repr__(self) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, overload
 
+import pybreaker
 import tenacity
 
 from brace import predicates
@@ -59,6 +60,8 @@ class Preset(Policy):
         deadline: float = ...,
         on: OnSpec | Sequence[OnSpec] = ...,
         retry: tenacity.retry_base = ...,
+        breaker: str | pybreaker.CircuitBreaker | None = ...,
+        fallback: Any = ...,
     ) -> Policy: ...
     def __call__(self, fn: Callable[..., Any] | None = None, /, **overrides: Any) -> Any:
         """Decorate ``fn`` with the defaults, or return a Policy with ``overrides``."""

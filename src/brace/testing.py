@@ -11,9 +11,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from brace import waits
+from brace import _breakers, waits
 
-__all__ = ["brace_no_waits", "no_waits"]
+__all__ = ["brace_no_waits", "brace_reset_breakers", "no_waits", "reset_breakers"]
 
 
 @contextlib.contextmanager
@@ -30,6 +30,15 @@ def no_waits() -> Iterator[None]:
         waits._exit_no_waits()
 
 
+def reset_breakers() -> None:
+    """Close every named breaker (shared Redis state included) and forget them.
+
+    A breaker tripped in one test then never fails the next one, and the next
+    ``brace.breaker(name, ...)`` may configure the name afresh.
+    """
+    _breakers.reset()
+
+
 try:
     import pytest
 except ImportError:  # pragma: no cover - brace works without pytest installed
@@ -41,3 +50,10 @@ else:
         """Pytest fixture: the test runs inside :func:`no_waits`."""
         with no_waits():
             yield
+
+    @pytest.fixture
+    def brace_reset_breakers() -> Iterator[None]:
+        """Pytest fixture: every named breaker is closed and forgotten before and after."""
+        reset_breakers()
+        yield
+        reset_breakers()
