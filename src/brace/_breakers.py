@@ -75,8 +75,9 @@ class _Listener(pybreaker.CircuitBreakerListener):
     def state_change(self, cb: pybreaker.CircuitBreaker,
                      old_state: pybreaker.CircuitBreakerState | None,
                      new_state: pybreaker.CircuitBreakerState) -> None:
-        _events.breaker_state_changed(cb.name or "<unnamed>",
-                                      old_state.name if old_state else None, new_state.name)
+        old = old_state.name if old_state else None
+        if old != new_state.name:  # close() on a closed breaker is no transition
+            _events.breaker_state_changed(cb.name or "<unnamed>", old, new_state.name)
 
 
 class _StorageErrorLog:
@@ -322,7 +323,7 @@ def breakers() -> dict[str, BreakerInfo]:
 def reset() -> None:
     """Close every named breaker (shared storage included) and forget them all."""
     with _registry_lock:
-        gates = list(_registry.values()) + list(_by_object.values())
+        gates = list(_registry.values())
         _registry.clear()
         _settings.clear()
     for gate in gates:

@@ -252,7 +252,7 @@ class Policy:
                     spec: str | pybreaker.CircuitBreaker) -> Callable[..., Any]:
         name = _tenacity_utils.get_callback_name(fn)
 
-        @functools.wraps(fn)
+        @_same_name(fn)
         def attempt(*args: Any, **kwargs: Any) -> Any:
             gate = _breakers.gate_for(spec)  # looked up per call: reset_breakers() forgets
             trial = gate.enter(name)
@@ -270,7 +270,7 @@ class Policy:
                      spec: str | pybreaker.CircuitBreaker) -> Callable[..., Any]:
         name = _tenacity_utils.get_callback_name(fn)
 
-        @functools.wraps(fn)
+        @_same_name(fn)
         async def attempt(*args: Any, **kwargs: Any) -> Any:
             gate = _breakers.gate_for(spec)
             trial = gate.enter(name)
@@ -358,6 +358,19 @@ class Policy:
                               retry_state.outcome, reason)
         assert retry_state.outcome is not None
         return retry_state.outcome.result()
+
+
+def _same_name(fn: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """functools.wraps, also for callable objects: events name the object's class."""
+
+    def decorate(inner: Callable[..., Any]) -> Callable[..., Any]:
+        functools.update_wrapper(inner, fn)
+        if not hasattr(fn, "__qualname__"):
+            inner.__qualname__ = type(fn).__qualname__
+            inner.__module__ = type(fn).__module__
+        return inner
+
+    return decorate
 
 
 class _Observed(tenacity.retry_base):
