@@ -13,6 +13,10 @@ EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.py"))
 EXPECTED = {
     "quickstart.py": ["retry.scheduled", "retry.succeeded", "retry.gave_up",
                       "fetch_quote() -> '42' after 3 attempts", "gave up with the real error"],
+    "breaker_fallback.py": ["breaker.state_changed", "breaker.rejected", "degraded",
+                            "request 4: {'EUR': 1.0, 'stale': True}",
+                            "the rates service saw 3 calls for 4 requests",
+                            "breaker exchange-rates: open"],
 }
 
 

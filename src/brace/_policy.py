@@ -309,7 +309,9 @@ class Policy:
     def _fallback_for(self, exc: BaseException) -> str | None:
         if isinstance(exc, _breakers.CircuitOpenError):
             return "breaker_open"
-        return "retries_exhausted" if self._counts(exc) else None
+        if not self._counts(exc):
+            return None  # a bug or a refusal the policy would not retry: it raises
+        return "breaker_open" if self._breaker_is_open() else "retries_exhausted"
 
     def _fallback_value(self, name: str, exc: BaseException, reason: str) -> Any:
         _events.degraded(name, self.preset, reason, _events.describe_error(exc))
