@@ -205,7 +205,8 @@ def test_tenacity_kwargs_behaves_like_the_decorator() -> None:
     kwargs = policy.tenacity_kwargs()
     assert {"retry", "wait", "stop", "before_sleep", "reraise"} <= set(kwargs)
     assert isinstance(kwargs["retry"], tenacity.retry_base)
-    assert isinstance(kwargs["wait"], tenacity.wait_random_exponential)
+    assert isinstance(kwargs["wait"], brace.waits.retry_after)
+    assert isinstance(kwargs["wait"].fallback, tenacity.wait_random_exponential)
     assert isinstance(kwargs["stop"], tenacity.stop.stop_base)
 
 

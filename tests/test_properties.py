@@ -280,6 +280,8 @@ def test_every_valid_configuration_builds(cfg: dict[str, Any]) -> None:
     assert policy.attempts == cfg["attempts"]
     assert policy.deadline == float(cfg["deadline"])
     assert isinstance(policy.stop, tenacity.stop.stop_base)
-    assert isinstance(policy.wait, tenacity.wait_random_exponential)
-    assert policy.wait.multiplier == cfg["initial"]
-    assert policy.wait.max == cfg["max_wait"]
+    assert isinstance(policy.wait, brace.waits.retry_after)
+    assert policy.wait.max == policy.max_wait
+    assert isinstance(policy.wait.fallback, tenacity.wait_random_exponential)
+    assert policy.wait.fallback.multiplier == cfg["initial"]
+    assert policy.wait.fallback.max == cfg["max_wait"]

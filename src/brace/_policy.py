@@ -8,6 +8,7 @@ as a decorator, as ``tenacity_kwargs()`` for ``tenacity.retry``, or as ``retryin
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 from collections.abc import Callable, Sequence
@@ -96,6 +97,14 @@ class Policy:
         on: Extra retry conditions, OR-ed with ``retry``: exception types, tenacity retry
             objects, or callables receiving the exception.
         retry: The preset's own retry predicate (a tenacity retry object).
+        statuses: HTTP statuses to retry, read from results and exceptions
+            (:class:`brace.predicates.status`); ints in 100-599.
+        idempotent_only: Never resend a non-idempotent HTTP request (POST, PATCH) unless it
+            carries an ``Idempotency-Key`` header or failed before it was sent.
+        attempt_timeout: Seconds one attempt may take (finite, > 0, <= deadline). Async
+            functions run each attempt under an asyncio timeout; brace's httpx transports
+            make it the request's timeout. Sync functions cannot be interrupted safely, so
+            it is a TypeError there: set the client's own timeout instead.
         breaker: A breaker name (``brace.breaker(name)``, created with defaults on first use)
             or a ``pybreaker.CircuitBreaker``. Every attempt passes through it; only failures
             the policy would retry count against it. Decorated functions only.
@@ -114,6 +123,9 @@ class Policy:
     deadline: float = 20.0
     on: OnSpec | Sequence[OnSpec] = ()
     retry: tenacity.retry_base = predicates.transient
+    statuses: Sequence[int] = ()
+    idempotent_only: bool = True
+    attempt_timeout: float | None = None
     breaker: str | pybreaker.CircuitBreaker | None = None
     # Fallback values need not be hashable: compared, but left out of the hash.
     fallback: Any = dataclasses.field(default=NO_FALLBACK, hash=False)
@@ -127,6 +139,17 @@ class Policy:
         if not isinstance(self.retry, tenacity.retry_base):
             raise TypeError(f"retry= must be a tenacity retry object (tenacity.retry_base), "
                             f"got {self.retry!r}")
+        statuses = tuple(sorted({predicates._check_status(code) for code in self.statuses}))
+        if not isinstance(self.idempotent_only, bool):
+            raise TypeError(f"idempotent_only must be a bool, got {self.idempotent_only!r}")
+        if self.attempt_timeout is not None:
+            timeout = _validate.seconds(self.attempt_timeout, "attempt_timeout",
+                                        allow_zero=False)
+            if timeout > deadline:
+                raise ValueError(f"attempt_timeout must be <= deadline ({deadline!r}), "
+                                 f"got {self.attempt_timeout!r}")
+            object.__setattr__(self, "attempt_timeout", timeout)
+        object.__setattr__(self, "statuses", statuses)
         if self.breaker is not None and not (
                 (isinstance(self.breaker, str) and self.breaker)
                 or isinstance(self.breaker, pybreaker.CircuitBreaker)):
@@ -148,6 +171,8 @@ class Policy:
     @functools.cached_property
     def _retryable(self) -> tenacity.retry_base:
         combined = self.retry
+        if self.statuses:
+            combined = combined | predicates.status(*self.statuses)
         on: tuple[OnSpec, ...] = self.on  # type: ignore[assignment]
         types = tuple(item for item in on if isinstance(item, type))
         if types:
@@ -157,6 +182,8 @@ class Policy:
                 combined = combined | item
             elif not isinstance(item, type):
                 combined = combined | tenacity.retry_if_exception(item)
+        if self.idempotent_only:
+            combined = combined & predicates.idempotent
         return combined
 
     def _counts(self, exc: BaseException | None, result: Any = None) -> bool:
@@ -172,8 +199,9 @@ class Policy:
 
     @functools.cached_property
     def wait(self) -> tenacity.wait.wait_base:
-        """The wait strategy: full-jitter exponential backoff (:func:`brace.waits.backoff`)."""
-        return waits.backoff(self.initial, self.max_wait)
+        """The wait strategy: the server's Retry-After, else full-jitter backoff, <= max_wait."""
+        return waits.retry_after(fallback=waits.backoff(self.initial, self.max_wait),
+                                 max=self.max_wait)
 
     @functools.cached_property
     def stop(self) -> tenacity.stop.stop_base:
@@ -237,14 +265,33 @@ class Policy:
             raise TypeError(f"a policy decorates a function, got {fn!r}")
         is_async = _tenacity_utils.is_coroutine_callable(fn)
         inner: Callable[..., Any] = fn
+        if self.attempt_timeout is not None:
+            if not is_async:
+                raise TypeError(
+                    f"attempt_timeout= cannot interrupt the sync function "
+                    f"{_tenacity_utils.get_callback_name(fn)}: set its client's own timeout "
+                    "(for example httpx.Client(timeout=...) or a driver's connect_timeout), "
+                    "or use brace's httpx client, which applies attempt_timeout per request")
+            inner = self._timed(fn, self.attempt_timeout)
         if self.breaker is not None:
-            inner = (self._gated_async if is_async else self._gated_sync)(fn, self.breaker)
+            inner = (self._gated_async if is_async else self._gated_sync)(inner, self.breaker)
         retrying = self._async_retrying if is_async else self._sync_retrying
         wrapped: Any = retrying.wraps(inner)
         wrapped.__wrapped__ = fn
         if self.fallback is not NO_FALLBACK:
             wrapped = self._with_fallback(fn, wrapped, is_async)
         return wrapped  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _timed(fn: Callable[..., Any], seconds: float) -> Callable[..., Any]:
+        @_same_name(fn)
+        async def attempt(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await asyncio.wait_for(fn(*args, **kwargs), seconds)
+            except asyncio.TimeoutError:  # not yet the builtin TimeoutError on 3.10
+                raise TimeoutError(f"attempt timed out after {seconds} s") from None
+
+        return attempt
 
     # -- circuit breaker: one gate per attempt, outside pybreaker's lock --------------------
 

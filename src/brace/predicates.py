@@ -16,7 +16,7 @@ import concurrent.futures
 import re
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import tenacity
 
@@ -24,10 +24,18 @@ if TYPE_CHECKING:
     from tenacity import RetryCallState
 
 __all__ = [
+    "IDEMPOTENT_METHODS",
     "NEVER_RETRY",
     "dbapi_transient",
+    "idempotent",
     "is_dbapi_transient",
+    "is_safe_to_resend",
     "is_transient",
+    "outcome_value",
+    "request_of",
+    "response_of",
+    "status",
+    "status_of",
     "transient",
 ]
 
@@ -190,3 +198,129 @@ class _ExceptionPredicate(tenacity.retry_if_exception):
 transient: tenacity.retry_base = _ExceptionPredicate("transient", is_transient)
 #: Retry what the database driver reports as transient (:func:`is_dbapi_transient`).
 dbapi_transient: tenacity.retry_base = _ExceptionPredicate("dbapi_transient", is_dbapi_transient)
+
+
+# --- HTTP ------------------------------------------------------------------------------------
+# Read by duck typing: an httpx.Response result, an httpx.HTTPStatusError, or any exception
+# that carries `status_code` or `response.status_code` (the openai and anthropic SDKs' errors),
+# without importing those libraries.
+
+
+def outcome_value(retry_state: RetryCallState) -> object:
+    """The exception an attempt raised, else the value it returned (None before any)."""
+    outcome = retry_state.outcome
+    if outcome is None:
+        return None
+    exc = outcome.exception()
+    return exc if exc is not None else outcome.result()
+
+
+def _int_status(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def status_of(value: object) -> int | None:
+    """The HTTP status a result or exception carries, or None."""
+    code = _int_status(getattr(value, "status_code", None))
+    if code is None:
+        code = _int_status(getattr(getattr(value, "response", None), "status_code", None))
+    return code
+
+
+def response_of(value: object) -> Any:
+    """The HTTP response a result or exception carries (anything with status and headers)."""
+    for candidate in (value, getattr(value, "response", None)):
+        if _int_status(getattr(candidate, "status_code", None)) is not None and hasattr(
+                candidate, "headers"):
+            return candidate
+    return None
+
+
+def request_of(value: object) -> Any:
+    """The HTTP request a response or exception carries, or None."""
+    for holder in (value, getattr(value, "response", None)):
+        if holder is None:
+            continue
+        try:  # httpx raises RuntimeError for a request that was never attached
+            request = getattr(holder, "request", None)
+        except RuntimeError:
+            continue
+        if request is not None and isinstance(getattr(request, "method", None), (str, bytes)):
+            return request
+    return None
+
+
+def _check_status(code: object) -> int:
+    if isinstance(code, bool) or not isinstance(code, int):
+        raise TypeError(f"status codes must be ints in 100-599, got {code!r}")
+    if not 100 <= code <= 599:
+        raise ValueError(f"status codes must be in 100-599, got {code!r}")
+    return code
+
+
+class status(tenacity.retry_base):  # lower case, as tenacity names its predicates
+    """Retry when the result or exception carries one of ``codes`` as its HTTP status.
+
+    Works on an ``httpx.Response`` result, an ``httpx.HTTPStatusError``, and any exception
+    with ``status_code`` or ``response.status_code`` (openai's and anthropic's errors).
+
+    Raises:
+        TypeError, ValueError: a code is not an int in 100-599.
+    """
+
+    def __init__(self, *codes: int) -> None:
+        self.codes = frozenset(_check_status(code) for code in codes)
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        """Return True when the outcome's status is one of the codes."""
+        return status_of(outcome_value(retry_state)) in self.codes
+
+    def __repr__(self) -> str:
+        return f"brace.predicates.status({', '.join(map(str, sorted(self.codes)))})"
+
+
+#: Methods safe to send twice (RFC 9110 section 9.2.2).
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+# Failures that happen before a request leaves the client: nothing reached the server.
+_NOT_SENT = ("ConnectError", "ConnectTimeout", "PoolTimeout")
+
+
+def _not_sent(value: object) -> bool:
+    if isinstance(value, ConnectionRefusedError):
+        return True
+    httpx = sys.modules.get("httpx")
+    return httpx is not None and isinstance(
+        value, tuple(getattr(httpx, name) for name in _NOT_SENT))
+
+
+def is_safe_to_resend(value: object) -> bool:
+    """False only for an HTTP request that must not be sent again.
+
+    That is a POST, PATCH (or other non-idempotent method) without an ``Idempotency-Key``
+    header whose failure may have reached the server. Outcomes that carry no request are
+    not HTTP and are always safe as far as this rule goes.
+    """
+    request = request_of(value)
+    if request is None:
+        return True
+    method = request.method.decode() if isinstance(request.method, bytes) else request.method
+    if method.upper() in IDEMPOTENT_METHODS:
+        return True
+    headers = getattr(request, "headers", None)
+    if headers is not None and headers.get("idempotency-key"):
+        return True
+    return _not_sent(value)
+
+
+class _Idempotent(tenacity.retry_base):
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        """Return True unless a retry would resend a non-idempotent request."""
+        return is_safe_to_resend(outcome_value(retry_state))
+
+    def __repr__(self) -> str:
+        return "brace.predicates.idempotent"
+
+
+#: AND this with other predicates: never resend a non-idempotent HTTP request (POST, PATCH)
+#: unless it carries an Idempotency-Key header or failed before it was sent.
+idempotent: tenacity.retry_base = _Idempotent()

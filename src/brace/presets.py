@@ -18,6 +18,7 @@ from brace import predicates
 from brace._policy import OnSpec, P, Policy, Retried
 
 __all__ = [
+    "HTTP_RETRY_STATUSES",
     "TABLE",
     "Preset",
     "background",
@@ -60,6 +61,9 @@ class Preset(Policy):
         deadline: float = ...,
         on: OnSpec | Sequence[OnSpec] = ...,
         retry: tenacity.retry_base = ...,
+        statuses: Sequence[int] = ...,
+        idempotent_only: bool = ...,
+        attempt_timeout: float | None = ...,
         breaker: str | pybreaker.CircuitBreaker | None = ...,
         fallback: Any = ...,
     ) -> Policy: ...
@@ -75,21 +79,28 @@ class Preset(Policy):
         return f"<brace preset {self.preset!r}: {self.summary}>"
 
 
+#: Statuses that mean "try again later": timeout, rate limit, server and gateway errors.
+HTTP_RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
+
 #: Defaults of every preset; ``summary`` is what ``python -m brace presets`` prints.
 TABLE: dict[str, dict[str, Any]] = {
     "network": dict(attempts=4, initial=0.1, max_wait=5.0, deadline=20.0,
                     retry=predicates.transient,
                     summary="any network call: connection errors and timeouts"),
     "http": dict(attempts=4, initial=0.2, max_wait=10.0, deadline=30.0,
-                 retry=predicates.transient,
-                 summary="HTTP APIs: transient errors (status codes and Retry-After: httpx layer)"),
+                 retry=predicates.transient, statuses=HTTP_RETRY_STATUSES,
+                 summary="HTTP APIs: transient errors, 408/429/5xx, honours Retry-After; "
+                         "only requests that are safe to resend"),
     "database": dict(attempts=5, initial=0.05, max_wait=2.0, deadline=10.0,
                      retry=predicates.dbapi_transient,
                      summary="whole transactions: lost connections, serialization failures, "
                              "deadlocks, lock timeouts"),
     "llm": dict(attempts=5, initial=1.0, max_wait=30.0, deadline=300.0,
-                retry=predicates.transient,
-                summary="LLM provider APIs: slow, rate-limited, overloaded"),
+                retry=predicates.transient, statuses=(*HTTP_RETRY_STATUSES, 529),
+                # A completion POST may be resent: it has no effect beyond its cost, and a
+                # 429/529 means it was not processed.
+                idempotent_only=False,
+                summary="LLM provider APIs: slow, rate-limited (429), overloaded (529)"),
     "interactive": dict(attempts=2, initial=0.05, max_wait=0.25, deadline=1.0,
                         retry=predicates.transient,
                         summary="a user is waiting: one quick retry, then fail"),

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import tenacity
 
-from brace import _validate, waits
+from brace import _validate, predicates, waits
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
@@ -18,8 +18,10 @@ class deadline(tenacity.stop_before_delay):  # lower case, as tenacity names its
     """Give up rather than begin a sleep that would end past ``seconds`` after the first call.
 
     This is tenacity's ``stop_before_delay`` (``stop_after_delay`` overshoots by the last
-    sleep). Inside :func:`brace.testing.no_waits` the sleeps that were skipped still count
-    against the deadline, so a test sees the same attempts a real run would make.
+    sleep). A server's Retry-After counts in full even where the wait caps it: if the server
+    will not be ready before the deadline, retrying is pointless. Inside
+    :func:`brace.testing.no_waits` the sleeps that were skipped still count against the
+    deadline, so a test sees the same attempts a real run would make.
     """
 
     def __init__(self, seconds: float) -> None:
@@ -30,7 +32,11 @@ class deadline(tenacity.stop_before_delay):  # lower case, as tenacity names its
         elapsed = retry_state.seconds_since_start or 0.0
         if waits.waits_disabled():
             elapsed += retry_state.idle_for
-        return elapsed + retry_state.upcoming_sleep >= self.max_delay
+        upcoming = retry_state.upcoming_sleep
+        asked = waits.server_delay(predicates.outcome_value(retry_state))
+        if asked is not None:
+            upcoming = max(upcoming, asked)
+        return elapsed + upcoming >= self.max_delay
 
     def __repr__(self) -> str:
         return f"brace.stops.deadline({self.max_delay!r})"

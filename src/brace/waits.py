@@ -9,13 +9,20 @@ waits, attempts and events stay exactly what they would be.
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import math
 import time
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 import tenacity
 
-from brace import _validate
+from brace import _validate, predicates
 
-__all__ = ["async_sleep", "backoff", "sleep", "waits_disabled"]
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
+
+__all__ = ["async_sleep", "backoff", "retry_after", "server_delay", "sleep", "waits_disabled"]
 
 # Depth of nested no_waits() blocks; a plain int so every thread and event loop sees it.
 _no_waits_depth = 0
@@ -50,6 +57,73 @@ def backoff(initial: float = 0.1, max: float = 5.0) -> tenacity.wait_random_expo
     """
     low, high = _validate.wait_range(initial, max, "max")
     return tenacity.wait_random_exponential(multiplier=low, max=high)
+
+
+def _parse_delay(value: str, unit: float) -> float | None:
+    try:
+        seconds = float(value) * unit
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def server_delay(value: object) -> float | None:
+    """Seconds a response (or an exception carrying one) asks the client to wait, or None.
+
+    Reads ``retry-after-ms`` (milliseconds, sent by OpenAI) and ``Retry-After`` (seconds or
+    an HTTP-date). Garbage, negative and non-finite values count as absent.
+    """
+    response = predicates.response_of(value)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        delay = _parse_delay(millis, 0.001)
+        if delay is not None:
+            return delay
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    delay = _parse_delay(raw, 1.0)
+    if delay is not None:
+        return delay
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # HTTP-dates are GMT
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+class retry_after(tenacity.wait.wait_base):  # lower case, as tenacity names its waits
+    """Wait what the server asked for (Retry-After), else what ``fallback`` computes.
+
+    The server's delay is capped at ``max`` seconds. A delay longer than what is left of the
+    deadline makes :func:`brace.stops.deadline` give up at once instead of sleeping.
+
+    Raises:
+        TypeError, ValueError: ``fallback`` is not a tenacity wait, or ``max`` is not a finite
+            number of seconds >= 0.
+    """
+
+    def __init__(self, fallback: tenacity.wait.wait_base | None = None,
+                 max: float | None = None) -> None:
+        if fallback is not None and not isinstance(fallback, tenacity.wait.wait_base):
+            raise TypeError(f"fallback= must be a tenacity wait, got {fallback!r}")
+        self.fallback = fallback if fallback is not None else backoff()
+        self.max = None if max is None else _validate.seconds(max, "max")
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        """Return the server's delay (capped) or the fallback wait."""
+        delay = server_delay(predicates.outcome_value(retry_state))
+        if delay is None:
+            return float(self.fallback(retry_state))
+        return delay if self.max is None else min(delay, self.max)
+
+    def __repr__(self) -> str:
+        return f"brace.waits.retry_after(fallback={self.fallback!r}, max={self.max!r})"
 
 
 def sleep(seconds: float) -> None:
