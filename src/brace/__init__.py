@@ -12,6 +12,8 @@ Every preset is a configured tenacity retryer; see README.md for the tour.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from brace import predicates, presets, stops, waits
 from brace._breakers import BreakerInfo, CircuitOpenError, breaker, breakers
 from brace._policy import NO_FALLBACK, Policy, Retried
@@ -19,11 +21,13 @@ from brace.presets import Preset, background, database, http, interactive, llm, 
 
 __all__ = [
     "NO_FALLBACK",
+    "AsyncRetryTransport",
     "BreakerInfo",
     "CircuitOpenError",
     "Policy",
     "Preset",
     "Retried",
+    "RetryTransport",
     "background",
     "breaker",
     "breakers",
@@ -39,3 +43,15 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from brace._transport import AsyncRetryTransport, RetryTransport
+
+
+def __getattr__(name: str) -> Any:
+    # The transports import httpx: load them on first use, keeping `import brace` light.
+    if name in ("RetryTransport", "AsyncRetryTransport"):
+        from brace import _transport
+
+        return getattr(_transport, name)
+    raise AttributeError(f"module 'brace' has no attribute {name!r}")

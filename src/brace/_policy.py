@@ -21,6 +21,7 @@ from tenacity import _utils as _tenacity_utils
 from brace import _breakers, _events, _validate, predicates, stops, waits
 
 if TYPE_CHECKING:
+    import httpx
     from tenacity import RetryCallState
 
 P = ParamSpec("P")
@@ -170,6 +171,14 @@ class Policy:
 
     @functools.cached_property
     def _retryable(self) -> tenacity.retry_base:
+        # What tenacity retries: a failure, unless resending the request would be unsafe.
+        if self.idempotent_only:
+            return self._failure & predicates.idempotent
+        return self._failure
+
+    @functools.cached_property
+    def _failure(self) -> tenacity.retry_base:
+        # A transient failure of the dependency: what breakers count and fallbacks cover.
         combined = self.retry
         if self.statuses:
             combined = combined | predicates.status(*self.statuses)
@@ -182,12 +191,14 @@ class Policy:
                 combined = combined | item
             elif not isinstance(item, type):
                 combined = combined | tenacity.retry_if_exception(item)
-        if self.idempotent_only:
-            combined = combined & predicates.idempotent
         return combined
 
     def _counts(self, exc: BaseException | None, result: Any = None) -> bool:
-        """Return whether this policy retries the outcome: what breakers count, what falls back."""
+        """Return whether the outcome is a transient failure (breakers count, fallbacks cover).
+
+        Unlike the retry decision this ignores idempotency: a 503 to a POST is a failure of
+        the dependency even though the POST is not resent.
+        """
         if isinstance(exc, _NEVER_RETRY):
             return False
         state = tenacity.RetryCallState(self._sync_retrying, None, (), {})
@@ -195,7 +206,7 @@ class Policy:
             state.set_result(result)
         else:
             state.set_exception((type(exc), exc, exc.__traceback__))
-        return bool(self._retryable(state))
+        return bool(self._failure(state))
 
     @functools.cached_property
     def wait(self) -> tenacity.wait.wait_base:
@@ -244,6 +255,25 @@ class Policy:
     def async_retrying(self, **overrides: Any) -> tenacity.AsyncRetrying:
         """A fresh ``tenacity.AsyncRetrying`` for ``async for attempt in ...`` blocks."""
         return self._async_retrying.copy(**overrides)
+
+    def client(self, **httpx_kwargs: Any) -> httpx.Client:
+        """An ``httpx.Client`` whose every request goes through this policy.
+
+        ``httpx_kwargs`` go to ``httpx.Client`` (``base_url=``, ``timeout=``, ``proxy=``,
+        ``verify=``, ``limits=``, ``mounts=``, ...); every transport the client would use,
+        proxies from the environment included, is wrapped in :class:`brace.RetryTransport`.
+        ``breaker_per_host=True`` gives each host its own breaker, named
+        ``"{breaker}:{host}"`` (``breaker`` defaults to the preset's name).
+        """
+        from brace import _transport  # httpx only when used
+
+        return _transport.client(self, **httpx_kwargs)
+
+    def async_client(self, **httpx_kwargs: Any) -> httpx.AsyncClient:
+        """An ``httpx.AsyncClient`` whose every request goes through this policy."""
+        from brace import _transport
+
+        return _transport.async_client(self, **httpx_kwargs)
 
     def replace(self, **overrides: Any) -> Policy:
         """Return a new Policy with ``overrides`` applied; this one is unchanged."""
@@ -301,15 +331,7 @@ class Policy:
 
         @_same_name(fn)
         def attempt(*args: Any, **kwargs: Any) -> Any:
-            gate = _breakers.gate_for(spec)  # looked up per call: reset_breakers() forgets
-            trial = gate.enter(name)
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:
-                self._record(gate, trial, exc, None)
-                raise
-            self._record(gate, trial, None, result)
-            return result
+            return self._call_gated(spec, name, fn, *args, **kwargs)
 
         return attempt
 
@@ -319,17 +341,35 @@ class Policy:
 
         @_same_name(fn)
         async def attempt(*args: Any, **kwargs: Any) -> Any:
-            gate = _breakers.gate_for(spec)
-            trial = gate.enter(name)
-            try:
-                result = await fn(*args, **kwargs)
-            except BaseException as exc:
-                self._record(gate, trial, exc, None)
-                raise
-            self._record(gate, trial, None, result)
-            return result
+            return await self._acall_gated(spec, name, fn, *args, **kwargs)
 
         return attempt
+
+    def _call_gated(self, spec: str | pybreaker.CircuitBreaker, name: str,
+                    fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """One attempt through the breaker: gate, call outside pybreaker's lock, record."""
+        gate = _breakers.gate_for(spec)  # looked up per call: reset_breakers() forgets
+        trial = gate.enter(name)
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            self._record(gate, trial, exc, None)
+            raise
+        self._record(gate, trial, None, result)
+        return result
+
+    async def _acall_gated(self, spec: str | pybreaker.CircuitBreaker, name: str,
+                           fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """The async twin of :meth:`_call_gated`."""
+        gate = _breakers.gate_for(spec)
+        trial = gate.enter(name)
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            self._record(gate, trial, exc, None)
+            raise
+        self._record(gate, trial, None, result)
+        return result
 
     def _record(self, gate: _breakers.Gate, trial: bool, exc: BaseException | None,
                 result: Any) -> None:

@@ -1,0 +1,221 @@
+"""httpx transports that send every request through a policy.
+
+A transport is httpx's own extension point: wrapping ``HTTPTransport`` keeps connection
+pooling, proxies, TLS and HTTP/2 httpx's, and retries happen below redirects, auth and
+cookies, once per request. Imported lazily, so ``import brace`` does not import httpx.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from brace import _events
+from brace._policy import Policy
+
+__all__ = ["AsyncRetryTransport", "RetryTransport", "async_client", "client"]
+
+_TIMEOUT_KEYS = ("connect", "read", "write", "pool")
+
+
+def _default_policy() -> Policy:
+    from brace import presets
+
+    return presets.http
+
+
+def _check_policy(policy: object) -> Policy:
+    if policy is None:
+        return _default_policy()
+    if not isinstance(policy, Policy):
+        raise TypeError(f"policy= must be a brace.Policy (such as brace.http), got {policy!r}")
+    return policy
+
+
+def _describe(request: httpx.Request) -> str:
+    # What events call this request: method and URL, userinfo and secrets redacted.
+    return _events.redact(f"{request.method} {request.url}")
+
+
+def _replayable(request: httpx.Request) -> bool:
+    # A streamed upload (generator, file iterator) can be sent once only.
+    return isinstance(request.stream, httpx.ByteStream)
+
+
+def _bound_timeouts(request: httpx.Request, policy: Policy, original: Any,
+                    started: float) -> None:
+    """Give this attempt at most attempt_timeout and what is left of the deadline."""
+    left = max(0.001, policy.deadline - (time.monotonic() - started))
+    limit = left if policy.attempt_timeout is None else min(policy.attempt_timeout, left)
+    base = original if isinstance(original, dict) else {}
+    timeout = {}
+    for key in _TIMEOUT_KEYS:
+        value = base.get(key)
+        timeout[key] = limit if value is None else min(float(value), limit)
+    request.extensions = {**request.extensions, "timeout": timeout}
+
+
+def _attach(request: httpx.Request, outcome: httpx.Response | BaseException) -> None:
+    # httpx's Client attaches the request to responses and errors above the transport; the
+    # idempotency rule needs it here already, to know the method.
+    if isinstance(outcome, (httpx.Response, httpx.RequestError)):
+        try:
+            outcome.request  # noqa: B018  (raises when unset)
+        except RuntimeError:
+            outcome.request = request
+
+
+class _Base:
+    def __init__(self, policy: Policy | None, breaker_per_host: bool) -> None:
+        self.policy = _check_policy(policy)
+        if not isinstance(breaker_per_host, bool):
+            raise TypeError(f"breaker_per_host must be a bool, got {breaker_per_host!r}")
+        if breaker_per_host and self.policy.breaker is not None and not isinstance(
+                self.policy.breaker, str):
+            raise TypeError("breaker_per_host=True needs the policy's breaker to be a name")
+        self.breaker_per_host = breaker_per_host
+
+    def _breaker_for(self, request: httpx.Request) -> Any:
+        if self.breaker_per_host:
+            return f"{self.policy.breaker or self.policy.preset}:{request.url.host}"
+        return self.policy.breaker
+
+
+class RetryTransport(_Base, httpx.BaseTransport):
+    """An ``httpx.BaseTransport`` that retries each request under a policy.
+
+    ``httpx.Client(transport=brace.RetryTransport(policy=brace.http(deadline=10)))`` retries
+    every request of the client: statuses and Retry-After as the policy says, idempotent
+    methods only (POST/PATCH with an ``Idempotency-Key`` header or when nothing was sent),
+    each attempt's timeouts bounded by ``attempt_timeout`` and the deadline. A retried
+    response is closed before the next attempt; when retries run out on a status, the last
+    response is returned. Requests with a streamed (non-replayable) body get one attempt.
+
+    Args:
+        policy: The policy (default ``brace.http``).
+        transport: The transport to wrap (default a new ``httpx.HTTPTransport()``).
+        breaker_per_host: One breaker per host instead of the policy's single breaker.
+    """
+
+    def __init__(self, policy: Policy | None = None, transport: httpx.BaseTransport | None = None,
+                 *, breaker_per_host: bool = False) -> None:
+        super().__init__(policy, breaker_per_host)
+        self.transport = transport if transport is not None else httpx.HTTPTransport()
+
+    def _send(self, request: httpx.Request) -> httpx.Response:
+        try:
+            response = self.transport.handle_request(request)
+        except BaseException as exc:
+            _attach(request, exc)
+            raise
+        _attach(request, response)
+        return response
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request``, retrying it as the policy says."""
+        if not _replayable(request):
+            return self.transport.handle_request(request)
+        name = _describe(request)
+        breaker = self._breaker_for(request)
+        original, started = request.extensions.get("timeout"), time.monotonic()
+        response: httpx.Response | None = None
+        for attempt in self.policy.retrying(name=name):
+            if response is not None:  # retried: free its connection before the next try
+                response.close()
+                response = None
+            with attempt:
+                _bound_timeouts(request, self.policy, original, started)
+                if breaker is None:
+                    response = self._send(request)
+                else:
+                    response = self.policy._call_gated(breaker, name, self._send, request)
+            outcome = attempt.retry_state.outcome
+            if outcome is not None and not outcome.failed:
+                attempt.retry_state.set_result(response)  # let predicates see the response
+        assert response is not None
+        return response
+
+    def close(self) -> None:
+        """Close the wrapped transport."""
+        self.transport.close()
+
+
+class AsyncRetryTransport(_Base, httpx.AsyncBaseTransport):
+    """The ``httpx.AsyncBaseTransport`` twin of :class:`RetryTransport`."""
+
+    def __init__(self, policy: Policy | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 *, breaker_per_host: bool = False) -> None:
+        super().__init__(policy, breaker_per_host)
+        self.transport = transport if transport is not None else httpx.AsyncHTTPTransport()
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        try:
+            response = await self.transport.handle_async_request(request)
+        except BaseException as exc:
+            _attach(request, exc)
+            raise
+        _attach(request, response)
+        return response
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request``, retrying it as the policy says."""
+        if not _replayable(request):
+            return await self.transport.handle_async_request(request)
+        name = _describe(request)
+        breaker = self._breaker_for(request)
+        original, started = request.extensions.get("timeout"), time.monotonic()
+        response: httpx.Response | None = None
+        async for attempt in self.policy.async_retrying(name=name):
+            if response is not None:
+                await response.aclose()
+                response = None
+            with attempt:
+                _bound_timeouts(request, self.policy, original, started)
+                if breaker is None:
+                    response = await self._send(request)
+                else:
+                    response = await self.policy._acall_gated(breaker, name, self._send,
+                                                              request)
+            outcome = attempt.retry_state.outcome
+            if outcome is not None and not outcome.failed:
+                attempt.retry_state.set_result(response)
+        assert response is not None
+        return response
+
+    async def aclose(self) -> None:
+        """Close the wrapped transport."""
+        await self.transport.aclose()
+
+
+def _wrap_client_transports(http_client: Any, wrap: Callable[[Any], Any]) -> None:
+    # httpx bypasses a custom `transport=` for proxied URLs (it builds proxy transports into
+    # its mounts) and ignores environment proxies once a transport is given. So let httpx
+    # build every transport from the user's settings, then wrap each one.
+    if not hasattr(http_client, "_transport") or not hasattr(http_client, "_mounts"):
+        raise RuntimeError("this httpx version keeps its transports elsewhere; use "
+                           "httpx.Client(transport=brace.RetryTransport(...)) instead")
+    http_client._transport = wrap(http_client._transport)
+    http_client._mounts = {pattern: None if mounted is None else wrap(mounted)
+                           for pattern, mounted in http_client._mounts.items()}
+
+
+def client(policy: Policy, *, breaker_per_host: bool = False,
+           **httpx_kwargs: Any) -> httpx.Client:
+    """An ``httpx.Client`` whose every transport is wrapped in :class:`RetryTransport`."""
+    http_client = httpx.Client(**httpx_kwargs)
+    _wrap_client_transports(http_client, lambda transport: RetryTransport(
+        policy, transport, breaker_per_host=breaker_per_host))
+    return http_client
+
+
+def async_client(policy: Policy, *, breaker_per_host: bool = False,
+                 **httpx_kwargs: Any) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` whose every transport is wrapped in :class:`AsyncRetryTransport`."""
+    http_client = httpx.AsyncClient(**httpx_kwargs)
+    _wrap_client_transports(http_client, lambda transport: AsyncRetryTransport(
+        policy, transport, breaker_per_host=breaker_per_host))
+    return http_client
