@@ -17,6 +17,10 @@ EXPECTED = {
                             "request 4: {'EUR': 1.0, 'stale': True}",
                             "the rates service saw 3 calls for 4 requests",
                             "breaker exchange-rates: open"],
+    "http_client.py": ["GET /greeting -> 200 'hello'", "POST /orders without a key -> 503",
+                       "POST /payments with a key -> 200",
+                       "'GET /greeting': 3, 'POST /orders': 1, 'POST /payments': 3",
+                       "retry.succeeded"],
 }
 
 

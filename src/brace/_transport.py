@@ -58,6 +58,36 @@ def _bound_timeouts(request: httpx.Request, policy: Policy, original: Any,
     request.extensions = {**request.extensions, "timeout": timeout}
 
 
+# A retried response's body is read (so its connection returns to the pool) when it is at
+# most this big; a larger or unsized body is dropped with its connection.
+_DRAIN_LIMIT = 64 * 1024
+
+
+def _drainable(response: httpx.Response) -> bool:
+    length = response.headers.get("content-length")
+    return length is not None and length.isdigit() and int(length) <= _DRAIN_LIMIT
+
+
+def _discard(response: httpx.Response) -> None:
+    try:
+        if _drainable(response):
+            response.read()
+    except httpx.HTTPError:
+        pass  # a broken body only costs its connection
+    finally:
+        response.close()
+
+
+async def _adiscard(response: httpx.Response) -> None:
+    try:
+        if _drainable(response):
+            await response.aread()
+    except httpx.HTTPError:
+        pass
+    finally:
+        await response.aclose()
+
+
 def _attach(request: httpx.Request, outcome: httpx.Response | BaseException) -> None:
     # httpx's Client attaches the request to responses and errors above the transport; the
     # idempotency rule needs it here already, to know the method.
@@ -124,7 +154,7 @@ class RetryTransport(_Base, httpx.BaseTransport):
         response: httpx.Response | None = None
         for attempt in self.policy.retrying(name=name):
             if response is not None:  # retried: free its connection before the next try
-                response.close()
+                _discard(response)
                 response = None
             with attempt:
                 _bound_timeouts(request, self.policy, original, started)
@@ -171,7 +201,7 @@ class AsyncRetryTransport(_Base, httpx.AsyncBaseTransport):
         response: httpx.Response | None = None
         async for attempt in self.policy.async_retrying(name=name):
             if response is not None:
-                await response.aclose()
+                await _adiscard(response)
                 response = None
             with attempt:
                 _bound_timeouts(request, self.policy, original, started)
