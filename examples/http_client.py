@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import brace
 
@@ -16,7 +17,7 @@ class FlakyHandler(BaseHTTPRequestHandler):
     """503 (Retry-After: 0) for the first two requests of each path, then 200."""
 
     protocol_version = "HTTP/1.1"
-    seen: dict[str, int] = {}
+    seen: ClassVar[dict[str, int]] = {}
 
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
