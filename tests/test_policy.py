@@ -307,3 +307,25 @@ def test_decorating_a_non_function_is_a_type_error() -> None:
         brace.network()(42)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         brace.network()(brace.predicates.transient)  # type: ignore[arg-type]
+
+
+def test_async_attempt_timeout_times_out_each_attempt_and_retries() -> None:
+    calls = 0
+
+    @brace.network(attempts=3, attempt_timeout=0.05)
+    async def slow_then_fast() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            await asyncio.sleep(10)  # cut off after 0.05 s
+        return "fast"
+
+    assert asyncio.run(slow_then_fast()) == "fast"
+    assert calls == 3
+
+    @brace.network(attempts=2, attempt_timeout=0.05)
+    async def hangs() -> None:
+        await asyncio.sleep(10)
+
+    with pytest.raises(TimeoutError, match="attempt timed out after 0.05 s"):
+        asyncio.run(hangs())
