@@ -9,6 +9,8 @@ from collections.abc import Iterator
 import pytest
 import tenacity
 
+from tests.fault_server import fault_server  # noqa: F401  (fixture)
+
 
 class VirtualClock:
     """A monotonic clock that only moves when a test says so."""

@@ -327,5 +327,5 @@ def test_async_attempt_timeout_times_out_each_attempt_and_retries() -> None:
     async def hangs() -> None:
         await asyncio.sleep(10)
 
-    with pytest.raises(TimeoutError, match="attempt timed out after 0.05 s"):
+    with pytest.raises(TimeoutError, match=r"attempt timed out after 0\.05 s"):
         asyncio.run(hangs())
