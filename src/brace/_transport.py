@@ -88,6 +88,44 @@ async def _adiscard(response: httpx.Response) -> None:
         await response.aclose()
 
 
+# A response body of at most this many bytes (by Content-Length) is read inside the attempt,
+# so a connection reset mid-body is retried like any other transient error; larger or
+# unsized bodies stream to the caller, and an error while streaming them is the caller's.
+BUFFER_LIMIT = 1024 * 1024
+
+
+def _bufferable(response: httpx.Response) -> bool:
+    length = response.headers.get("content-length")
+    return length is not None and length.isdigit() and int(length) <= BUFFER_LIMIT
+
+
+def _rebuilt(response: httpx.Response, raw: bytes) -> httpx.Response:
+    # The raw (still content-encoded) bytes in a fresh stream: the caller decodes, streams
+    # and reads them exactly as if they came from the network.
+    return httpx.Response(response.status_code, headers=response.headers,
+                          stream=httpx.ByteStream(raw), extensions=response.extensions)
+
+
+def _buffer(response: httpx.Response) -> httpx.Response:
+    if not _bufferable(response):
+        return response
+    try:
+        raw = b"".join(response.iter_raw())
+    finally:
+        response.close()
+    return _rebuilt(response, raw)
+
+
+async def _abuffer(response: httpx.Response) -> httpx.Response:
+    if not _bufferable(response):
+        return response
+    try:
+        raw = b"".join([chunk async for chunk in response.aiter_raw()])
+    finally:
+        await response.aclose()
+    return _rebuilt(response, raw)
+
+
 def _attach(request: httpx.Request, outcome: httpx.Response | BaseException) -> None:
     # httpx's Client attaches the request to responses and errors above the transport; the
     # idempotency rule needs it here already, to know the method.
@@ -137,7 +175,7 @@ class RetryTransport(_Base, httpx.BaseTransport):
 
     def _send(self, request: httpx.Request) -> httpx.Response:
         try:
-            response = self.transport.handle_request(request)
+            response = _buffer(self.transport.handle_request(request))
         except BaseException as exc:
             _attach(request, exc)
             raise
@@ -184,7 +222,7 @@ class AsyncRetryTransport(_Base, httpx.AsyncBaseTransport):
 
     async def _send(self, request: httpx.Request) -> httpx.Response:
         try:
-            response = await self.transport.handle_async_request(request)
+            response = await _abuffer(await self.transport.handle_async_request(request))
         except BaseException as exc:
             _attach(request, exc)
             raise
