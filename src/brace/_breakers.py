@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta, timezone
@@ -34,6 +35,9 @@ __all__ = [
 _UTC = timezone.utc
 #: Seconds Redis may take per operation before the breaker falls back (see README).
 REDIS_TIMEOUT_S = 0.25
+#: After a Redis error, storage calls fail at once for this long instead of each waiting
+#: for its own timeout: a frozen Redis must not cost every call several timeouts.
+REDIS_COOLDOWN_S = 1.0
 
 
 def _utcnow() -> datetime:
@@ -90,14 +94,47 @@ class _StorageErrorLog:
         _events.breaker_storage_error(self.breaker, message, sys.exc_info()[1])
 
 
+class _CoolingRedis:
+    """A Redis client stand-in that, after an error, fails fast for REDIS_COOLDOWN_S.
+
+    pybreaker makes several Redis calls per guarded call; each would otherwise wait out
+    its socket timeout against a Redis that accepts connections but never answers.
+    """
+
+    def __init__(self, client: Any) -> None:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import RedisError
+
+        self._client = client
+        self._errors: tuple[type[BaseException], ...] = (RedisError,)
+        self._unavailable = RedisConnectionError
+        self._retry_at = 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+        if not callable(method):
+            return method
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if time.monotonic() < self._retry_at:
+                raise self._unavailable("Redis unavailable (cooling down after an error)")
+            try:
+                return method(*args, **kwargs)
+            except self._errors:
+                self._retry_at = time.monotonic() + REDIS_COOLDOWN_S
+                raise
+
+        return call
+
+
 class _RedisStorage(pybreaker.CircuitRedisStorage):
     """pybreaker's Redis storage, reporting errors as ``breaker.storage_error`` events."""
 
     def __init__(self, name: str, client: Any, fallback_state: str) -> None:
         # pybreaker logs Redis errors through `self.logger.exception`; route them to events.
         self.logger = _StorageErrorLog(name)  # type: ignore[assignment]
-        super().__init__(pybreaker.STATE_CLOSED, client, namespace=f"brace:{name}",
-                         fallback_circuit_state=fallback_state)
+        super().__init__(pybreaker.STATE_CLOSED, _CoolingRedis(client),  # type: ignore[arg-type]
+                         namespace=f"brace:{name}", fallback_circuit_state=fallback_state)
 
     def _initialize_redis_state(self, state: str) -> None:
         # pybreaker lets a Redis error here escape the constructor; a breaker must not crash
@@ -162,6 +199,12 @@ class Gate:
             if state == pybreaker.STATE_CLOSED:
                 return False
             if state == pybreaker.STATE_OPEN:
+                storage = self.breaker._state_storage
+                if storage.opened_at is None:
+                    # Open without an opening time: Redis is unreachable and its fallback
+                    # state is "open", or the keys were reset. Start the clock; fail fast.
+                    storage.opened_at = _utcnow()
+                    self._reject(callable_name, self.breaker.reset_timeout)
                 remaining = self.remaining_open()
                 if remaining > 0:
                     self._reject(callable_name, remaining)
