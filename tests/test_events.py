@@ -137,6 +137,11 @@ def test_events_from_tenacity_kwargs_and_retrying_blocks() -> None:
     assert [e["callable"] for e in logs] == ["sync-orders", "sync-orders"]
 
 
+def test_redaction_keeps_harmless_query_values() -> None:
+    redacted = _events.redact("GET http://127.0.0.1/x?token=abc&api_key=k1&page=2&sort=name")
+    assert redacted == "GET http://127.0.0.1/x?token=***&api_key=***&page=2&sort=name"
+
+
 @pytest.mark.parametrize(
     ("raw", "secret"),
     [

@@ -9,8 +9,12 @@ as a decorator, as ``tenacity_kwargs()`` for ``tenacity.retry``, or as ``retryin
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import functools
+import os
+import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast, overload
 
@@ -27,10 +31,74 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
-__all__ = ["NO_FALLBACK", "OnSpec", "Policy", "Retried"]
+__all__ = ["NO_FALLBACK", "OnSpec", "Policy", "Retried", "is_active", "set_active"]
 
 #: The ``fallback`` default: no fallback, errors propagate. (None is a valid fallback value.)
 NO_FALLBACK: Any = type("NoFallback", (), {"__repr__": lambda self: "NO_FALLBACK"})()
+# When the current async call must end (time.monotonic()), for the attempts inside it.
+_call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "brace_call_deadline", default=None)
+
+
+class _Expired(Exception):
+    """brace's own attempt timeout fired (not a TimeoutError of the user's code)."""
+
+
+if sys.version_info >= (3, 11):
+
+    async def _within(awaitable: Any, seconds: float) -> Any:
+        timeout = asyncio.timeout(seconds)
+        try:
+            async with timeout:
+                return await awaitable
+        except TimeoutError:
+            if timeout.expired():
+                raise _Expired from None
+            raise
+
+else:  # 3.10 has no asyncio.timeout
+
+    async def _within(awaitable: Any, seconds: float) -> Any:
+        try:
+            return await asyncio.wait_for(awaitable, seconds)
+        except asyncio.TimeoutError:
+            raise _Expired from None
+
+
+class _Switch:
+    """The one switch (``brace.set_active``): off, every policy makes one plain attempt."""
+
+    def __init__(self) -> None:
+        raw = os.environ.get("BRACE_ACTIVE", "1").strip().lower()
+        if raw not in _SWITCH_VALUES:
+            raise ValueError(f"BRACE_ACTIVE must be one of 1, 0, true, false, yes, no, on, off; "
+                             f"got {raw!r}")
+        self.active = _SWITCH_VALUES[raw]
+
+
+_SWITCH_VALUES = {"1": True, "true": True, "yes": True, "on": True,
+                  "0": False, "false": False, "no": False, "off": False}
+_switch = _Switch()
+
+
+def set_active(active: bool) -> None:
+    """Turn every policy on (True) or into a single plain attempt (False).
+
+    Off, decorated functions, ``retrying()`` blocks and brace's httpx transports make exactly
+    one attempt and never sleep; breakers, timeouts and fallbacks stay in force. For
+    emergencies and for tests that want to see the first error. ``BRACE_ACTIVE=0`` in the
+    environment sets it off at import.
+    """
+    if not isinstance(active, bool):
+        raise TypeError(f"set_active() takes a bool, got {active!r}")
+    _switch.active = active
+
+
+def is_active() -> bool:
+    """Return whether policies retry (see :func:`set_active`)."""
+    return _switch.active
+
+
 # Outcomes that end a call at once whatever a predicate says.
 _NEVER_RETRY = (*predicates.NEVER_RETRY, pybreaker.CircuitBreakerError)
 
@@ -250,10 +318,12 @@ class Policy:
         ``overrides`` go to ``Retrying.copy`` (for example ``name=`` names the block in
         events, ``sleep=`` injects a sleep function).
         """
+        overrides.setdefault("enabled", _switch.active)
         return self._sync_retrying.copy(**overrides)
 
     def async_retrying(self, **overrides: Any) -> tenacity.AsyncRetrying:
         """A fresh ``tenacity.AsyncRetrying`` for ``async for attempt in ...`` blocks."""
+        overrides.setdefault("enabled", _switch.active)
         return self._async_retrying.copy(**overrides)
 
     def client(self, **httpx_kwargs: Any) -> httpx.Client:
@@ -289,37 +359,77 @@ class Policy:
     def __call__(self, fn: Callable[P, R], /) -> Retried[P, R]:
         """Decorate ``fn`` (sync or async) so every call runs under this policy.
 
-        Layers, outer to inner: fallback -> retry -> circuit breaker -> call.
+        Layers, outer to inner: fallback -> retry -> circuit breaker -> per-attempt timeout
+        (async) -> call.
         """
         if isinstance(fn, tenacity.retry_base) or not callable(fn):
             raise TypeError(f"a policy decorates a function, got {fn!r}")
         is_async = _tenacity_utils.is_coroutine_callable(fn)
-        inner: Callable[..., Any] = fn
-        if self.attempt_timeout is not None:
-            if not is_async:
-                raise TypeError(
-                    f"attempt_timeout= cannot interrupt the sync function "
-                    f"{_tenacity_utils.get_callback_name(fn)}: set its client's own timeout "
-                    "(for example httpx.Client(timeout=...) or a driver's connect_timeout), "
-                    "or use brace's httpx client, which applies attempt_timeout per request")
-            inner = self._timed(fn, self.attempt_timeout)
-        if self.breaker is not None:
-            inner = (self._gated_async if is_async else self._gated_sync)(inner, self.breaker)
-        retrying = self._async_retrying if is_async else self._sync_retrying
-        wrapped: Any = retrying.wraps(inner)
-        wrapped.__wrapped__ = fn
+        if self.attempt_timeout is not None and not is_async:
+            raise TypeError(
+                f"attempt_timeout= cannot interrupt the sync function "
+                f"{_tenacity_utils.get_callback_name(fn)}: set its client's own timeout "
+                "(for example httpx.Client(timeout=...) or a driver's connect_timeout), "
+                "or use brace's httpx client, which applies attempt_timeout per request")
+        wrapped = self._async_wrapper(fn) if is_async else self._sync_wrapper(fn)
         if self.fallback is not NO_FALLBACK:
             wrapped = self._with_fallback(fn, wrapped, is_async)
         return wrapped  # type: ignore[no-any-return]
 
-    @staticmethod
-    def _timed(fn: Callable[..., Any], seconds: float) -> Callable[..., Any]:
+    def _sync_wrapper(self, fn: Callable[..., Any]) -> Any:
+        inner = fn if self.breaker is None else self._gated_sync(fn, self.breaker)
+        retried: Any = self._sync_retrying.wraps(inner)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not _switch.active:  # brace.set_active(False): one plain attempt
+                return inner(*args, **kwargs)
+            return retried(*args, **kwargs)
+
+        wrapper.statistics = retried.statistics  # type: ignore[attr-defined]
+        return wrapper
+
+    def _async_wrapper(self, fn: Callable[..., Any]) -> Any:
+        inner = self._bounded(fn)
+        if self.breaker is not None:
+            inner = self._gated_async(inner, self.breaker)
+        retried: Any = self._async_retrying.wraps(inner)
+
+        @functools.wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            # The deadline of this call, read by every attempt: an attempt still running
+            # when it passes is cancelled, so an async call never outlives its deadline.
+            token = _call_deadline.set(time.monotonic() + self.deadline)
+            try:
+                if not _switch.active:
+                    return await inner(*args, **kwargs)
+                return await retried(*args, **kwargs)
+            finally:
+                _call_deadline.reset(token)
+
+        wrapper.statistics = retried.statistics  # type: ignore[attr-defined]
+        return wrapper
+
+    def _bounded(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """One async attempt, cut off at attempt_timeout or at the call's deadline."""
+        attempt_timeout = self.attempt_timeout
+
         @_same_name(fn)
         async def attempt(*args: Any, **kwargs: Any) -> Any:
+            limit, why = attempt_timeout, "attempt timed out"
+            deadline_at = _call_deadline.get()
+            if deadline_at is not None:
+                left = deadline_at - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"deadline of {self.deadline} s reached")
+                if limit is None or left < limit:
+                    limit, why = left, f"deadline of {self.deadline} s reached"
+            if limit is None:
+                return await fn(*args, **kwargs)
             try:
-                return await asyncio.wait_for(fn(*args, **kwargs), seconds)
-            except asyncio.TimeoutError:  # not yet the builtin TimeoutError on 3.10
-                raise TimeoutError(f"attempt timed out after {seconds} s") from None
+                return await _within(fn(*args, **kwargs), limit)
+            except _Expired:
+                raise TimeoutError(f"{why} after {limit:.3g} s") from None
 
         return attempt
 
