@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from brace import predicates, presets, stops, waits
 from brace._breakers import BreakerInfo, CircuitOpenError, breaker, breakers
-from brace._policy import NO_FALLBACK, Policy, Retried
+from brace._policy import NO_FALLBACK, Policy, Retried, is_active, set_active
 from brace.presets import Preset, background, database, http, interactive, llm, network
 
 __all__ = [
@@ -34,10 +34,12 @@ __all__ = [
     "database",
     "http",
     "interactive",
+    "is_active",
     "llm",
     "network",
     "predicates",
     "presets",
+    "set_active",
     "stops",
     "waits",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from brace import _breakers, waits
+from brace import _breakers, _policy, waits
 
 __all__ = ["brace_no_waits", "brace_reset_breakers", "no_waits", "reset_breakers"]
 
@@ -50,6 +50,13 @@ else:
         """Pytest fixture: the test runs inside :func:`no_waits`."""
         with no_waits():
             yield
+
+    @pytest.fixture(autouse=True)
+    def _brace_restore_active() -> Iterator[None]:
+        """Every test starts and ends with the switch as it found it (brace.set_active)."""
+        active = _policy.is_active()
+        yield
+        _policy.set_active(active)
 
     @pytest.fixture
     def brace_reset_breakers() -> Iterator[None]:
