@@ -79,13 +79,24 @@ def is_transient(exc: BaseException) -> bool:
     """Return True for errors that mean "try again": connection errors and timeouts.
 
     Covers ``ConnectionError`` (refused, reset, aborted, broken pipe), ``TimeoutError`` and
-    httpx's connect/read/write/pool timeouts, connect, read, write and remote-protocol errors.
+    httpx's connect/read/write/pool timeouts, connect, read, write and remote-protocol errors,
+    and an exception explicitly raised from one of those (``raise SDKError() from exc``).
     Never programming errors (ValueError, TypeError, KeyError ...), ``PermissionError`` or
     other ``OSError``, and never anything in :data:`NEVER_RETRY`.
     """
     if isinstance(exc, NEVER_RETRY):
         return False
-    return isinstance(exc, (*_TRANSIENT_BUILTINS, *_httpx_transient_types()))
+    transient = (*_TRANSIENT_BUILTINS, *_httpx_transient_types())
+    # SDKs wrap transport errors (openai's APIConnectionError is raised `from` httpx's
+    # ConnectError): follow the explicit cause chain a few links.
+    cause: BaseException | None = exc
+    for _ in range(4):
+        if cause is None:
+            return False
+        if isinstance(cause, transient):
+            return True
+        cause = cause.__cause__
+    return False
 
 
 # --- databases ---------------------------------------------------------------------------
