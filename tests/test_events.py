@@ -150,6 +150,7 @@ def test_redaction_keeps_harmless_query_values() -> None:
         ("GET https://api.example.com/v1?api_key=K-999", "K-999"),
         ("GET https://api.example.com/v1?signature=deadbeef", "deadbeef"),
         ("connection to host=db user=app password=pa55word failed", "pa55word"),
+        ("host=db password=ab&cd,ef user=x", "&cd,ef"),
         ("postgresql://app:pa55word@db:5432/orders refused", "pa55word"),
         ("Authorization: Bearer eyJhbGciOi.secret", "eyJhbGciOi"),
     ],

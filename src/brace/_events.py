@@ -46,7 +46,8 @@ _SENSITIVE = r"(?:token|access_token|api_key|apikey|key|password|passwd|pwd|secr
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@]+@")
 _QUERY_SECRET = re.compile(rf"(?P<key>[?&;]{_SENSITIVE}=)[^&#\s]*", re.IGNORECASE)
 # DSN-style "password=... " (libpq keyword strings) and "Bearer <token>".
-_KEYWORD_SECRET = re.compile(rf"(?P<key>\b{_SENSITIVE}\s*=\s*)(?:'[^']*'|[^\s&;,]+)",
+# Not after ?, & or ; : query parameters are _QUERY_SECRET's, and must keep their neighbours.
+_KEYWORD_SECRET = re.compile(rf"(?<![?&;])(?P<key>\b{_SENSITIVE}\s*=\s*)(?:'[^']*'|\S+)",
                              re.IGNORECASE)
 _BEARER = re.compile(r"(?P<key>\bBearer\s+)\S+", re.IGNORECASE)
 

@@ -1,0 +1,267 @@
+"""Per-attempt timeouts, deadlines that hold for async calls, cancellation, the one switch."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+import brace
+from brace.testing import no_waits
+
+
+def test_a_hanging_first_attempt_is_cut_off_and_the_second_answers() -> None:
+    calls = 0
+
+    @brace.network(attempt_timeout=0.1, initial=0, max_wait=0)
+    async def lookup() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.Event().wait()  # never set: hangs
+        return "answer"
+
+    started = time.monotonic()
+    with capture_logs() as logs:
+        assert asyncio.run(lookup()) == "answer"
+    elapsed = time.monotonic() - started
+    assert calls == 2
+    assert 0.1 <= elapsed < 0.6
+    assert logs[0]["event"] == "retry.scheduled"
+    assert logs[0]["error"] == "TimeoutError: attempt timed out after 0.1 s"
+
+
+def test_the_deadline_ends_a_coroutine_that_never_returns() -> None:
+    @brace.network(deadline=0.3)
+    async def never() -> None:
+        await asyncio.Event().wait()
+
+    started = time.monotonic()
+    with capture_logs() as logs, pytest.raises(TimeoutError, match=r"deadline of 0\.3 s"):
+        asyncio.run(never())
+    elapsed = time.monotonic() - started
+    assert 0.3 <= elapsed < 0.4
+    assert logs[-1]["event"] == "retry.gave_up"
+    assert logs[-1]["reason"] == "deadline"
+
+
+def test_users_own_timeout_error_is_not_relabelled() -> None:
+    @brace.network(attempts=1, attempt_timeout=5)
+    async def fails_fast() -> None:
+        raise TimeoutError("upstream said timeout")
+
+    with pytest.raises(TimeoutError, match="upstream said timeout"):
+        asyncio.run(fails_fast())
+
+
+def test_deadline_holds_for_hundreds_of_combinations() -> None:
+    """Total time never exceeds the deadline by more than 0.1 s, whatever combines."""
+    rng = random.Random(20261124)
+    cases = []
+    for _ in range(300):
+        deadline = rng.uniform(0.02, 0.15)
+        cases.append({
+            "deadline": deadline,
+            "attempt_timeout": rng.choice([None, rng.uniform(0.005, deadline)]),
+            "initial": rng.uniform(0, 0.05),
+            "behaviour": rng.choice(["hang", "fail", "slow-fail"]),
+            "attempts": rng.randint(1, 8),
+        })
+
+    async def one(case: dict[str, Any]) -> float:
+        policy = brace.network(attempts=case["attempts"], deadline=case["deadline"],
+                               initial=case["initial"], max_wait=max(case["initial"], 0.05),
+                               attempt_timeout=case["attempt_timeout"])
+
+        @policy
+        async def call() -> None:
+            if case["behaviour"] == "hang":
+                await asyncio.Event().wait()
+            if case["behaviour"] == "slow-fail":
+                await asyncio.sleep(case["deadline"] / 3)
+            raise ConnectionError("down")
+
+        started = time.monotonic()
+        with pytest.raises((TimeoutError, ConnectionError)):
+            await call()
+        return time.monotonic() - started - case["deadline"]
+
+    async def main() -> list[float]:
+        return list(await asyncio.gather(*(one(case) for case in cases)))
+
+    overshoots = asyncio.run(main())
+    assert max(overshoots) <= 0.1, max(overshoots)
+
+
+def test_cancelling_the_caller_mid_attempt_cancels_at_once() -> None:
+    calls = 0
+
+    async def main() -> None:
+        started = asyncio.Event()
+
+        @brace.network(attempts=5)
+        async def slow() -> None:
+            nonlocal calls
+            calls += 1
+            started.set()
+            await asyncio.Event().wait()
+
+        task = asyncio.ensure_future(slow())
+        await started.wait()
+        t0 = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert time.monotonic() - t0 < 0.05
+
+    asyncio.run(main())
+    assert calls == 1
+
+
+def test_cancelling_the_caller_mid_sleep_cancels_at_once() -> None:
+    calls = 0
+
+    async def main() -> None:
+        failed = asyncio.Event()
+
+        @brace.network(attempts=5, initial=5, max_wait=5)  # sleeps of up to 5 s
+        async def flaky() -> None:
+            nonlocal calls
+            calls += 1
+            failed.set()
+            raise ConnectionError("down")
+
+        task = asyncio.ensure_future(flaky())
+        await failed.wait()
+        await asyncio.sleep(0)  # let it enter the backoff sleep
+        t0 = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert time.monotonic() - t0 < 0.05
+
+    asyncio.run(main())
+    assert calls == 1
+
+
+def test_cancellation_is_never_turned_into_a_fallback() -> None:
+    async def main() -> None:
+        started = asyncio.Event()
+
+        @brace.network(fallback="degraded")
+        async def slow() -> str:
+            started.set()
+            await asyncio.Event().wait()
+            return "never"
+
+        task = asyncio.ensure_future(slow())
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+
+
+# -- the one switch ---------------------------------------------------------------------------
+
+
+def test_inactive_means_one_plain_attempt_sync_and_async() -> None:
+    calls = 0
+
+    @brace.background  # would sleep for minutes if it retried
+    def sync_job() -> None:
+        nonlocal calls
+        calls += 1
+        raise ConnectionError("down")
+
+    @brace.background
+    async def async_job() -> None:
+        nonlocal calls
+        calls += 1
+        raise ConnectionError("down")
+
+    brace.set_active(False)
+    assert not brace.is_active()
+    started = time.monotonic()
+    with capture_logs() as logs:
+        with pytest.raises(ConnectionError):
+            sync_job()
+        with pytest.raises(ConnectionError):
+            asyncio.run(async_job())
+        with pytest.raises(ConnectionError):
+            for attempt in brace.background.retrying():
+                with attempt:
+                    calls += 1
+                    raise ConnectionError("down")
+    assert calls == 3
+    assert time.monotonic() - started < 1
+    assert logs == []
+
+    brace.set_active(True)
+    calls = 0
+    with no_waits(), pytest.raises(ConnectionError):
+        sync_job()
+    assert calls == brace.background.attempts
+
+
+def test_inactive_keeps_breakers_in_force() -> None:
+    from brace.testing import reset_breakers
+
+    reset_breakers()
+    try:
+        brace.breaker("switch", fail_max=2)
+        brace.set_active(False)
+        calls = 0
+
+        @brace.network(breaker="switch")
+        def call() -> None:
+            nonlocal calls
+            calls += 1
+            raise ConnectionError
+
+        for _ in range(2):
+            with pytest.raises(ConnectionError):
+                call()
+        with pytest.raises(brace.CircuitOpenError):
+            call()
+        assert calls == 2
+    finally:
+        reset_breakers()
+
+
+def test_set_active_takes_a_bool() -> None:
+    with pytest.raises(TypeError, match="bool"):
+        brace.set_active("no")  # type: ignore[arg-type]
+
+
+def test_the_plugin_restored_the_switch() -> None:
+    # Runs after tests that switched brace off: the plugin's autouse fixture restored it.
+    assert brace.is_active()
+
+
+@pytest.mark.parametrize(("value", "expected"), [("0", "False"), ("off", "False"),
+                                                 ("1", "True"), ("", "")])
+def test_environment_variable(value: str, expected: str) -> None:
+    env = {**os.environ, "BRACE_ACTIVE": value} if value else {
+        k: v for k, v in os.environ.items() if k != "BRACE_ACTIVE"}
+    proc = subprocess.run(
+        [sys.executable, "-c", "import brace; print(brace.is_active())"],
+        capture_output=True, text=True, env=env, timeout=30, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == (expected or "True")
+
+
+def test_environment_variable_garbage_is_an_error() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", "import brace"], capture_output=True, text=True,
+        env={**os.environ, "BRACE_ACTIVE": "maybe"}, timeout=30, check=False)
+    assert proc.returncode != 0
+    assert "BRACE_ACTIVE must be one of" in proc.stderr
