@@ -165,6 +165,9 @@ class CountedResult(Exception):
         super().__init__(description)
 
 
+_NO_SUCCESS_HOOK = pybreaker.CircuitBreakerListener.success
+
+
 def _reraise(exc: BaseException) -> None:
     raise exc
 
@@ -192,6 +195,9 @@ class Gate:
 
     def enter(self, callable_name: str) -> bool:
         """Admit a call, or raise CircuitOpenError. Return True for the half-open trial."""
+        cb = self.breaker
+        if cb._state.name == pybreaker.STATE_CLOSED and cb.current_state == pybreaker.STATE_CLOSED:
+            return False  # closed here and in storage: nothing to sync, no lock needed
         with self._lock:
             # `.state` syncs pybreaker's cached state with its storage (another process
             # may have tripped a Redis-backed breaker) and notifies listeners of changes.
@@ -221,6 +227,8 @@ class Gate:
     def record(self, trial: bool, failure: BaseException | None) -> None:
         """Record one outcome: ``failure`` counts against the breaker, None is a success."""
         cb = self.breaker
+        if failure is None and not trial and self._quiet_success():
+            return
         try:
             state = cb.current_state
             # A call admitted while closed that ends after the breaker opened is stale:
@@ -239,6 +247,18 @@ class Gate:
         finally:
             if trial:
                 self.release()
+
+    def _quiet_success(self) -> bool:
+        """A success pybreaker would record as nothing at all: skip its lock and calls.
+
+        Closed, in-memory, no failures counted, and no listener that wants successes:
+        `_handle_success` would only reset a counter that is already zero.
+        """
+        storage = self.breaker._state_storage
+        return (type(storage) is pybreaker.CircuitMemoryStorage
+                and storage.counter == 0 and storage.state == pybreaker.STATE_CLOSED
+                and all(type(listener).success is _NO_SUCCESS_HOOK
+                        for listener in self.breaker._listeners))
 
     def release(self) -> None:
         """End a trial without recording (cancelled or interrupted): admit a new trial."""

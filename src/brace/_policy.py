@@ -40,6 +40,12 @@ _call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "brace_call_deadline", default=None)
 
 
+def _tenacity_clock() -> float:
+    # The clock tenacity's RetryCallState reads (through its module's `time`): the fast
+    # path's first attempt must be timed on it, or deadlines and statistics would disagree.
+    return tenacity.time.monotonic()  # type: ignore[attr-defined, no-any-return]
+
+
 class _Expired(Exception):
     """brace's own attempt timeout fired (not a TimeoutError of the user's code)."""
 
@@ -345,6 +351,17 @@ class Policy:
 
         return _transport.async_client(self, **httpx_kwargs)
 
+    def explain(self) -> dict[str, Any]:
+        """What this policy retries and its schedule, as ``python -m brace explain`` prints it.
+
+        A plain dict (JSON-serialisable): retried and never-retried outcomes, one row per
+        attempt with the wait range computed from this policy's own wait object, the
+        worst-case elapsed time, where the deadline cuts the schedule, and the breaker.
+        """
+        from brace import __main__
+
+        return __main__.explain(self)
+
     def replace(self, **overrides: Any) -> Policy:
         """Return a new Policy with ``overrides`` applied; this one is unchanged."""
         names = {field.name for field in dataclasses.fields(Policy)}
@@ -376,38 +393,91 @@ class Policy:
             wrapped = self._with_fallback(fn, wrapped, is_async)
         return wrapped  # type: ignore[no-any-return]
 
+    # -- the fast path ------------------------------------------------------------------------
+    # A healthy call runs the function once, with no tenacity objects at all; only a failure
+    # (or a result the policy retries) enters tenacity, which replays that first outcome as
+    # attempt 1. Statistics, attempt numbers, hooks and events are tenacity's, as if it had
+    # run from the start.
+
+    @functools.cached_property
+    def _result_check(self) -> Callable[[Any], bool] | None:
+        """How the fast path tells a result the policy may retry (None: results never are)."""
+        exception_only = (tenacity.retry_if_exception,)
+        if not isinstance(self.retry, exception_only) or any(
+                isinstance(item, tenacity.retry_base) and not isinstance(item, exception_only)
+                for item in self.on):  # type: ignore[union-attr]
+            return lambda result: self._counts(None, result)  # a predicate may read results
+        if self.statuses:
+            codes = frozenset(self.statuses)
+            return lambda result: predicates.status_of(result) in codes
+        return None
+
     def _sync_wrapper(self, fn: Callable[..., Any]) -> Any:
         inner = fn if self.breaker is None else self._gated_sync(fn, self.breaker)
-        retried: Any = self._sync_retrying.wraps(inner)
+        retrying = self._sync_retrying
+        result_check = self._result_check
+        stats: dict[str, Any] = {}
+
+        def slow(started: float, first: _Replay, args: Any, kwargs: Any) -> Any:
+            copy = retrying.copy()
+            copy._local.statistics = stats  # shared, as tenacity's own wraps() does
+            return copy(first, *args, **kwargs)
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if not _switch.active:  # brace.set_active(False): one plain attempt
                 return inner(*args, **kwargs)
-            return retried(*args, **kwargs)
+            started = _tenacity_clock()
+            try:
+                result = inner(*args, **kwargs)
+            except BaseException as exc:
+                return slow(started, _Replay(inner, fn, started, exc, None), args, kwargs)
+            if result_check is not None and result_check(result):
+                return slow(started, _Replay(inner, fn, started, None, result), args, kwargs)
+            stats.clear()
+            stats.update(start_time=started, attempt_number=1, idle_for=0,
+                         delay_since_first_attempt=0)
+            return result
 
-        wrapper.statistics = retried.statistics  # type: ignore[attr-defined]
+        wrapper.statistics = stats  # type: ignore[attr-defined]
         return wrapper
 
     def _async_wrapper(self, fn: Callable[..., Any]) -> Any:
         inner = self._bounded(fn)
         if self.breaker is not None:
             inner = self._gated_async(inner, self.breaker)
-        retried: Any = self._async_retrying.wraps(inner)
+        retrying = self._async_retrying
+        result_check = self._result_check
+        deadline = self.deadline
+        stats: dict[str, Any] = {}
 
         @functools.wraps(fn)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = _tenacity_clock()
             # The deadline of this call, read by every attempt: an attempt still running
             # when it passes is cancelled, so an async call never outlives its deadline.
-            token = _call_deadline.set(time.monotonic() + self.deadline)
+            token = _call_deadline.set(time.monotonic() + deadline)
             try:
                 if not _switch.active:
                     return await inner(*args, **kwargs)
-                return await retried(*args, **kwargs)
+                try:
+                    result = await inner(*args, **kwargs)
+                except BaseException as exc:
+                    first = _AsyncReplay(inner, fn, started, exc, None)
+                else:
+                    if result_check is None or not result_check(result):
+                        stats.clear()
+                        stats.update(start_time=started, attempt_number=1, idle_for=0,
+                                     delay_since_first_attempt=0)
+                        return result
+                    first = _AsyncReplay(inner, fn, started, None, result)
+                copy = retrying.copy()
+                copy._local.statistics = stats
+                return await copy(first, *args, **kwargs)
             finally:
                 _call_deadline.reset(token)
 
-        wrapper.statistics = retried.statistics  # type: ignore[attr-defined]
+        wrapper.statistics = stats  # type: ignore[attr-defined]
         return wrapper
 
     def _bounded(self, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -489,7 +559,12 @@ class Policy:
             if trial:
                 gate.release()
             return
-        if not self._counts(exc, result):
+        if exc is None:
+            check = self._result_check  # the fast path's test: cheap for plain results
+            counted = check is not None and check(result) and self._counts(None, result)
+        else:
+            counted = self._counts(exc)
+        if not counted:
             gate.record(trial, None)  # like pybreaker's `exclude`: counts as a success
         elif exc is not None:
             gate.record(trial, exc)
@@ -559,6 +634,44 @@ class Policy:
         return retry_state.outcome.result()
 
 
+class _Replay:
+    """What tenacity calls once the fast path failed.
+
+    Attempt 1 replays the outcome the fast path already saw; later attempts call the
+    function. Named like the function, for events.
+    """
+
+    def __init__(self, inner: Callable[..., Any], fn: Callable[..., Any], started: float,
+                 exc: BaseException | None, result: Any) -> None:
+        self.inner = inner
+        self.started = started
+        self._first: tuple[BaseException | None, Any] | None = (exc, result)
+        self.__qualname__ = getattr(fn, "__qualname__", type(fn).__qualname__)
+        self.__module__ = getattr(fn, "__module__", type(fn).__module__)
+
+    def _replayed(self) -> Any:
+        assert self._first is not None
+        exc, result = self._first
+        self._first = None
+        if exc is not None:
+            raise exc
+        return result
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._first is None:
+            return self.inner(*args, **kwargs)
+        return self._replayed()
+
+
+class _AsyncReplay(_Replay):
+    """The coroutine twin of :class:`_Replay` (tenacity awaits what it calls)."""
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._first is None:
+            return await self.inner(*args, **kwargs)
+        return self._replayed()
+
+
 def _same_name(fn: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """functools.wraps, also for callable objects: events name the object's class."""
 
@@ -588,6 +701,11 @@ class _Observed(tenacity.retry_base):
         """Return the inner decision; never retry cancellation, exits or an open breaker."""
         outcome = retry_state.outcome
         assert outcome is not None
+        replay = retry_state.fn
+        if retry_state.attempt_number == 1 and isinstance(replay, _Replay):
+            # Attempt 1 ran on the fast path, before tenacity started its clock.
+            retry_state.start_time = replay.started
+            retry_state.retry_object.statistics["start_time"] = replay.started
         exc = outcome.exception()
         reason = "not_retryable"
         tripped = False  # this attempt's own failure met an open breaker
