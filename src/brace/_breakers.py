@@ -184,6 +184,10 @@ class Gate:
         self.name = cb.name or f"<breaker {id(cb):x}>"
         self._lock = threading.Lock()
         self._trial = False  # a half-open trial call is in flight in this process
+        self._storage = cb._state_storage
+        self._in_memory = type(self._storage) is pybreaker.CircuitMemoryStorage
+        self._listeners_seen = -1  # how many listeners `_quiet_listeners` was computed for
+        self._quiet_listeners = False
 
     def remaining_open(self) -> float:
         """Seconds until an open breaker may admit a trial call."""
@@ -195,8 +199,8 @@ class Gate:
 
     def enter(self, callable_name: str) -> bool:
         """Admit a call, or raise CircuitOpenError. Return True for the half-open trial."""
-        cb = self.breaker
-        if cb._state.name == pybreaker.STATE_CLOSED and cb.current_state == pybreaker.STATE_CLOSED:
+        if (self.breaker._state.name == pybreaker.STATE_CLOSED
+                and self._storage.state == pybreaker.STATE_CLOSED):
             return False  # closed here and in storage: nothing to sync, no lock needed
         with self._lock:
             # `.state` syncs pybreaker's cached state with its storage (another process
@@ -227,7 +231,7 @@ class Gate:
     def record(self, trial: bool, failure: BaseException | None) -> None:
         """Record one outcome: ``failure`` counts against the breaker, None is a success."""
         cb = self.breaker
-        if failure is None and not trial and self._quiet_success():
+        if failure is None and not trial and self.quiet_success():
             return
         try:
             state = cb.current_state
@@ -248,17 +252,24 @@ class Gate:
             if trial:
                 self.release()
 
-    def _quiet_success(self) -> bool:
-        """A success pybreaker would record as nothing at all: skip its lock and calls.
+    def quiet_success(self) -> bool:
+        """Return True when pybreaker would record a success as nothing at all.
 
-        Closed, in-memory, no failures counted, and no listener that wants successes:
-        `_handle_success` would only reset a counter that is already zero.
+        Closed, in memory, no failures counted, and no listener that wants successes:
+        ``_handle_success`` would only reset a counter that is already zero, so the
+        healthy path skips pybreaker's lock and calls.
         """
-        storage = self.breaker._state_storage
-        return (type(storage) is pybreaker.CircuitMemoryStorage
-                and storage.counter == 0 and storage.state == pybreaker.STATE_CLOSED
-                and all(type(listener).success is _NO_SUCCESS_HOOK
-                        for listener in self.breaker._listeners))
+        if not self._in_memory:
+            return False
+        storage = self._storage
+        if storage.counter or storage.state != pybreaker.STATE_CLOSED:
+            return False
+        listeners = self.breaker._listeners
+        if len(listeners) != self._listeners_seen:
+            self._quiet_listeners = all(type(listener).success is _NO_SUCCESS_HOOK
+                                        for listener in listeners)
+            self._listeners_seen = len(listeners)
+        return self._quiet_listeners
 
     def release(self) -> None:
         """End a trial without recording (cancelled or interrupted): admit a new trial."""
@@ -354,12 +365,12 @@ def _create(name: str, given: dict[str, Any]) -> pybreaker.CircuitBreaker:
 
 def gate_for(spec: str | pybreaker.CircuitBreaker) -> Gate:
     """The gate of a named breaker (created with defaults on first use) or of a breaker object."""
-    if isinstance(spec, str):
-        gate = _registry.get(spec)
-        if gate is None:
-            breaker(spec)
-            gate = _registry[spec]
+    gate = _registry.get(spec) if type(spec) is str else None
+    if gate is not None:
         return gate
+    if isinstance(spec, str):
+        breaker(spec)
+        return _registry[spec]
     with _registry_lock:
         for gate in _registry.values():
             if gate.breaker is spec:

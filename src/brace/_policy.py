@@ -9,12 +9,12 @@ as a decorator, as ``tenacity_kwargs()`` for ``tenacity.retry``, or as ``retryin
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import dataclasses
 import functools
 import os
-import sys
-import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast, overload
 
@@ -36,39 +36,103 @@ __all__ = ["NO_FALLBACK", "OnSpec", "Policy", "Retried", "is_active", "set_activ
 #: The ``fallback`` default: no fallback, errors propagate. (None is a valid fallback value.)
 NO_FALLBACK: Any = type("NoFallback", (), {"__repr__": lambda self: "NO_FALLBACK"})()
 # When the current async call must end (time.monotonic()), for the attempts inside it.
-_call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+_call_deadline: contextvars.ContextVar[_Watch | None] = contextvars.ContextVar(
     "brace_call_deadline", default=None)
+
+
+class _Watch:
+    """One async call's deadline, watched by a :class:`_Watchdog`."""
+
+    __slots__ = ("converted", "deadline", "done", "fired", "message", "task")
+
+    def __init__(self, deadline: float, message: str, task: asyncio.Task[Any]) -> None:
+        self.deadline = deadline  # loop.time() at which the call (or attempt) must end
+        self.message = message  # what the TimeoutError says
+        self.task = task
+        self.done = False  # the call ended
+        self.fired = False  # the watchdog cancelled the task for this deadline
+        self.converted = False  # ...and that cancellation became a TimeoutError
+
+    def timeout_error(self) -> TimeoutError:
+        """Turn the watchdog's cancellation back into a TimeoutError (once)."""
+        if not self.converted:
+            self.converted = True
+            uncancel = getattr(self.task, "uncancel", None)  # 3.11+: keep the count right
+            if uncancel is not None:
+                uncancel()
+        return TimeoutError(self.message)
+
+
+class _Watchdog:
+    """Cancels async calls whose deadline passed: one timer per loop and deadline length.
+
+    A timer per call (``asyncio.timeout``) costs microseconds on every healthy call. Calls
+    of one deadline length end their deadlines in the order they started, so a FIFO with a
+    single timer armed for its head is enough; finished calls leave at the head.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+        self.loop = loop
+        self.seconds = seconds
+        self.watches: collections.deque[_Watch] = collections.deque()
+        self.timer: asyncio.TimerHandle | None = None
+
+    def watch(self, task: asyncio.Task[Any], message: str) -> _Watch:
+        watch = _Watch(self.loop.time() + self.seconds, message, task)
+        self.watches.append(watch)
+        if self.timer is None:
+            self.timer = self.loop.call_at(watch.deadline, self._fire)
+        return watch
+
+    def release(self, watch: _Watch) -> None:
+        watch.done = True
+        watches = self.watches
+        while watches and watches[0].done:
+            watches.popleft()
+
+    def _fire(self) -> None:
+        self.timer = None
+        now = self.loop.time()
+        watches = self.watches
+        while watches:
+            head = watches[0]
+            if head.done:
+                watches.popleft()
+            elif head.deadline <= now:
+                watches.popleft()
+                head.fired = True
+                head.task.cancel()
+            else:
+                self.timer = self.loop.call_at(head.deadline, self._fire)
+                break
+
+
+_watchdogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, _Watchdog]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _current_task() -> asyncio.Task[Any] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no asyncio loop running: another async library (trio)
+        return None
+
+
+def _watchdog(seconds: float) -> _Watchdog:
+    loop = asyncio.get_running_loop()
+    per_loop = _watchdogs.get(loop)
+    if per_loop is None:
+        per_loop = _watchdogs[loop] = {}
+    dog = per_loop.get(seconds)
+    if dog is None:
+        dog = per_loop[seconds] = _Watchdog(loop, seconds)
+    return dog
 
 
 def _tenacity_clock() -> float:
     # The clock tenacity's RetryCallState reads (through its module's `time`): the fast
     # path's first attempt must be timed on it, or deadlines and statistics would disagree.
     return tenacity.time.monotonic()  # type: ignore[attr-defined, no-any-return]
-
-
-class _Expired(Exception):
-    """brace's own attempt timeout fired (not a TimeoutError of the user's code)."""
-
-
-if sys.version_info >= (3, 11):
-
-    async def _within(awaitable: Any, seconds: float) -> Any:
-        timeout = asyncio.timeout(seconds)
-        try:
-            async with timeout:
-                return await awaitable
-        except TimeoutError:
-            if timeout.expired():
-                raise _Expired from None
-            raise
-
-else:  # 3.10 has no asyncio.timeout
-
-    async def _within(awaitable: Any, seconds: float) -> Any:
-        try:
-            return await asyncio.wait_for(awaitable, seconds)
-        except asyncio.TimeoutError:
-            raise _Expired from None
 
 
 class _Switch:
@@ -449,14 +513,20 @@ class Policy:
         retrying = self._async_retrying
         result_check = self._result_check
         deadline = self.deadline
+        deadline_message = f"deadline of {deadline:g} s reached"
         stats: dict[str, Any] = {}
 
         @functools.wraps(fn)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
             started = _tenacity_clock()
-            # The deadline of this call, read by every attempt: an attempt still running
-            # when it passes is cancelled, so an async call never outlives its deadline.
-            token = _call_deadline.set(time.monotonic() + deadline)
+            task = _current_task()
+            if task is None:  # not asyncio (trio): tenacity alone, no deadline watch
+                return await plain(*args, **kwargs)
+            # An attempt (or sleep) still running when the deadline passes is cancelled, so
+            # an async call never outlives its deadline; attempts read the watch.
+            dog = _watchdog(deadline)
+            watch = dog.watch(task, deadline_message)
+            token = _call_deadline.set(watch)
             try:
                 if not _switch.active:
                     return await inner(*args, **kwargs)
@@ -474,8 +544,18 @@ class Policy:
                 copy = retrying.copy()
                 copy._local.statistics = stats
                 return await copy(first, *args, **kwargs)
+            except asyncio.CancelledError:
+                if watch.fired and not watch.converted:  # cancelled in a backoff sleep
+                    raise watch.timeout_error() from None
+                raise
             finally:
                 _call_deadline.reset(token)
+                dog.release(watch)
+
+        async def plain(*args: Any, **kwargs: Any) -> Any:
+            copy = retrying.copy(enabled=_switch.active)
+            copy._local.statistics = stats
+            return await copy(inner, *args, **kwargs)
 
         wrapper.statistics = stats  # type: ignore[attr-defined]
         return wrapper
@@ -486,20 +566,25 @@ class Policy:
 
         @_same_name(fn)
         async def attempt(*args: Any, **kwargs: Any) -> Any:
-            limit, why = attempt_timeout, "attempt timed out"
-            deadline_at = _call_deadline.get()
-            if deadline_at is not None:
-                left = deadline_at - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"deadline of {self.deadline} s reached")
-                if limit is None or left < limit:
-                    limit, why = left, f"deadline of {self.deadline} s reached"
-            if limit is None:
-                return await fn(*args, **kwargs)
+            call = _call_deadline.get()
+            if call is not None and call.fired:
+                raise call.timeout_error()
+            own: _Watch | None = None
+            if attempt_timeout is not None and (task := _current_task()) is not None:
+                dog = _watchdog(attempt_timeout)
+                own = dog.watch(task, f"attempt timed out after {attempt_timeout:g} s")
             try:
-                return await _within(fn(*args, **kwargs), limit)
-            except _Expired:
-                raise TimeoutError(f"{why} after {limit:.3g} s") from None
+                return await fn(*args, **kwargs)
+            except asyncio.CancelledError:
+                # The watchdog's cancellations become TimeoutErrors: transient, retried
+                # (an attempt timeout) or ending the call (the deadline). Others propagate.
+                for watch in (own, call):
+                    if watch is not None and watch.fired and not watch.converted:
+                        raise watch.timeout_error() from None
+                raise
+            finally:
+                if own is not None:
+                    dog.release(own)
 
         return attempt
 
@@ -508,20 +593,40 @@ class Policy:
     def _gated_sync(self, fn: Callable[..., Any],
                     spec: str | pybreaker.CircuitBreaker) -> Callable[..., Any]:
         name = _tenacity_utils.get_callback_name(fn)
+        check = self._result_check
 
         @_same_name(fn)
         def attempt(*args: Any, **kwargs: Any) -> Any:
-            return self._call_gated(spec, name, fn, *args, **kwargs)
+            gate = _breakers.gate_for(spec)  # looked up per call: reset_breakers() forgets
+            trial = gate.enter(name)
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                self._record(gate, trial, exc, None)
+                raise
+            if trial or (check is not None and check(result)) or not gate.quiet_success():
+                self._record(gate, trial, None, result)
+            return result
 
         return attempt
 
     def _gated_async(self, fn: Callable[..., Any],
                      spec: str | pybreaker.CircuitBreaker) -> Callable[..., Any]:
         name = _tenacity_utils.get_callback_name(fn)
+        check = self._result_check
 
         @_same_name(fn)
         async def attempt(*args: Any, **kwargs: Any) -> Any:
-            return await self._acall_gated(spec, name, fn, *args, **kwargs)
+            gate = _breakers.gate_for(spec)
+            trial = gate.enter(name)
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                self._record(gate, trial, exc, None)
+                raise
+            if trial or (check is not None and check(result)) or not gate.quiet_success():
+                self._record(gate, trial, None, result)
+            return result
 
         return attempt
 
