@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -53,24 +56,25 @@ def measure_async(make: Callable[[], Awaitable[Any]], number: int, repeat: int) 
     return asyncio.run(loop())
 
 
-class Flaky:
-    """Fails twice with ConnectionError on every third call."""
+def flaky() -> Callable[[], int]:
+    """Fails twice with ConnectionError, then succeeds, over and over."""
+    count = 0
 
-    def __init__(self) -> None:
-        self.n = 0
-
-    def __call__(self) -> int:
-        self.n += 1
-        if self.n % 3:
+    def call() -> int:
+        nonlocal count
+        count += 1
+        if count % 3:
             raise ConnectionError
         return 1
+
+    return call
 
 
 def sync_contenders(healthy: bool) -> dict[str, Callable[[], Any]]:
     def make() -> Callable[[], int]:
         if healthy:
             return lambda: 1
-        return Flaky()
+        return flaky()
 
     no_sleep = tenacity.retry(stop=tenacity.stop_after_attempt(5), sleep=lambda s: None,
                               retry=tenacity.retry_if_exception_type(ConnectionError))
@@ -99,10 +103,10 @@ async def _one() -> int:
 
 def async_contenders(healthy: bool) -> dict[str, Callable[[], Awaitable[Any]]]:
     def make() -> Callable[[], Awaitable[int]]:
-        flaky = Flaky()
+        failing = flaky()
 
         async def fn() -> int:
-            return 1 if healthy else flaky()
+            return 1 if healthy else failing()
 
         return fn
 
@@ -118,13 +122,13 @@ def async_contenders(healthy: bool) -> dict[str, Callable[[], Awaitable[Any]]]:
             try:
                 result = await fn()
             except BaseException as exc:
-                def fail() -> None:
-                    raise exc
+                error = exc
 
-                try:
+                def fail() -> None:
+                    raise error
+
+                with contextlib.suppress(BaseException):
                     breaker.call(fail)
-                except BaseException:
-                    pass
                 raise
             breaker.call(lambda: None)
             return result
@@ -143,10 +147,32 @@ def async_contenders(healthy: bool) -> dict[str, Callable[[], Awaitable[Any]]]:
 
 
 def table(title: str, results: dict[str, float], reference: str) -> None:
+    composed = "tenacity + pybreaker"
     print(f"\n{title}")
-    print(f"{'':34} {'ns/call':>10} {'x ' + reference:>24}")
+    print(f"{'':34} {'ns/call':>10} {'x ' + reference:>24} {'x ' + composed:>24}")
     for name, ns in results.items():
-        print(f"{name:34} {ns:10.0f} {ns / results[reference]:24.3f}")
+        print(f"{name:34} {ns:10.0f} {ns / results[reference]:24.3f} "
+              f"{ns / results[composed]:24.3f}")
+
+
+def import_times() -> None:
+    """`import brace` next to importing what it wraps, each in a fresh interpreter."""
+    statements = {
+        "import tenacity, pybreaker, structlog": "import tenacity, pybreaker, structlog",
+        "import brace": "import brace",
+        "import brace (is httpx loaded?)": "import brace, sys; assert 'httpx' not in sys.modules",
+        "import httpx": "import httpx",
+    }
+    print("\nimport time (median of 5 fresh interpreters)")
+    for label, statement in statements.items():
+        runs = []
+        for _ in range(5):
+            code = f"import time; t = time.perf_counter(); {statement}; " \
+                   "print(time.perf_counter() - t)"
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                 check=True)
+            runs.append(float(out.stdout))
+        print(f"{label:40} {statistics.median(runs) * 1000:8.1f} ms")
 
 
 def quiet_events() -> None:
@@ -174,6 +200,7 @@ def main() -> None:
             table(f"async: {label}", asynchronous, "tenacity.AsyncRetrying")
     stamina.set_testing(False)
     reset_breakers()
+    import_times()
 
 
 if __name__ == "__main__":

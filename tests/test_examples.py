@@ -23,6 +23,13 @@ EXPECTED = {
                        "retry.succeeded"],
     "llm_openai.py": ["retry.scheduled", "RateLimitError", "wait_s=0.15",
                       "answer: 'Hello from the stand-in!'", "provider saw 2 requests"],
+    "database_transaction.py": ["retry.scheduled", "db_code=SQLITE_BUSY",
+                                "error='OperationalError: database is locked'",
+                                "transfer(alice -> bob, 30) committed after 2 attempts",
+                                "balances: alice=70 bob=30 (the transfer was applied once)",
+                                "ledger: ['nightly report', 'alice -> bob: 30']",
+                                "a bug is not retried: OperationalError('no such table: "
+                                "acounts') after 1 attempt"],
 }
 
 

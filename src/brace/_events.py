@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from brace import predicates
+
 if TYPE_CHECKING:
     from tenacity import Future
 
@@ -26,6 +28,7 @@ __all__ = [
     "breaker_rejected",
     "breaker_state_changed",
     "breaker_storage_error",
+    "db_fields",
     "degraded",
     "describe",
     "describe_error",
@@ -50,13 +53,25 @@ _QUERY_SECRET = re.compile(rf"(?P<key>[?&;]{_SENSITIVE}=)[^&#\s]*", re.IGNORECAS
 _KEYWORD_SECRET = re.compile(rf"(?<![?&;])(?P<key>\b{_SENSITIVE}\s*=\s*)(?:'[^']*'|\S+)",
                              re.IGNORECASE)
 _BEARER = re.compile(r"(?P<key>\bBearer\s+)\S+", re.IGNORECASE)
+# SQLAlchemy appends a statement's bound parameters to its errors' text, and PostgreSQL's
+# DETAIL (which psycopg puts in the message) quotes row values: "Key (email)=(...) already
+# exists", "Failing row contains (...)". Both are data, so neither is logged.
+_SQL_PARAMETERS = re.compile(r"\[parameters: .*?\](?=\n\(Background on this error|\Z)",
+                             re.DOTALL)
+_PG_DETAIL = re.compile(r"^DETAIL:[^\n]*(?:\n(?!HINT:|CONTEXT:|LINE \d+:|\[SQL|\(Background)"
+                        r"[^\n]*)*", re.MULTILINE)
 
 
 def redact(text: str) -> str:
-    """Remove URL userinfo, sensitive query values, DSN passwords and bearer tokens."""
+    """Remove URL userinfo, query secrets, DSN passwords, bearer tokens and SQL data.
+
+    SQL data: SQLAlchemy's ``[parameters: ...]`` and PostgreSQL's DETAIL lines.
+    """
     text = _USERINFO.sub(r"\g<scheme>***@", text)
     text = _QUERY_SECRET.sub(r"\g<key>***", text)
     text = _KEYWORD_SECRET.sub(r"\g<key>***", text)
+    text = _SQL_PARAMETERS.sub("[parameters: ***]", text)
+    text = _PG_DETAIL.sub("DETAIL:  ***", text)
     return _BEARER.sub(r"\g<key>***", text)
 
 
@@ -82,22 +97,41 @@ def describe_result(result: object) -> str:
     return f"result {kind}" + (f" status {status}" if isinstance(status, int) else "")
 
 
+def db_fields(outcome: Future | None) -> dict[str, str]:
+    """``{"db_code": "40001"}`` when the outcome's error carries a database code, else ``{}``.
+
+    The code is :func:`brace.predicates.db_code`'s: a SQLSTATE, a SQLite error name or a
+    MySQL error number.
+    """
+    exc = None if outcome is None else outcome.exception()
+    code = None if exc is None else predicates.db_code(exc)
+    return {} if code is None else {"db_code": code}
+
+
 def retry_scheduled(
     callable_name: str, preset: str, attempt: int, wait_s: float, outcome: Future | None,
     **extra: Any,
 ) -> None:
-    """Attempt ``attempt`` failed and another follows after ``wait_s`` seconds."""
+    """Attempt ``attempt`` failed and another follows after ``wait_s`` seconds.
+
+    Carries ``db_code`` when the error is a database error with a code.
+    """
     _log.warning(RETRY_SCHEDULED, callable=callable_name, preset=preset, attempt=attempt,
-                 wait_s=round(wait_s, 6), error=describe(outcome), **extra)
+                 wait_s=round(wait_s, 6), error=describe(outcome), **db_fields(outcome),
+                 **extra)
 
 
 def retry_gave_up(
     callable_name: str, preset: str, attempts: int, elapsed_s: float, outcome: Future | None,
     reason: str, **extra: Any,
 ) -> None:
-    """The policy stopped retrying after ``attempts`` attempts; ``reason`` says why."""
+    """The policy stopped retrying after ``attempts`` attempts; ``reason`` says why.
+
+    Carries ``db_code`` when the error is a database error with a code.
+    """
     _log.error(RETRY_GAVE_UP, callable=callable_name, preset=preset, attempts=attempts,
-               elapsed_s=round(elapsed_s, 6), error=describe(outcome), reason=reason, **extra)
+               elapsed_s=round(elapsed_s, 6), error=describe(outcome), reason=reason,
+               **db_fields(outcome), **extra)
 
 
 def retry_succeeded(callable_name: str, preset: str, attempts: int, elapsed_s: float) -> None:

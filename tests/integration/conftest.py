@@ -4,6 +4,8 @@ One server is started per session (cheap to restart: ``.stop()`` / ``.start()`` 
 port); every test gets a flushed database, a unique breaker name and a fresh breaker
 registry. Without ``redis-server`` on PATH the tests are skipped, except on CI
 (``CI=true``), where a missing server is a failure: CI must install it.
+
+The ``postgres`` fixture does the same for a throwaway PostgreSQL cluster (see below).
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -177,3 +181,169 @@ def redis_client(redis_server: RedisServer) -> Iterator[object]:
 def breaker_name() -> str:
     """A name no other test (or earlier run) uses."""
     return f"it-{uuid.uuid4().hex[:12]}"
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------
+# A throwaway cluster from the machine's PostgreSQL binaries (Debian's `postgresql` package
+# puts them in /usr/lib/postgresql/VERSION/bin). The server runs as the `postgres` OS user when
+# the tests run as root (PostgreSQL refuses to run as root), listens on a free loopback port
+# with scram password auth, and keeps its socket and data in a temp dir removed afterwards.
+
+PG_USER = "brace"
+PG_PASSWORD = "s3cret-brace-pw"
+PG_DATABASE = "brace_test"
+PG_SUPERUSER = "postgres"
+PG_TIMEOUT_S = 20
+
+
+def _pg_bindir() -> Path | None:
+    found = []
+    for initdb in Path("/usr/lib/postgresql").glob("*/bin/initdb"):
+        with contextlib.suppress(ValueError):
+            found.append((int(initdb.parent.parent.name.split(".")[0]), initdb.parent))
+    if found:
+        return max(found)[1]
+    initdb_path = shutil.which("initdb")  # e.g. Homebrew or a distribution that puts it on PATH
+    return Path(initdb_path).parent if initdb_path else None
+
+
+class PostgresServer:
+    """A PostgreSQL cluster in ``directory``, on 127.0.0.1:``port``."""
+
+    def __init__(self, bindir: Path, directory: Path, port: int) -> None:
+        self.bindir = bindir
+        self.directory = directory
+        self.data = directory / "data"
+        self.log_path = directory / "postgres.log"
+        self.port = port
+        self.host = "127.0.0.1"
+        self.user = PG_USER
+        self.password = PG_PASSWORD
+        self.dbname = PG_DATABASE
+        self._as_postgres = os.geteuid() == 0
+
+    # -- connection strings -----------------------------------------------------------------
+
+    def conninfo(self, *, password: str | None = None, dbname: str | None = None) -> str:
+        """A libpq keyword string for the test role over TCP (scram password auth)."""
+        return (f"host={self.host} port={self.port} dbname={dbname or self.dbname} "
+                f"user={self.user} password={password or self.password} connect_timeout=3")
+
+    def url(self, *, password: str | None = None, scheme: str = "postgresql") -> str:
+        """A URL for the test role over TCP (asyncpg, SQLAlchemy)."""
+        return (f"{scheme}://{self.user}:{password or self.password}@{self.host}:{self.port}/"
+                f"{self.dbname}")
+
+    def kwargs(self, *, password: str | None = None) -> dict[str, Any]:
+        """Keyword arguments for ``asyncpg.connect``."""
+        return {"host": self.host, "port": self.port, "user": self.user,
+                "password": password or self.password, "database": self.dbname, "timeout": 3}
+
+    # -- control ----------------------------------------------------------------------------
+
+    def _run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        command = list(argv)
+        if self._as_postgres:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        proc = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=PG_TIMEOUT_S + 10, check=False, cwd=self.directory)
+        if check and proc.returncode != 0:
+            pytest.fail(f"{' '.join(argv)} exited with {proc.returncode}:\n{proc.stdout}\n"
+                        f"{proc.stderr}\n{self._log_tail()}")
+        return proc
+
+    def _log_tail(self) -> str:
+        with contextlib.suppress(OSError):
+            return self.log_path.read_text(errors="replace")[-3000:]
+        return ""
+
+    def _bin(self, name: str) -> str:
+        return str(self.bindir / name)
+
+    def init(self) -> None:
+        """initdb with scram auth for TCP and trust for the private Unix socket."""
+        pwfile = self.directory / "pwfile"
+        pwfile.write_text(PG_PASSWORD + "\n")
+        if self._as_postgres:
+            shutil.chown(pwfile, "postgres")
+        self._run(self._bin("initdb"), "-D", str(self.data), "-U", PG_SUPERUSER,
+                  f"--pwfile={pwfile}", "--auth-local=trust", "--auth-host=scram-sha-256",
+                  "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")
+        with open(self.data / "postgresql.conf", "a") as conf:
+            conf.write(f"\nlisten_addresses = '127.0.0.1'\nport = {self.port}\n"
+                       f"unix_socket_directories = '{self.directory}'\n"
+                       "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+                       "max_connections = 40\nshared_buffers = 32MB\n"
+                       # deadlock_timeout is superuser-only per session: a real deadlock is
+                       # detected in 50 ms instead of 1 s.
+                       "deadlock_timeout = 50ms\n")
+
+    def start(self) -> None:
+        """Start the server; return once it accepts connections (bounded)."""
+        self._run(self._bin("pg_ctl"), "start", "-D", str(self.data), "-l", str(self.log_path),
+                  "-w", "-t", str(PG_TIMEOUT_S))
+        self.wait_ready()
+
+    def restart(self) -> None:
+        """``pg_ctl restart -m fast``: every session is terminated (57P01), then it is back."""
+        self._run(self._bin("pg_ctl"), "restart", "-D", str(self.data), "-l",
+                  str(self.log_path), "-m", "fast", "-w", "-t", str(PG_TIMEOUT_S))
+        self.wait_ready()
+
+    def stop(self) -> None:
+        self._run(self._bin("pg_ctl"), "stop", "-D", str(self.data), "-m", "immediate", "-w",
+                  "-t", str(PG_TIMEOUT_S), check=False)
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + PG_TIMEOUT_S
+        while True:
+            proc = self._run(self._bin("pg_isready"), "-h", self.host, "-p", str(self.port),
+                             "-t", "1", check=False)
+            if proc.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                pytest.fail(f"PostgreSQL on port {self.port} not ready within "
+                            f"{PG_TIMEOUT_S} s:\n{self._log_tail()}")
+            time.sleep(0.02)  # pg_isready's own answer is what is waited for
+
+    def superuser_connect(self) -> Any:
+        """A psycopg connection as the superuser over the private Unix socket (trust)."""
+        import psycopg
+
+        return psycopg.connect(host=str(self.directory), port=self.port, user=PG_SUPERUSER,
+                               dbname="postgres", autocommit=True, connect_timeout=3)
+
+    def create_role_and_database(self) -> None:
+        with self.superuser_connect() as conn:
+            conn.execute(f"CREATE ROLE {PG_USER} LOGIN PASSWORD '{PG_PASSWORD}'")
+            conn.execute(f"CREATE DATABASE {PG_DATABASE} OWNER {PG_USER}")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A running PostgreSQL cluster with role ``brace`` (password) and database ``brace_test``."""
+    bindir = _pg_bindir()
+    if bindir is None:
+        message = ("PostgreSQL server binaries (initdb, pg_ctl) were not found in "
+                   "/usr/lib/postgresql/*/bin: install them (Debian/Ubuntu: "
+                   "`apt-get install -y postgresql`; macOS: `brew install postgresql`)")
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message}; CI must install them with apt-get (see .ci/run)")
+        pytest.skip(message)
+    pytest.importorskip("psycopg")
+    directory = Path(tempfile.mkdtemp(prefix="brace-pg-", dir="/tmp"))
+    server = PostgresServer(bindir, directory, _free_port())
+    started = False
+    try:
+        if server._as_postgres:
+            shutil.chown(directory, "postgres", "postgres")
+        directory.chmod(0o700)
+        server.init()
+        server.start()
+        started = True
+        server.create_role_and_database()
+        yield server
+    finally:
+        if started or server.data.exists():
+            server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
