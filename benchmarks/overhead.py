@@ -155,7 +155,7 @@ def table(title: str, results: dict[str, float], reference: str) -> None:
               f"{ns / results[composed]:24.3f}")
 
 
-def import_times() -> None:
+def import_times(runs_each: int) -> None:
     """`import brace` next to importing what it wraps, each in a fresh interpreter."""
     statements = {
         "import tenacity, pybreaker, structlog": "import tenacity, pybreaker, structlog",
@@ -163,10 +163,10 @@ def import_times() -> None:
         "import brace (is httpx loaded?)": "import brace, sys; assert 'httpx' not in sys.modules",
         "import httpx": "import httpx",
     }
-    print("\nimport time (median of 5 fresh interpreters)")
+    print(f"\nimport time (median of {runs_each} fresh interpreters)")
     for label, statement in statements.items():
         runs = []
-        for _ in range(5):
+        for _ in range(runs_each):
             code = f"import time; t = time.perf_counter(); {statement}; " \
                    "print(time.perf_counter() - t)"
             out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -200,7 +200,7 @@ def main() -> None:
             table(f"async: {label}", asynchronous, "tenacity.AsyncRetrying")
     stamina.set_testing(False)
     reset_breakers()
-    import_times()
+    import_times(1 if args.quick else 5)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ __all__ = [
     "BREAKER_STATE_CHANGED",
     "BREAKER_STORAGE_ERROR",
     "DEGRADED",
+    "RETRY_BUDGET_EXHAUSTED",
     "RETRY_GAVE_UP",
     "RETRY_SCHEDULED",
     "RETRY_SUCCEEDED",
@@ -34,6 +35,7 @@ __all__ = [
     "describe_error",
     "describe_result",
     "redact",
+    "retry_budget_exhausted",
     "retry_gave_up",
     "retry_scheduled",
     "retry_succeeded",
@@ -42,6 +44,7 @@ __all__ = [
 RETRY_SCHEDULED = "retry.scheduled"
 RETRY_GAVE_UP = "retry.gave_up"
 RETRY_SUCCEEDED = "retry.succeeded"
+RETRY_BUDGET_EXHAUSTED = "retry.budget_exhausted"
 
 _log = structlog.get_logger("brace")
 
@@ -132,6 +135,13 @@ def retry_gave_up(
     _log.error(RETRY_GAVE_UP, callable=callable_name, preset=preset, attempts=attempts,
                elapsed_s=round(elapsed_s, 6), error=describe(outcome), reason=reason,
                **db_fields(outcome), **extra)
+
+
+def retry_budget_exhausted(callable_name: str, preset: str | None, budget: str,
+                           attempt: int) -> None:
+    """A retry was wanted but the retry budget ``budget`` refused it: the call gives up."""
+    _log.warning(RETRY_BUDGET_EXHAUSTED, callable=callable_name, preset=preset, budget=budget,
+                 attempt=attempt)
 
 
 def retry_succeeded(callable_name: str, preset: str, attempts: int, elapsed_s: float) -> None:

@@ -247,6 +247,9 @@ class Policy:
         breaker: A breaker name (``brace.breaker(name)``, created with defaults on first use)
             or a ``pybreaker.CircuitBreaker``. Every attempt passes through it; only failures
             the policy would retry count against it. Decorated functions only.
+        budget: A retry budget name (``brace.predicates.budget(name)``, created with defaults
+            on first use) or a :class:`brace.predicates.budget`: retries only while they stay
+            under its share of calls; when it refuses, the call gives up at once.
         fallback: Returned instead of raising when retries are exhausted or the breaker is
             open; a callable is called with the error. Bugs (errors the policy would not
             retry) still raise. Decorated functions only.
@@ -266,6 +269,7 @@ class Policy:
     idempotent_only: bool = True
     attempt_timeout: float | None = None
     breaker: str | pybreaker.CircuitBreaker | None = None
+    budget: str | predicates.budget | None = None
     # Fallback values need not be hashable: compared, but left out of the hash.
     fallback: Any = dataclasses.field(default=NO_FALLBACK, hash=False)
 
@@ -294,6 +298,11 @@ class Policy:
                 or isinstance(self.breaker, pybreaker.CircuitBreaker)):
             raise TypeError(f"breaker= must be a breaker name (non-empty str) or a "
                             f"pybreaker.CircuitBreaker, got {self.breaker!r}")
+        if self.budget is not None and not (
+                (isinstance(self.budget, str) and self.budget)
+                or isinstance(self.budget, predicates.budget)):
+            raise TypeError(f"budget= must be a budget name (non-empty str) or a "
+                            f"brace.predicates.budget, got {self.budget!r}")
         # Frozen: normalise through object.__setattr__ so equal configs hash equal.
         object.__setattr__(self, "initial", initial)
         object.__setattr__(self, "max_wait", max_wait)
@@ -480,6 +489,7 @@ class Policy:
         inner = fn if self.breaker is None else self._gated_sync(fn, self.breaker)
         retrying = self._sync_retrying
         result_check = self._result_check
+        counted = self.budget is not None
         stats: dict[str, Any] = {}
 
         def slow(started: float, first: _Replay, args: Any, kwargs: Any) -> Any:
@@ -492,6 +502,8 @@ class Policy:
             if not _switch.active:  # brace.set_active(False): one plain attempt
                 return inner(*args, **kwargs)
             started = _tenacity_clock()
+            if counted:
+                self._budget().record_call()  # type: ignore[union-attr]
             try:
                 result = inner(*args, **kwargs)
             except BaseException as exc:
@@ -514,12 +526,15 @@ class Policy:
         result_check = self._result_check
         deadline = self.deadline
         deadline_message = f"deadline of {deadline:g} s reached"
+        counted = self.budget is not None
         stats: dict[str, Any] = {}
 
         @functools.wraps(fn)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
             started = _tenacity_clock()
             task = _current_task()
+            if counted:
+                self._budget().record_call()  # type: ignore[union-attr]
             if task is None:  # not asyncio (trio): tenacity alone, no deadline watch
                 return await plain(*args, **kwargs)
             # An attempt (or sleep) still running when the deadline passes is cancelled, so
@@ -676,6 +691,13 @@ class Policy:
         else:
             gate.record(trial, _breakers.CountedResult(_events.describe_result(result)))
 
+    def _budget(self) -> predicates.budget | None:
+        spec = self.budget
+        if spec is None or isinstance(spec, predicates.budget):
+            return spec
+        # Looked up per call, like breakers: reset_budgets() forgets them.
+        return predicates.budget._registry.get(spec) or predicates.budget(spec)
+
     def _breaker_is_open(self) -> bool:
         if self.breaker is None:
             return False
@@ -807,10 +829,15 @@ class _Observed(tenacity.retry_base):
         outcome = retry_state.outcome
         assert outcome is not None
         replay = retry_state.fn
-        if retry_state.attempt_number == 1 and isinstance(replay, _Replay):
-            # Attempt 1 ran on the fast path, before tenacity started its clock.
-            retry_state.start_time = replay.started
-            retry_state.retry_object.statistics["start_time"] = replay.started
+        budget = self.policy._budget()
+        if retry_state.attempt_number == 1:
+            if isinstance(replay, _Replay):
+                # Attempt 1 ran on the fast path, before tenacity started its clock (and
+                # the wrapper counted the call for the budget).
+                retry_state.start_time = replay.started
+                retry_state.retry_object.statistics["start_time"] = replay.started
+            elif budget is not None:  # a retrying() block or a transport: count it here
+                budget.record_call()
         exc = outcome.exception()
         reason = "not_retryable"
         tripped = False  # this attempt's own failure met an open breaker
@@ -824,6 +851,13 @@ class _Observed(tenacity.retry_base):
                 # This attempt's failure tripped (or met) an open breaker: stop here with the
                 # real error instead of sleeping towards a certain rejection.
                 decision, reason, tripped = False, "breaker_open", True
+            elif (decision and budget is not None
+                  and retry_state.attempt_number < self.policy.attempts  # else: no retry
+                  and not budget.try_spend()):
+                # Retries are over their share of calls: give up rather than add load.
+                decision, reason, tripped = False, "budget_exhausted", True
+                _events.retry_budget_exhausted(retry_state.get_fn_name(), self.policy.preset,
+                                               budget.name, retry_state.attempt_number)
         # A first-attempt rejection is reported by `breaker.rejected` alone.
         if not decision and (retry_state.attempt_number > 1 or tripped):
             name = retry_state.get_fn_name()

@@ -65,6 +65,7 @@ class Preset(Policy):
         idempotent_only: bool = ...,
         attempt_timeout: float | None = ...,
         breaker: str | pybreaker.CircuitBreaker | None = ...,
+        budget: str | predicates.budget | None = ...,
         fallback: Any = ...,
     ) -> Policy: ...
     def __call__(self, fn: Callable[..., Any] | None = None, /, **overrides: Any) -> Any:

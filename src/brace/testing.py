@@ -11,9 +11,16 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from brace import _breakers, _policy, waits
+from brace import _breakers, _policy, predicates, waits
 
-__all__ = ["brace_no_waits", "brace_reset_breakers", "no_waits", "reset_breakers"]
+__all__ = [
+    "brace_no_waits",
+    "brace_reset_breakers",
+    "brace_reset_budgets",
+    "no_waits",
+    "reset_breakers",
+    "reset_budgets",
+]
 
 
 @contextlib.contextmanager
@@ -37,6 +44,15 @@ def reset_breakers() -> None:
     ``brace.breaker(name, ...)`` may configure the name afresh.
     """
     _breakers.reset()
+
+
+def reset_budgets() -> None:
+    """Forget every retry budget and what it counted: the next test starts with full ones."""
+    with predicates.budget._registry_lock:
+        budgets = list(predicates.budget._registry.values())
+        predicates.budget._registry.clear()
+    for budget in budgets:
+        budget.reset()
 
 
 try:
@@ -64,3 +80,10 @@ else:
         reset_breakers()
         yield
         reset_breakers()
+
+    @pytest.fixture
+    def brace_reset_budgets() -> Iterator[None]:
+        """Pytest fixture: every retry budget is forgotten before and after the test."""
+        reset_budgets()
+        yield
+        reset_budgets()

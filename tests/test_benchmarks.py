@@ -1,0 +1,25 @@
+"""The benchmarks run (tiny counts): they prove they work, they assert no timings."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
+
+
+@pytest.mark.parametrize(("script", "needles"), [
+    ("overhead.py", ["sync: healthy call", "async: 2 failures, then success",
+                     "brace.http(breaker=)", "tenacity + pybreaker", "import brace"]),
+    ("storm.py", ["brace http + breaker + budget", "stamina defaults", "attempts/call"]),
+])
+def test_benchmark_runs(script: str, needles: list[str]) -> None:
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / script), "--quick"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    for needle in needles:
+        assert needle in proc.stdout
+    assert "nan" not in proc.stdout  # every scenario produced its numbers

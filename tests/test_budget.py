@@ -1,0 +1,204 @@
+"""Retry budgets: retries stay under a share of calls, shared by name, thread- and task-safe."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import tenacity
+from structlog.testing import capture_logs
+
+import brace
+from brace.testing import no_waits, reset_budgets
+
+
+@pytest.fixture(autouse=True)
+def _fresh() -> Iterator[None]:
+    reset_budgets()
+    with no_waits():
+        yield
+    reset_budgets()
+
+
+def always_down() -> Any:
+    def call() -> None:
+        call.calls += 1  # type: ignore[attr-defined]
+        raise ConnectionError("down")
+
+    call.calls = 0  # type: ignore[attr-defined]
+    return call
+
+
+def test_retries_stay_under_the_ratio_of_calls(clock: Any) -> None:
+    brace.predicates.budget("orders", ratio=0.1, min_per_s=0, window_s=10)
+    dep = always_down()
+    call = brace.network(attempts=5, budget="orders")(dep)
+    with capture_logs() as logs:
+        for _ in range(50):
+            with pytest.raises(ConnectionError):
+                call()
+    # 50 calls allow 5 retries: 55 attempts instead of 250
+    assert dep.calls == 55
+    exhausted = [e for e in logs if e["event"] == "retry.budget_exhausted"]
+    assert len(exhausted) == 50  # every call ended on a refusal, some after one retry
+    assert exhausted[0]["budget"] == "orders" and exhausted[0]["preset"] == "network"
+    gave_up = [e for e in logs if e["event"] == "retry.gave_up"]
+    assert len(gave_up) == 50 and {e["reason"] for e in gave_up} == {"budget_exhausted"}
+
+
+def test_the_floor_lets_a_quiet_service_retry(clock: Any) -> None:
+    brace.predicates.budget("quiet", ratio=0.0, min_per_s=0.3, window_s=10)  # 3 retries
+    dep = always_down()
+    call = brace.network(attempts=3, budget="quiet")(dep)
+    for _ in range(4):
+        with pytest.raises(ConnectionError):
+            call()
+    assert dep.calls == 4 + 3
+
+
+def test_the_window_slides(clock: Any) -> None:
+    brace.predicates.budget("slide", ratio=0.0, min_per_s=0.2, window_s=10)  # 2 per window
+    dep = always_down()
+    call = brace.network(attempts=2, budget="slide")(dep)
+    for _ in range(5):
+        with pytest.raises(ConnectionError):
+            call()
+    assert dep.calls == 5 + 2
+    clock.advance(10.5)  # the old retries leave the window
+    for _ in range(5):
+        with pytest.raises(ConnectionError):
+            call()
+    assert dep.calls == 7 + 5 + 2
+
+
+def test_successful_calls_refill_it(clock: Any) -> None:
+    brace.predicates.budget("refill", ratio=0.5, min_per_s=0, window_s=10)
+    healthy = brace.network(budget="refill")(lambda: "ok")
+    for _ in range(10):
+        assert healthy() == "ok"  # fast path: counted without tenacity
+    dep = always_down()
+    failing = brace.network(attempts=2, budget="refill")(dep)
+    for _ in range(10):
+        with pytest.raises(ConnectionError):
+            failing()
+    # 20 calls in the window at ratio 0.5: 10 retries
+    assert dep.calls == 10 + 10
+
+
+def test_shared_by_name_across_policies(clock: Any) -> None:
+    shared = brace.predicates.budget("shared", ratio=0.0, min_per_s=0.1, window_s=10)  # 1
+    assert brace.predicates.budget("shared") is shared
+    a, b = always_down(), always_down()
+    with pytest.raises(ConnectionError):
+        brace.network(attempts=3, budget="shared")(a)()
+    with pytest.raises(ConnectionError):
+        brace.http(attempts=3, budget=shared)(b)()
+    assert a.calls + b.calls == 2 + 1
+
+
+def test_threads_never_overspend(clock: Any) -> None:
+    budget = brace.predicates.budget("threads", ratio=0.0, min_per_s=2.5, window_s=10)  # 25
+    dep = always_down()
+    lock = threading.Lock()
+    calls = 0
+
+    def counted() -> None:
+        nonlocal calls
+        with lock:
+            calls += 1
+        raise ConnectionError
+
+    call = brace.network(attempts=10, budget=budget)(counted)
+
+    def worker() -> None:
+        for _ in range(20):
+            with pytest.raises(ConnectionError):
+                call()
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert calls == 8 * 20 + 25
+    assert dep.calls == 0
+
+
+def test_asyncio_tasks_share_it(clock: Any) -> None:
+    brace.predicates.budget("tasks", ratio=0.0, min_per_s=1.0, window_s=10)  # 10
+    calls = 0
+
+    @brace.network(attempts=4, budget="tasks")
+    async def call() -> None:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0)
+        raise TimeoutError
+
+    async def main() -> None:
+        results = await asyncio.gather(*(call() for _ in range(30)), return_exceptions=True)
+        assert all(isinstance(r, TimeoutError) for r in results)
+
+    asyncio.run(main())
+    assert calls == 30 + 10
+
+
+def test_in_plain_tenacity_code(clock: Any) -> None:
+    budget = brace.predicates.budget("raw", ratio=0.0, min_per_s=0.2, window_s=10)  # 2
+    attempts = 0
+    for _ in range(3):
+        retrying = tenacity.Retrying(retry=brace.predicates.transient & budget,
+                                     before=budget.before, stop=tenacity.stop_after_attempt(4),
+                                     sleep=lambda s: None, reraise=True)
+        with pytest.raises(ConnectionError):
+            for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    raise ConnectionError
+    assert attempts == 3 + 2
+
+
+def test_retrying_blocks_count_calls(clock: Any) -> None:
+    brace.predicates.budget("blocks", ratio=0.5, min_per_s=0, window_s=10)
+    policy = brace.network(attempts=3, budget="blocks")
+    for _ in range(4):
+        for attempt in policy.retrying():
+            with attempt:
+                pass  # four healthy calls: two retries to spend
+    attempts = 0
+    with pytest.raises(ConnectionError):
+        for attempt in policy.retrying():
+            with attempt:
+                attempts += 1
+                raise ConnectionError
+    assert attempts == 3  # (5 calls * 0.5 = 2.5) allows both retries
+
+
+@pytest.mark.parametrize(("kwargs", "name"), [
+    ({"ratio": -0.1}, "ratio"), ({"ratio": 1.5}, "ratio"), ({"ratio": float("nan")}, "ratio"),
+    ({"min_per_s": -1}, "min_per_s"), ({"window_s": 0}, "window_s"),
+    ({"window_s": float("inf")}, "window_s")])
+def test_bad_settings(kwargs: dict[str, Any], name: str) -> None:
+    with pytest.raises((ValueError, TypeError), match=name):
+        brace.predicates.budget("bad", **kwargs)
+    with pytest.raises(TypeError, match="name"):
+        brace.predicates.budget("")
+
+
+def test_conflicting_settings_for_a_name() -> None:
+    brace.predicates.budget("conf", ratio=0.2)
+    with pytest.raises(ValueError, match=r"'conf' already exists with ratio=0\.2"):
+        brace.predicates.budget("conf", ratio=0.3)
+    with pytest.raises(TypeError, match="budget="):
+        brace.network(budget=3)  # type: ignore[arg-type]
+
+
+def test_named_budget_is_created_with_defaults_on_first_use(clock: Any) -> None:
+    brace.network(budget="lazy")(lambda: 1)()
+    budget = brace.predicates.budget("lazy")
+    assert (budget.ratio, budget.min_per_s, budget.window_s) == (0.2, 10.0, 10.0)
+    assert repr(budget) == ("brace.predicates.budget('lazy', ratio=0.2, min_per_s=10.0, "
+                            "window_s=10.0)")
