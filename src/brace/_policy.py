@@ -527,10 +527,17 @@ class Policy:
         deadline = self.deadline
         deadline_message = f"deadline of {deadline:g} s reached"
         counted = self.budget is not None
+        # The fast path's first attempt: straight to the function when there is no breaker
+        # or attempt timeout between them (the wrapper itself turns a deadline into a
+        # TimeoutError); later attempts go through `inner`.
+        first_try = fn if self.breaker is None and self.attempt_timeout is None else inner
         stats: dict[str, Any] = {}
+        last_loop: Any = None
+        last_dog: Any = None
 
         @functools.wraps(fn)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            nonlocal last_loop, last_dog
             started = _tenacity_clock()
             task = _current_task()
             if counted:
@@ -539,15 +546,21 @@ class Policy:
                 return await plain(*args, **kwargs)
             # An attempt (or sleep) still running when the deadline passes is cancelled, so
             # an async call never outlives its deadline; attempts read the watch.
-            dog = _watchdog(deadline)
+            loop = task.get_loop()
+            if loop is not last_loop:
+                last_loop, last_dog = loop, _watchdog(deadline)
+            dog = last_dog
             watch = dog.watch(task, deadline_message)
             token = _call_deadline.set(watch)
             try:
                 if not _switch.active:
                     return await inner(*args, **kwargs)
                 try:
-                    result = await inner(*args, **kwargs)
+                    result = await first_try(*args, **kwargs)
                 except BaseException as exc:
+                    if (isinstance(exc, asyncio.CancelledError) and watch.fired
+                            and not watch.converted):
+                        exc = watch.timeout_error()
                     first = _AsyncReplay(inner, fn, started, exc, None)
                 else:
                     if result_check is None or not result_check(result):
