@@ -224,3 +224,11 @@ def test_readme_shows_the_real_output(capsys: pytest.CaptureFixture[str]) -> Non
     code, out, _ = run(capsys, "explain", "http", "--chart")
     assert code == 0
     assert shown == out
+
+
+def test_explain_shows_a_retry_budget(capsys: pytest.CaptureFixture[str]) -> None:
+    data = explain(brace.http(budget="never-created-budget"))
+    assert data["budget"] == {"name": "never-created-budget", "configured": False,
+                              "ratio": 0.2, "min_per_s": 10.0, "window_s": 10.0}
+    assert "never-created-budget" not in brace.predicates.budget._registry
+    assert explain(brace.http())["budget"] is None

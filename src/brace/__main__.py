@@ -125,6 +125,18 @@ def _never(policy: brace.Policy) -> list[str]:
     return never
 
 
+def _budget(spec: str | brace.predicates.budget | None) -> dict[str, Any] | None:
+    if spec is None:
+        return None
+    # Look only: explaining must not create the budget.
+    found = spec if not isinstance(spec, str) else brace.predicates.budget._registry.get(spec)
+    if found is None:
+        return {"name": spec, "configured": False, "ratio": 0.2, "min_per_s": 10.0,
+                "window_s": 10.0}
+    return {"name": found.name, "configured": True, "ratio": found.ratio,
+            "min_per_s": found.min_per_s, "window_s": found.window_s}
+
+
 def _breaker(spec: str | pybreaker.CircuitBreaker | None) -> dict[str, Any] | None:
     if spec is None:
         return None
@@ -205,6 +217,7 @@ def explain(policy: brace.Policy) -> dict[str, Any]:
         "deadline_cuts_from": cut[0] if cut else None,
         "note": _NOTE,
         "breaker": _breaker(policy.breaker),
+        "budget": _budget(policy.budget),
         "attempt_timeout_s": policy.attempt_timeout,
         "fallback": fallback,
     }
@@ -264,6 +277,12 @@ def _text(data: dict[str, Any]) -> list[str]:
         lines.append(f"Breaker: {breaker['name']!r}, created with defaults on first use: "
                      f"fail_max={breaker['fail_max']}, "
                      f"reset_timeout={breaker['reset_timeout']:g}")
+    budget = data["budget"]
+    if budget is not None:
+        how = "" if budget["configured"] else ", created with defaults on first use"
+        lines.append(f"Retry budget: {budget['name']!r}{how}: retries under "
+                     f"{budget['ratio']:g} x calls + {budget['min_per_s']:g}/s over "
+                     f"{budget['window_s']:g} s")
     timeout = data["attempt_timeout_s"]
     lines.append(f"Attempt timeout: {'none' if timeout is None else _s(timeout)}")
     lines.append(f"Fallback: {data['fallback'] or 'none'}")
