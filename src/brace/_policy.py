@@ -621,40 +621,20 @@ class Policy:
     def _gated_sync(self, fn: Callable[..., Any],
                     spec: str | pybreaker.CircuitBreaker) -> Callable[..., Any]:
         name = _tenacity_utils.get_callback_name(fn)
-        check = self._result_check
 
         @_same_name(fn)
         def attempt(*args: Any, **kwargs: Any) -> Any:
-            gate = _breakers.gate_for(spec)  # looked up per call: reset_breakers() forgets
-            trial = gate.enter(name)
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:
-                self._record(gate, trial, exc, None)
-                raise
-            if trial or (check is not None and check(result)) or not gate.quiet_success():
-                self._record(gate, trial, None, result)
-            return result
+            return self._call_gated(spec, name, fn, *args, **kwargs)
 
         return attempt
 
     def _gated_async(self, fn: Callable[..., Any],
                      spec: str | pybreaker.CircuitBreaker) -> Callable[..., Any]:
         name = _tenacity_utils.get_callback_name(fn)
-        check = self._result_check
 
         @_same_name(fn)
         async def attempt(*args: Any, **kwargs: Any) -> Any:
-            gate = _breakers.gate_for(spec)
-            trial = gate.enter(name)
-            try:
-                result = await fn(*args, **kwargs)
-            except BaseException as exc:
-                self._record(gate, trial, exc, None)
-                raise
-            if trial or (check is not None and check(result)) or not gate.quiet_success():
-                self._record(gate, trial, None, result)
-            return result
+            return await self._acall_gated(spec, name, fn, *args, **kwargs)
 
         return attempt
 
@@ -668,7 +648,10 @@ class Policy:
         except BaseException as exc:
             self._record(gate, trial, exc, None)
             raise
-        self._record(gate, trial, None, result)
+        # A healthy call through a closed, quiet breaker has nothing to record.
+        check = self._result_check
+        if trial or (check is not None and check(result)) or not gate.quiet_success():
+            self._record(gate, trial, None, result)
         return result
 
     async def _acall_gated(self, spec: str | pybreaker.CircuitBreaker, name: str,
@@ -681,7 +664,9 @@ class Policy:
         except BaseException as exc:
             self._record(gate, trial, exc, None)
             raise
-        self._record(gate, trial, None, result)
+        check = self._result_check
+        if trial or (check is not None and check(result)) or not gate.quiet_success():
+            self._record(gate, trial, None, result)
         return result
 
     def _record(self, gate: _breakers.Gate, trial: bool, exc: BaseException | None,
