@@ -265,3 +265,18 @@ def test_environment_variable_garbage_is_an_error() -> None:
         env={**os.environ, "BRACE_ACTIVE": "maybe"}, timeout=30, check=False)
     assert proc.returncode != 0
     assert "BRACE_ACTIVE must be one of" in proc.stderr
+
+
+def test_event_loops_are_not_kept_alive() -> None:
+    import gc
+
+    from brace import _policy
+
+    @brace.network(attempt_timeout=1)
+    async def call() -> int:
+        return 1
+
+    for _ in range(3):
+        assert asyncio.run(call()) == 1
+    gc.collect()
+    assert len(_policy._watchdogs) == 0  # each closed loop and its watchdogs were freed

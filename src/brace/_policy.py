@@ -72,16 +72,21 @@ class _Watchdog:
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
-        self.loop = loop
+        # Weakly: the registry is keyed by loop, and a strong reference here would keep
+        # every loop (and its watchdogs) alive forever.
+        self._loop = weakref.ref(loop)
         self.seconds = seconds
         self.watches: collections.deque[_Watch] = collections.deque()
-        self.timer: asyncio.TimerHandle | None = None
+        # Whether a timer is pending. Not the TimerHandle: it references the loop.
+        self.armed = False
 
     def watch(self, task: asyncio.Task[Any], message: str) -> _Watch:
-        watch = _Watch(self.loop.time() + self.seconds, message, task)
+        loop = task.get_loop()
+        watch = _Watch(loop.time() + self.seconds, message, task)
         self.watches.append(watch)
-        if self.timer is None:
-            self.timer = self.loop.call_at(watch.deadline, self._fire)
+        if not self.armed:
+            self.armed = True
+            loop.call_at(watch.deadline, self._fire)
         return watch
 
     def release(self, watch: _Watch) -> None:
@@ -91,8 +96,11 @@ class _Watchdog:
             watches.popleft()
 
     def _fire(self) -> None:
-        self.timer = None
-        now = self.loop.time()
+        self.armed = False
+        loop = self._loop()
+        if loop is None:
+            return
+        now = loop.time()
         watches = self.watches
         while watches:
             head = watches[0]
@@ -103,7 +111,8 @@ class _Watchdog:
                 head.fired = True
                 head.task.cancel()
             else:
-                self.timer = self.loop.call_at(head.deadline, self._fire)
+                self.armed = True
+                loop.call_at(head.deadline, self._fire)
                 break
 
 
@@ -532,7 +541,7 @@ class Policy:
         # TimeoutError); later attempts go through `inner`.
         first_try = fn if self.breaker is None and self.attempt_timeout is None else inner
         stats: dict[str, Any] = {}
-        last_loop: Any = None
+        last_loop: Any = None  # a weak reference to the loop last_dog serves
         last_dog: Any = None
 
         @functools.wraps(fn)
@@ -547,8 +556,8 @@ class Policy:
             # An attempt (or sleep) still running when the deadline passes is cancelled, so
             # an async call never outlives its deadline; attempts read the watch.
             loop = task.get_loop()
-            if loop is not last_loop:
-                last_loop, last_dog = loop, _watchdog(deadline)
+            if last_loop is None or last_loop() is not loop:
+                last_loop, last_dog = weakref.ref(loop), _watchdog(deadline)
             dog = last_dog
             watch = dog.watch(task, deadline_message)
             token = _call_deadline.set(watch)
