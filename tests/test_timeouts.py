@@ -269,14 +269,20 @@ def test_environment_variable_garbage_is_an_error() -> None:
 
 def test_event_loops_are_not_kept_alive() -> None:
     import gc
-
-    from brace import _policy
+    import weakref
 
     @brace.network(attempt_timeout=1)
     async def call() -> int:
         return 1
 
+    refs = []
     for _ in range(3):
-        assert asyncio.run(call()) == 1
+        loop = asyncio.new_event_loop()
+        try:
+            assert loop.run_until_complete(call()) == 1
+        finally:
+            loop.close()
+        refs.append(weakref.ref(loop))
+        del loop
     gc.collect()
-    assert len(_policy._watchdogs) == 0  # each closed loop and its watchdogs were freed
+    assert [ref() for ref in refs] == [None, None, None]  # brace's watchdogs let them go
