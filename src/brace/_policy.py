@@ -501,7 +501,7 @@ class Policy:
         counted = self.budget is not None
         stats: dict[str, Any] = {}
 
-        def slow(started: float, first: _Replay, args: Any, kwargs: Any) -> Any:
+        def slow(first: _Replay, args: Any, kwargs: Any) -> Any:
             copy = retrying.copy()
             copy._local.statistics = stats  # shared, as tenacity's own wraps() does
             return copy(first, *args, **kwargs)
@@ -516,9 +516,9 @@ class Policy:
             try:
                 result = inner(*args, **kwargs)
             except BaseException as exc:
-                return slow(started, _Replay(inner, fn, started, exc, None), args, kwargs)
+                return slow(_Replay(inner, fn, started, exc, None), args, kwargs)
             if result_check is not None and result_check(result):
-                return slow(started, _Replay(inner, fn, started, None, result), args, kwargs)
+                return slow(_Replay(inner, fn, started, None, result), args, kwargs)
             stats.clear()
             stats.update(start_time=started, attempt_number=1, idle_for=0,
                          delay_since_first_attempt=0)
