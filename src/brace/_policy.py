@@ -515,6 +515,8 @@ class Policy:
                 self._budget().record_call()  # type: ignore[union-attr]
             try:
                 result = inner(*args, **kwargs)
+            except predicates.NEVER_RETRY:
+                raise  # an interrupt or exit: at once, no machinery
             except BaseException as exc:
                 return slow(_Replay(inner, fn, started, exc, None), args, kwargs)
             if result_check is not None and result_check(result):
@@ -567,9 +569,11 @@ class Policy:
                 try:
                     result = await first_try(*args, **kwargs)
                 except BaseException as exc:
-                    if (isinstance(exc, asyncio.CancelledError) and watch.fired
-                            and not watch.converted):
-                        exc = watch.timeout_error()
+                    if isinstance(exc, predicates.NEVER_RETRY):
+                        if not (isinstance(exc, asyncio.CancelledError) and watch.fired
+                                and not watch.converted):
+                            raise  # cancelled by the caller, an interrupt or exit: at once
+                        exc = watch.timeout_error()  # the deadline passed
                     first = _AsyncReplay(inner, fn, started, exc, None)
                 else:
                     if result_check is None or not result_check(result):
