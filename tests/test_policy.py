@@ -329,3 +329,42 @@ def test_async_attempt_timeout_times_out_each_attempt_and_retries() -> None:
 
     with pytest.raises(TimeoutError, match=r"attempt timed out after 0\.05 s"):
         asyncio.run(hangs())
+
+
+@pytest.mark.parametrize("failures", [0, 1, 2, 5])
+def test_fast_path_is_invisible_next_to_plain_tenacity(failures: int, clock: Any) -> None:
+    """Statistics, attempt numbers and events match tenacity running from the first call."""
+    from structlog.testing import capture_logs
+
+    policy = brace.network(attempts=4, initial=1, max_wait=1)
+
+    def run_with(decorate: Callable[[Callable[..., Any]], Any]) -> tuple[Any, ...]:
+        import random
+
+        random.seed(3)
+        clock.now = 1000.0
+
+        def flaky_call() -> str:
+            clock.advance(0.5)  # each call takes half a virtual second
+            flaky_call.calls += 1  # type: ignore[attr-defined]
+            if flaky_call.calls <= failures:  # type: ignore[attr-defined]
+                raise ConnectionError("down")
+            return "ok"
+
+        flaky_call.calls = 0  # type: ignore[attr-defined]
+        wrapped = decorate(flaky_call)
+        with capture_logs() as logs:
+            try:
+                outcome: Any = wrapped()
+            except ConnectionError as exc:
+                outcome = type(exc)
+        stats = dict(wrapped.statistics)
+        for event in logs:
+            event.pop("elapsed_s", None)  # wall-clock noise aside, all must match
+        return outcome, flaky_call.calls, stats, logs  # type: ignore[attr-defined]
+
+    brace_run = run_with(policy)  # under no_waits (autouse): sleeps are skipped
+    tenacity_run = run_with(
+        lambda fn: tenacity.retry(sleep=lambda s: None, **policy.tenacity_kwargs())(fn))
+    assert brace_run == tenacity_run
+    assert brace_run[2]["attempt_number"] == min(failures + 1, 4)
