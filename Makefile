@@ -1,30 +1,45 @@
-# Every target creates .venv and installs what it needs when missing.
+# Every target creates its virtualenv and installs what it needs when missing.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# `make demo` needs only brace's runtime dependencies: its own small virtualenv.
+DEMO_VENV := .venv-demo
+DEMO_STAMP := $(DEMO_VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test servers lint docs bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,dev]'
+	$(PY) -m pip install --quiet -e '.[test,dev,docs]'
 	touch $(STAMP)
 
-demo: $(STAMP)
-	$(PY) examples/quickstart.py
+$(DEMO_STAMP): pyproject.toml
+	test -x $(DEMO_VENV)/bin/python || $(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/python -m pip install --quiet -e .
+	touch $(DEMO_STAMP)
 
-test: $(STAMP)
+demo: $(DEMO_STAMP)
+	$(DEMO_VENV)/bin/python examples/demo.py
+
+# The real servers the integration tests start (redis-server, PostgreSQL binaries).
+servers:
+	bash .ci/install-servers
+
+test: $(STAMP) servers
 	$(PY) -m pytest
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests examples $(wildcard benchmarks)
 	$(PY) -m mypy --strict src
 
+docs: $(STAMP)
+	$(PY) -m mkdocs build --strict --site-dir site
+
 bench: $(STAMP)
 	@ls benchmarks/*.py >/dev/null 2>&1 || { echo "no benchmarks yet"; exit 0; }
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(DEMO_VENV) site .mypy_cache .ruff_cache .hypothesis
