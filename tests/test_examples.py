@@ -30,6 +30,15 @@ EXPECTED = {
                                 "ledger: ['nightly report', 'alice -> bob: 30']",
                                 "a bug is not retried: OperationalError('no such table: "
                                 "acounts') after 1 attempt"],
+    "demo.py": ["retry.scheduled", "retry.succeeded", "retry.gave_up", "breaker.state_changed",
+                "breaker.rejected", "GET /flaky -> 200 after 3 requests",
+                "ok: the retry waited for the server's Retry-After: 1",
+                "GET /reset -> 200 after 2 requests",
+                "POST /orders without a key -> 503; the server saw 1 POST",
+                "POST /payments with a key -> 200; the server saw 2 POSTs",
+                "call 3: CircuitOpenError", "4 calls, 3 requests reached the server",
+                "duplicates (keyless POSTs resent)   0   0   0   0   0      0",
+                "breaker transitions                 0   0   0   0   3      3"],
 }
 
 
