@@ -34,7 +34,7 @@ import structlog
 import tenacity
 
 import brace
-from brace import _breakers
+from brace import _breakers, _deadline
 from brace.testing import reset_breakers, reset_budgets
 
 OUTAGE = (5.0, 15.0)
@@ -76,16 +76,19 @@ class Simulation:
             def now(cls, tz: Any = None) -> Any:
                 return sim.utcnow()
 
-        saved = (tenacity.time, pybreaker.datetime, _breakers._utcnow, asyncio.sleep)
-        tenacity.time = types.SimpleNamespace(monotonic=self.monotonic)  # type: ignore[attr-defined]
+        saved = (tenacity.time, _deadline.time, pybreaker.datetime, _breakers._utcnow,
+                 asyncio.sleep)
+        virtual = types.SimpleNamespace(monotonic=self.monotonic)
+        tenacity.time = virtual  # type: ignore[attr-defined]
+        _deadline.time = virtual  # type: ignore[assignment]
         pybreaker.datetime = VirtualDatetime  # type: ignore[misc]
         _breakers._utcnow = self.utcnow
         asyncio.sleep = self.sleep  # type: ignore[assignment]
         try:
             yield
         finally:
-            (tenacity.time, pybreaker.datetime, _breakers._utcnow,  # type: ignore[attr-defined]
-             asyncio.sleep) = saved  # type: ignore[misc]
+            (tenacity.time, _deadline.time, pybreaker.datetime,  # type: ignore[attr-defined]
+             _breakers._utcnow, asyncio.sleep) = saved  # type: ignore[misc]
 
     async def run(self, tasks: list[asyncio.Task[None]]) -> None:
         """Advance virtual time whenever every live task waits on it."""

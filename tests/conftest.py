@@ -1,4 +1,4 @@
-"""Shared fixtures: a virtual clock for tenacity, and seeded randomness."""
+"""Shared fixtures: a virtual clock for tenacity and brace, and seeded randomness."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 import tenacity
 
+import brace._deadline
 from tests.fault_server import fault_server  # noqa: F401  (fixture)
 
 
@@ -36,9 +37,12 @@ class VirtualClock:
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> VirtualClock:
-    """Virtual time for tenacity: RetryCallState reads `time.monotonic` through this name."""
+    """Virtual time for tenacity and brace's deadlines (both read `time.monotonic` through a
+    module attribute named `time`)."""
     vc = VirtualClock()
-    monkeypatch.setattr(tenacity, "time", types.SimpleNamespace(monotonic=vc.monotonic))
+    virtual = types.SimpleNamespace(monotonic=vc.monotonic)
+    monkeypatch.setattr(tenacity, "time", virtual)
+    monkeypatch.setattr(brace._deadline, "time", virtual)
     return vc
 
 

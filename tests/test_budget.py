@@ -33,7 +33,7 @@ def always_down() -> Any:
 
 
 def test_retries_stay_under_the_ratio_of_calls(clock: Any) -> None:
-    brace.predicates.budget("orders", ratio=0.1, min_per_s=0, window_s=10)
+    brace.budget("orders", ratio=0.1, min_per_s=0, window_s=10)
     dep = always_down()
     call = brace.network(attempts=5, budget="orders")(dep)
     with capture_logs() as logs:
@@ -50,7 +50,7 @@ def test_retries_stay_under_the_ratio_of_calls(clock: Any) -> None:
 
 
 def test_the_floor_lets_a_quiet_service_retry(clock: Any) -> None:
-    brace.predicates.budget("quiet", ratio=0.0, min_per_s=0.3, window_s=10)  # 3 retries
+    brace.budget("quiet", ratio=0.0, min_per_s=0.3, window_s=10)  # 3 retries
     dep = always_down()
     call = brace.network(attempts=3, budget="quiet")(dep)
     for _ in range(4):
@@ -60,7 +60,7 @@ def test_the_floor_lets_a_quiet_service_retry(clock: Any) -> None:
 
 
 def test_the_window_slides(clock: Any) -> None:
-    brace.predicates.budget("slide", ratio=0.0, min_per_s=0.2, window_s=10)  # 2 per window
+    brace.budget("slide", ratio=0.0, min_per_s=0.2, window_s=10)  # 2 per window
     dep = always_down()
     call = brace.network(attempts=2, budget="slide")(dep)
     for _ in range(5):
@@ -75,7 +75,7 @@ def test_the_window_slides(clock: Any) -> None:
 
 
 def test_successful_calls_refill_it(clock: Any) -> None:
-    brace.predicates.budget("refill", ratio=0.5, min_per_s=0, window_s=10)
+    brace.budget("refill", ratio=0.5, min_per_s=0, window_s=10)
     healthy = brace.network(budget="refill")(lambda: "ok")
     for _ in range(10):
         assert healthy() == "ok"  # fast path: counted without tenacity
@@ -89,8 +89,8 @@ def test_successful_calls_refill_it(clock: Any) -> None:
 
 
 def test_shared_by_name_across_policies(clock: Any) -> None:
-    shared = brace.predicates.budget("shared", ratio=0.0, min_per_s=0.1, window_s=10)  # 1
-    assert brace.predicates.budget("shared") is shared
+    shared = brace.budget("shared", ratio=0.0, min_per_s=0.1, window_s=10)  # 1
+    assert brace.budget("shared") is shared
     a, b = always_down(), always_down()
     with pytest.raises(ConnectionError):
         brace.network(attempts=3, budget="shared")(a)()
@@ -100,7 +100,7 @@ def test_shared_by_name_across_policies(clock: Any) -> None:
 
 
 def test_threads_never_overspend(clock: Any) -> None:
-    budget = brace.predicates.budget("threads", ratio=0.0, min_per_s=2.5, window_s=10)  # 25
+    budget = brace.budget("threads", ratio=0.0, min_per_s=2.5, window_s=10)  # 25
     dep = always_down()
     lock = threading.Lock()
     calls = 0
@@ -128,7 +128,7 @@ def test_threads_never_overspend(clock: Any) -> None:
 
 
 def test_asyncio_tasks_share_it(clock: Any) -> None:
-    brace.predicates.budget("tasks", ratio=0.0, min_per_s=1.0, window_s=10)  # 10
+    brace.budget("tasks", ratio=0.0, min_per_s=1.0, window_s=10)  # 10
     calls = 0
 
     @brace.network(attempts=4, budget="tasks")
@@ -147,7 +147,7 @@ def test_asyncio_tasks_share_it(clock: Any) -> None:
 
 
 def test_in_plain_tenacity_code(clock: Any) -> None:
-    budget = brace.predicates.budget("raw", ratio=0.0, min_per_s=0.2, window_s=10)  # 2
+    budget = brace.budget("raw", ratio=0.0, min_per_s=0.2, window_s=10)  # 2
     attempts = 0
     for _ in range(3):
         retrying = tenacity.Retrying(retry=brace.predicates.transient & budget,
@@ -162,7 +162,7 @@ def test_in_plain_tenacity_code(clock: Any) -> None:
 
 
 def test_retrying_blocks_count_calls(clock: Any) -> None:
-    brace.predicates.budget("blocks", ratio=0.5, min_per_s=0, window_s=10)
+    brace.budget("blocks", ratio=0.5, min_per_s=0, window_s=10)
     policy = brace.network(attempts=3, budget="blocks")
     for _ in range(4):
         for attempt in policy.retrying():
@@ -183,22 +183,22 @@ def test_retrying_blocks_count_calls(clock: Any) -> None:
     ({"window_s": float("inf")}, "window_s")])
 def test_bad_settings(kwargs: dict[str, Any], name: str) -> None:
     with pytest.raises((ValueError, TypeError), match=name):
-        brace.predicates.budget("bad", **kwargs)
+        brace.budget("bad", **kwargs)
     with pytest.raises(TypeError, match="name"):
-        brace.predicates.budget("")
+        brace.budget("")
 
 
 def test_conflicting_settings_for_a_name() -> None:
-    brace.predicates.budget("conf", ratio=0.2)
+    brace.budget("conf", ratio=0.2)
     with pytest.raises(ValueError, match=r"'conf' already exists with ratio=0\.2"):
-        brace.predicates.budget("conf", ratio=0.3)
+        brace.budget("conf", ratio=0.3)
     with pytest.raises(TypeError, match="budget="):
         brace.network(budget=3)  # type: ignore[arg-type]
 
 
 def test_named_budget_is_created_with_defaults_on_first_use(clock: Any) -> None:
     brace.network(budget="lazy")(lambda: 1)()
-    budget = brace.predicates.budget("lazy")
+    budget = brace.budget("lazy")
     assert (budget.ratio, budget.min_per_s, budget.window_s) == (0.2, 10.0, 10.0)
-    assert repr(budget) == ("brace.predicates.budget('lazy', ratio=0.2, min_per_s=10.0, "
+    assert repr(budget) == ("brace.budget('lazy', ratio=0.2, min_per_s=10.0, "
                             "window_s=10.0)")

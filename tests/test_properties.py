@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import brace
+import brace._deadline
 from brace.testing import no_waits
 
 # Relative slack for float products (initial * 2**n) computed two ways.
@@ -100,7 +101,9 @@ def test_sync_policy_is_bounded(cfg: dict[str, Any], duration: float, seed: int)
         raise ConnectionError("down")
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(tenacity, "time", types.SimpleNamespace(monotonic=clock.monotonic))
+        virtual = types.SimpleNamespace(monotonic=clock.monotonic)
+        mp.setattr(tenacity, "time", virtual)
+        mp.setattr(brace._deadline, "time", virtual)
         retrying = policy.retrying(sleep=clock.sleep)
         with pytest.raises(ConnectionError, match="down"):
             retrying(always_fails)
@@ -120,7 +123,9 @@ def test_for_attempt_block_is_bounded(cfg: dict[str, Any], duration: float, seed
     starts: list[float] = []
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(tenacity, "time", types.SimpleNamespace(monotonic=clock.monotonic))
+        virtual = types.SimpleNamespace(monotonic=clock.monotonic)
+        mp.setattr(tenacity, "time", virtual)
+        mp.setattr(brace._deadline, "time", virtual)
         with pytest.raises(TimeoutError):
             for attempt in policy.retrying(sleep=clock.sleep):
                 with attempt:
@@ -150,7 +155,9 @@ def test_async_policy_is_bounded(cfg: dict[str, Any], duration: float, seed: int
             await policy.async_retrying(sleep=clock.async_sleep)(always_fails)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(tenacity, "time", types.SimpleNamespace(monotonic=clock.monotonic))
+        virtual = types.SimpleNamespace(monotonic=clock.monotonic)
+        mp.setattr(tenacity, "time", virtual)
+        mp.setattr(brace._deadline, "time", virtual)
         asyncio.run(main())
 
     check_bounded(cfg, starts, clock.sleeps)
@@ -174,7 +181,9 @@ def test_async_for_block_is_bounded(cfg: dict[str, Any], duration: float, seed: 
                     raise ConnectionResetError("reset")
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(tenacity, "time", types.SimpleNamespace(monotonic=clock.monotonic))
+        virtual = types.SimpleNamespace(monotonic=clock.monotonic)
+        mp.setattr(tenacity, "time", virtual)
+        mp.setattr(brace._deadline, "time", virtual)
         asyncio.run(main())
 
     check_bounded(cfg, starts, clock.sleeps)
@@ -199,7 +208,9 @@ def test_decorator_inside_no_waits_counts_skipped_sleeps(cfg: dict[str, Any], du
 
     wrapped = policy(always_fails)
     with pytest.MonkeyPatch.context() as mp, no_waits():
-        mp.setattr(tenacity, "time", types.SimpleNamespace(monotonic=clock.monotonic))
+        virtual = types.SimpleNamespace(monotonic=clock.monotonic)
+        mp.setattr(tenacity, "time", virtual)
+        mp.setattr(brace._deadline, "time", virtual)
         with pytest.raises(ConnectionError):
             wrapped()
 

@@ -7,7 +7,7 @@
     @brace.http()
     def get_user(uid): ...
 
-Every preset is a configured tenacity retryer; see README.md for the tour.
+Every preset holds a configured tenacity retryer; see README.md for the tour.
 """
 
 from __future__ import annotations
@@ -16,13 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 from brace import predicates, presets, stops, waits
 from brace._breakers import BreakerInfo, CircuitOpenError, breaker, breakers
-from brace._policy import NO_FALLBACK, Policy, Retried, is_active, set_active
+from brace._budget import Budget, budget
+from brace._config import NO_FALLBACK, is_active, set_active
+from brace._policy import Policy, Retried
 from brace.presets import Preset, background, database, http, interactive, llm, network
 
 __all__ = [
     "NO_FALLBACK",
     "AsyncRetryTransport",
     "BreakerInfo",
+    "Budget",
     "CircuitOpenError",
     "Policy",
     "Preset",
@@ -31,6 +34,7 @@ __all__ = [
     "background",
     "breaker",
     "breakers",
+    "budget",
     "database",
     "http",
     "interactive",

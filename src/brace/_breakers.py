@@ -1,28 +1,29 @@
-"""Named pybreaker circuit breakers, Redis storage, and gating outside pybreaker's lock.
+"""Named pybreaker circuit breakers, and the gate every attempt passes through.
 
 ``pybreaker.CircuitBreaker.call`` holds the breaker's lock while the guarded function runs,
 which serialises every call through one breaker. brace keeps pybreaker as the state machine
-and storage but runs the function outside that lock: :class:`Gate` admits or rejects a call
-(moving an expired open breaker to half-open, admitting one trial at a time), the function
-runs, and the outcome is recorded through ``breaker.call`` so counters, listeners, ``exclude``
-and storage stay pybreaker's.
+and storage but runs the function outside that lock: :class:`Gate` admits or rejects an
+attempt (moving an expired open breaker to half-open, admitting one trial at a time), the
+attempt runs, and its outcome is recorded through ``breaker.call`` so counters, listeners,
+``exclude`` and storage stay pybreaker's. Decorators and transports both call the gate.
 """
 
 from __future__ import annotations
 
-import sys
 import threading
-import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta, timezone
-from typing import Any, NamedTuple
+from types import MappingProxyType
+from typing import Any, NamedTuple, Protocol
 
 import pybreaker
 
 from brace import _events, _validate
+from brace.predicates import NEVER_RETRY as _NEVER_COUNTED
 
 __all__ = [
+    "DEFAULTS",
     "BreakerInfo",
     "CircuitOpenError",
     "Gate",
@@ -33,15 +34,13 @@ __all__ = [
 ]
 
 _UTC = timezone.utc
-#: Seconds Redis may take per operation before the breaker falls back (see README).
-REDIS_TIMEOUT_S = 0.25
-#: After a Redis error, storage calls fail at once for this long instead of each waiting
-#: for its own timeout: a frozen Redis must not cost every call several timeouts.
-REDIS_COOLDOWN_S = 1.0
+#: What a breaker named before it was configured gets (and what ``explain`` shows for one).
+DEFAULTS = MappingProxyType({"fail_max": 5, "reset_timeout": 30.0, "success_threshold": 1})
+_CLOSED, _OPEN, _HALF_OPEN = pybreaker.STATE_CLOSED, pybreaker.STATE_OPEN, pybreaker.STATE_HALF_OPEN
 
 
 def _utcnow() -> datetime:
-    # pybreaker stores opened_at as an aware UTC datetime; tests replace this clock.
+    # pybreaker stores opened_at as an aware UTC datetime; simulations replace this clock.
     return datetime.now(_UTC)
 
 
@@ -84,80 +83,6 @@ class _Listener(pybreaker.CircuitBreakerListener):
             _events.breaker_state_changed(cb.name or "<unnamed>", old, new_state.name)
 
 
-class _StorageErrorLog:
-    """Stands in for CircuitRedisStorage's logger: its ``exception()`` becomes an event."""
-
-    def __init__(self, breaker: str) -> None:
-        self.breaker = breaker
-
-    def exception(self, message: str, *args: Any, **kwargs: Any) -> None:
-        _events.breaker_storage_error(self.breaker, message, sys.exc_info()[1])
-
-
-class _CoolingRedis:
-    """A Redis client stand-in that, after an error, fails fast for REDIS_COOLDOWN_S.
-
-    pybreaker makes several Redis calls per guarded call; each would otherwise wait out
-    its socket timeout against a Redis that accepts connections but never answers.
-    """
-
-    def __init__(self, client: Any) -> None:
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import RedisError
-
-        self._client = client
-        self._errors: tuple[type[BaseException], ...] = (RedisError,)
-        self._unavailable = RedisConnectionError
-        self._retry_at = 0.0
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._client, name)
-        if not callable(method):
-            return method
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            if time.monotonic() < self._retry_at:
-                raise self._unavailable("Redis unavailable (cooling down after an error)")
-            try:
-                return method(*args, **kwargs)
-            except self._errors:
-                self._retry_at = time.monotonic() + REDIS_COOLDOWN_S
-                raise
-
-        return call
-
-
-class _RedisStorage(pybreaker.CircuitRedisStorage):
-    """pybreaker's Redis storage, reporting errors as ``breaker.storage_error`` events."""
-
-    def __init__(self, name: str, client: Any, fallback_state: str) -> None:
-        # pybreaker logs Redis errors through `self.logger.exception`; route them to events.
-        self.logger = _StorageErrorLog(name)  # type: ignore[assignment]
-        super().__init__(pybreaker.STATE_CLOSED, _CoolingRedis(client),  # type: ignore[arg-type]
-                         namespace=f"brace:{name}", fallback_circuit_state=fallback_state)
-
-    def _initialize_redis_state(self, state: str) -> None:
-        # pybreaker lets a Redis error here escape the constructor; a breaker must not crash
-        # start-up because Redis is down (the state getter re-initialises the keys later).
-        try:
-            super()._initialize_redis_state(state)
-        except Exception:
-            self.logger.exception("RedisError: could not initialise breaker state")
-
-
-def _redis_client(url: str) -> Any:
-    try:
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-    except ImportError as exc:  # pragma: no cover - exercised only without the extra
-        raise ImportError("redis_url= needs the redis client: pip install 'brace[redis]'") from exc
-    # Bounded, and no client-side retries: a dead Redis must cost a call milliseconds.
-    return redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT_S,
-                                socket_connect_timeout=REDIS_TIMEOUT_S,
-                                retry=Retry(NoBackoff(), 0))
-
-
 class CountedResult(Exception):
     """A returned result the policy retries (say a 503 response), as a breaker failure."""
 
@@ -165,7 +90,26 @@ class CountedResult(Exception):
         super().__init__(description)
 
 
+class Judge(Protocol):
+    """What a gate asks the policy about an outcome (a Policy is one)."""
+
+    @property
+    def result_check(self) -> Callable[[Any], bool] | None:
+        """Cheap test for a result the policy may retry (None: results never are)."""
+
+    def counts(self, exc: BaseException | None, result: Any = None) -> bool:
+        """Whether the outcome is a failure of the dependency."""
+
+
 _NO_SUCCESS_HOOK = pybreaker.CircuitBreakerListener.success
+
+
+def _storage_of(cb: pybreaker.CircuitBreaker) -> pybreaker.CircuitBreakerStorage:
+    # The one read of a pybreaker internal: a breaker built by the user (breaker=cb) exposes
+    # no public accessor for its storage, which holds opened_at (pybreaker issue 24 asks
+    # for the open time). brace's own breakers never come here: brace made their storage.
+    # Pinned by test_foreign_breaker_storage_is_reachable.
+    return cb._state_storage
 
 
 def _reraise(exc: BaseException) -> None:
@@ -177,39 +121,37 @@ def _noop() -> None:
 
 
 class Gate:
-    """Admits calls to one pybreaker breaker and records their outcomes through it."""
+    """Admits attempts to one pybreaker breaker and records their outcomes through it."""
 
-    def __init__(self, cb: pybreaker.CircuitBreaker) -> None:
+    def __init__(self, cb: pybreaker.CircuitBreaker,
+                 storage: pybreaker.CircuitBreakerStorage) -> None:
         self.breaker = cb
+        self.storage = storage
         self.name = cb.name or f"<breaker {id(cb):x}>"
         self._lock = threading.Lock()
         self._trial = False  # a half-open trial call is in flight in this process
-        self._storage = cb._state_storage
-        self._in_memory = type(self._storage) is pybreaker.CircuitMemoryStorage
-        self._listeners_seen = -1  # how many listeners `_quiet_listeners` was computed for
-        self._quiet_listeners = False
+        self._in_memory = type(storage) is pybreaker.CircuitMemoryStorage
 
     def remaining_open(self) -> float:
         """Seconds until an open breaker may admit a trial call."""
-        opened_at = self.breaker._state_storage.opened_at
+        opened_at = self.storage.opened_at
         if opened_at is None:
             return 0.0
         reopen = opened_at + timedelta(seconds=self.breaker.reset_timeout)
         return (reopen - _utcnow()).total_seconds()
 
     def enter(self, callable_name: str) -> bool:
-        """Admit a call, or raise CircuitOpenError. Return True for the half-open trial."""
-        if (self.breaker._state.name == pybreaker.STATE_CLOSED
-                and self._storage.state == pybreaker.STATE_CLOSED):
-            return False  # closed here and in storage: nothing to sync, no lock needed
+        """Admit an attempt, or raise CircuitOpenError. Return True for the half-open trial."""
+        if self.storage.state == _CLOSED:
+            return False  # closed in storage: nothing to wait for, no lock needed
         with self._lock:
             # `.state` syncs pybreaker's cached state with its storage (another process
             # may have tripped a Redis-backed breaker) and notifies listeners of changes.
             state = self.breaker.state.name
-            if state == pybreaker.STATE_CLOSED:
+            if state == _CLOSED:
                 return False
-            if state == pybreaker.STATE_OPEN:
-                storage = self.breaker._state_storage
+            if state == _OPEN:
+                storage = self.storage
                 if storage.opened_at is None:
                     # Open without an opening time: Redis is unreachable and its fallback
                     # state is "open", or the keys were reset. Start the clock; fail fast.
@@ -228,16 +170,66 @@ class Gate:
         _events.breaker_rejected(self.name, callable_name, remaining)
         raise CircuitOpenError(self.name, remaining)
 
+    def call(self, judge: Judge, name: str, fn: Callable[..., Any], *args: Any,
+             **kwargs: Any) -> Any:
+        """One attempt through the breaker: gate, call outside pybreaker's lock, record."""
+        trial = self.enter(name)
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            self.settle(judge, trial, exc, None)
+            raise
+        # A healthy call through a closed, quiet breaker has nothing to record.
+        check = judge.result_check
+        if trial or (check is not None and check(result)) or not self.quiet():
+            self.settle(judge, trial, None, result)
+        return result
+
+    async def acall(self, judge: Judge, name: str, fn: Callable[..., Awaitable[Any]],
+                    *args: Any, **kwargs: Any) -> Any:
+        """The async twin of :meth:`call`."""
+        trial = self.enter(name)
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            self.settle(judge, trial, exc, None)
+            raise
+        check = judge.result_check
+        if trial or (check is not None and check(result)) or not self.quiet():
+            self.settle(judge, trial, None, result)
+        return result
+
+    def settle(self, judge: Judge, trial: bool, exc: BaseException | None,
+               result: Any) -> None:
+        """Record one attempt's outcome, as the policy judges it."""
+        if isinstance(exc, _NEVER_COUNTED):
+            # Cancelled or interrupted: no verdict on the dependency, but a trial must end
+            # so the breaker can admit another one.
+            if trial:
+                self.release()
+            return
+        if exc is None:
+            check = judge.result_check  # the fast path's test: cheap for plain results
+            counted = check is not None and check(result) and judge.counts(None, result)
+        else:
+            counted = judge.counts(exc)
+        if not counted:
+            self.record(trial, None)  # like pybreaker's `exclude`: counts as a success
+        elif exc is not None:
+            self.record(trial, exc)
+        else:
+            self.record(trial, CountedResult(_events.describe_result(result)))
+
     def record(self, trial: bool, failure: BaseException | None) -> None:
         """Record one outcome: ``failure`` counts against the breaker, None is a success."""
         cb = self.breaker
-        if failure is None and not trial and self.quiet_success():
+        if failure is None and not trial and self.quiet():
             return
         try:
             state = cb.current_state
             # A call admitted while closed that ends after the breaker opened is stale:
             # only the trial decides what happens to an open or half-open breaker.
-            if state != (pybreaker.STATE_HALF_OPEN if trial else pybreaker.STATE_CLOSED):
+            if state != (_HALF_OPEN if trial else _CLOSED):
                 return
             if failure is None:
                 cb.call(_noop)
@@ -252,29 +244,32 @@ class Gate:
             if trial:
                 self.release()
 
-    def quiet_success(self) -> bool:
+    def quiet(self) -> bool:
         """Return True when pybreaker would record a success as nothing at all.
 
         Closed, in memory, no failures counted, and no listener that wants successes:
-        ``_handle_success`` would only reset a counter that is already zero, so the
-        healthy path skips pybreaker's lock and calls.
+        pybreaker would only reset a counter that is already zero, so the healthy path
+        skips pybreaker's lock and calls.
         """
-        if not self._in_memory:
-            return False
-        storage = self._storage
-        if storage.counter or storage.state != pybreaker.STATE_CLOSED:
-            return False
-        listeners = self.breaker._listeners
-        if len(listeners) != self._listeners_seen:
-            self._quiet_listeners = all(type(listener).success is _NO_SUCCESS_HOOK
-                                        for listener in listeners)
-            self._listeners_seen = len(listeners)
-        return self._quiet_listeners
+        storage = self.storage
+        return (self._in_memory and not storage.counter and storage.state == _CLOSED
+                and all(type(listener).success is _NO_SUCCESS_HOOK
+                        for listener in self.breaker.listeners))
+
+    def is_open(self) -> bool:
+        """Whether the breaker is open now (an attempt would be rejected or be the trial)."""
+        return self.storage.state == _OPEN
 
     def release(self) -> None:
         """End a trial without recording (cancelled or interrupted): admit a new trial."""
         with self._lock:
             self._trial = False
+
+    def info(self) -> BreakerInfo:
+        """The breaker's settings and state."""
+        cb = self.breaker
+        return BreakerInfo(self.name, cb.current_state, cb.fail_counter, cb.fail_max,
+                           cb.reset_timeout, self.storage.name)
 
 
 _registry: dict[str, Gate] = {}
@@ -329,38 +324,49 @@ def breaker(
                 raise ValueError(f"breaker {name!r} already exists with {shown}; configure a "
                                  "breaker once, before its first use")
             return existing.breaker
-        cb = _create(name, given)
-        _registry[name] = Gate(cb)
+        gate = _registry[name] = _create(name, given)
         _settings[name] = given
-        return cb
+        return gate.breaker
 
 
-def _create(name: str, given: dict[str, Any]) -> pybreaker.CircuitBreaker:
-    fail_max = _validate.attempts(given.get("fail_max", 5), "fail_max")
-    reset_timeout = _validate.seconds(given.get("reset_timeout", 30.0), "reset_timeout",
+def _create(name: str, given: dict[str, Any]) -> Gate:
+    settings = {**DEFAULTS, **given}
+    fail_max = _validate.attempts(settings["fail_max"], "fail_max")
+    reset_timeout = _validate.seconds(settings["reset_timeout"], "reset_timeout",
                                       allow_zero=False)
-    threshold = _validate.attempts(given.get("success_threshold", 1), "success_threshold")
-    exclude = list(given.get("exclude", ()))
+    threshold = _validate.attempts(settings["success_threshold"], "success_threshold")
+    exclude = given.get("exclude", ())
+    if isinstance(exclude, type) or not isinstance(exclude, Iterable):
+        raise TypeError(f"exclude= must be a list of exception types or predicates, "
+                        f"got {exclude!r}")
+    exclude = list(exclude)
     for item in exclude:
         if not callable(item) or (isinstance(item, type)
                                   and not issubclass(item, BaseException)):
             raise TypeError(f"exclude= accepts exception types or predicates, got {item!r}")
-    fallback_state = given.get("fallback_state", pybreaker.STATE_CLOSED)
-    if fallback_state not in (pybreaker.STATE_CLOSED, pybreaker.STATE_OPEN):
+    fallback_state = given.get("fallback_state", _CLOSED)
+    if fallback_state not in (_CLOSED, _OPEN):
         raise ValueError(f"fallback_state must be 'closed' or 'open', got {fallback_state!r}")
     if "redis" in given and "redis_url" in given:
         raise TypeError("pass redis= or redis_url=, not both")
-    storage: pybreaker.CircuitBreakerStorage | None = None
-    if "redis_url" in given:
-        storage = _RedisStorage(name, _redis_client(given["redis_url"]), fallback_state)
-    elif "redis" in given:
-        storage = _RedisStorage(name, given["redis"], fallback_state)
-    return pybreaker.CircuitBreaker(
+    storage: pybreaker.CircuitBreakerStorage
+    if "redis_url" in given or "redis" in given:
+        from brace import _redis  # the redis client only when a breaker is shared
+
+        client = (_redis.client_from_url(given["redis_url"]) if "redis_url" in given
+                  else given["redis"])
+        if client is None:
+            raise TypeError("redis= must be a redis.Redis client, got None")
+        storage = _redis.RedisStorage(name, client, fallback_state)
+    else:
+        storage = pybreaker.CircuitMemoryStorage(_CLOSED)
+    cb = pybreaker.CircuitBreaker(
         fail_max=fail_max, reset_timeout=reset_timeout, success_threshold=threshold,
         exclude=exclude, listeners=[_Listener()], state_storage=storage, name=name,
         # The call that trips the breaker raises its own error: users see the real cause.
         throw_new_error_on_trip=False,
     )
+    return Gate(cb, storage)
 
 
 def gate_for(spec: str | pybreaker.CircuitBreaker) -> Gate:
@@ -377,21 +383,21 @@ def gate_for(spec: str | pybreaker.CircuitBreaker) -> Gate:
                 return gate
         gate = _by_object.get(spec)
         if gate is None:
-            gate = _by_object[spec] = Gate(spec)
+            gate = _by_object[spec] = Gate(spec, _storage_of(spec))
             spec.add_listener(_Listener())
         return gate
+
+
+def find(name: str) -> Gate | None:
+    """The gate of the breaker called ``name`` if it exists (looking does not create it)."""
+    return _registry.get(name)
 
 
 def breakers() -> dict[str, BreakerInfo]:
     """Every named breaker of this process with its current state, by name."""
     with _registry_lock:
         gates = list(_registry.values())
-    return {
-        gate.name: BreakerInfo(gate.name, gate.breaker.current_state, gate.breaker.fail_counter,
-                               gate.breaker.fail_max, gate.breaker.reset_timeout,
-                               gate.breaker._state_storage.name)
-        for gate in gates
-    }
+    return {gate.name: gate.info() for gate in gates}
 
 
 def reset() -> None:

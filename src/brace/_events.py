@@ -1,18 +1,20 @@
-"""Every structlog event brace emits, named in one place.
+"""Every event brace emits, named in one place, and the one place that emits them.
 
 Events carry names, numbers and a redacted one-line description of the error. Call
 arguments, headers and results are never logged (a ``repr(args)`` leaks secrets); URLs
-lose their userinfo and sensitive query values.
+lose their userinfo and sensitive query values (:mod:`brace._redact`). An event is built
+only when structlog keeps its level: describing an error costs more than retrying it.
 """
 
 from __future__ import annotations
 
-import re
+import logging
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from brace import predicates
+from brace._redact import redact
 
 if TYPE_CHECKING:
     from tenacity import Future
@@ -48,35 +50,17 @@ RETRY_BUDGET_EXHAUSTED = "retry.budget_exhausted"
 
 _log = structlog.get_logger("brace")
 
-_SENSITIVE = r"(?:token|access_token|api_key|apikey|key|password|passwd|pwd|secret|signature|sig)"
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@]+@")
-_QUERY_SECRET = re.compile(rf"(?P<key>[?&;]{_SENSITIVE}=)[^&#\s]*", re.IGNORECASE)
-# DSN-style "password=... " (libpq keyword strings) and "Bearer <token>".
-# Not after ?, & or ; : query parameters are _QUERY_SECRET's, and must keep their neighbours.
-_KEYWORD_SECRET = re.compile(rf"(?<![?&;])(?P<key>\b{_SENSITIVE}\s*=\s*)(?:'[^']*'|\S+)",
-                             re.IGNORECASE)
-_BEARER = re.compile(r"(?P<key>\bBearer\s+)\S+", re.IGNORECASE)
-# SQLAlchemy appends a statement's bound parameters to its errors' text, and PostgreSQL's
-# DETAIL (which psycopg puts in the message) quotes row values: "Key (email)=(...) already
-# exists", "Failing row contains (...)". Both are data, so neither is logged.
-_SQL_PARAMETERS = re.compile(r"\[parameters: .*?\](?=\n\(Background on this error|\Z)",
-                             re.DOTALL)
-_PG_DETAIL = re.compile(r"^DETAIL:[^\n]*(?:\n(?!HINT:|CONTEXT:|LINE \d+:|\[SQL|\(Background)"
-                        r"[^\n]*)*", re.MULTILINE)
 
-
-def redact(text: str) -> str:
-    """Remove URL userinfo, query secrets, DSN passwords, bearer tokens and SQL data.
-
-    SQL data: SQLAlchemy's ``[parameters: ...]`` and PostgreSQL's DETAIL lines.
-    """
-    text = _USERINFO.sub(r"\g<scheme>***@", text)
-    text = _QUERY_SECRET.sub(r"\g<key>***", text)
-    text = _KEYWORD_SECRET.sub(r"\g<key>***", text)
-    text = _SQL_PARAMETERS.sub("[parameters: ***]", text)
-    text = _PG_DETAIL.sub("DETAIL:  ***", text)
-    return _BEARER.sub(r"\g<key>***", text)
-
+def _wanted(level: int) -> bool:
+    """Whether structlog keeps events of ``level`` (with a filtering logger, it may not)."""
+    effective = getattr(structlog.get_config()["wrapper_class"], "get_effective_level", None)
+    if effective is None:
+        return True
+    try:
+        # The filtering loggers' level is fixed per class (make_filtering_bound_logger).
+        return bool(level >= effective(None))
+    except Exception:  # a wrapper class whose level lives on its instances: keep the event
+        return True
 
 def describe(outcome: Future | None) -> str:
     """One redacted line for an attempt's outcome: ``Type: message``, or the result's type."""
@@ -119,6 +103,8 @@ def retry_scheduled(
 
     Carries ``db_code`` when the error is a database error with a code.
     """
+    if not _wanted(logging.WARNING):
+        return
     _log.warning(RETRY_SCHEDULED, callable=callable_name, preset=preset, attempt=attempt,
                  wait_s=round(wait_s, 6), error=describe(outcome), **db_fields(outcome),
                  **extra)
@@ -132,6 +118,8 @@ def retry_gave_up(
 
     Carries ``db_code`` when the error is a database error with a code.
     """
+    if not _wanted(logging.ERROR):
+        return
     _log.error(RETRY_GAVE_UP, callable=callable_name, preset=preset, attempts=attempts,
                elapsed_s=round(elapsed_s, 6), error=describe(outcome), reason=reason,
                **db_fields(outcome), **extra)
@@ -146,6 +134,8 @@ def retry_budget_exhausted(callable_name: str, preset: str | None, budget: str,
 
 def retry_succeeded(callable_name: str, preset: str, attempts: int, elapsed_s: float) -> None:
     """A call succeeded after at least one retry."""
+    if not _wanted(logging.INFO):
+        return
     _log.info(RETRY_SUCCEEDED, callable=callable_name, preset=preset, attempts=attempts,
               elapsed_s=round(elapsed_s, 6))
 
@@ -174,6 +164,9 @@ def breaker_storage_error(breaker: str, message: str, error: BaseException | Non
     _log.error(BREAKER_STORAGE_ERROR, breaker=breaker, message=message, error=described)
 
 
-def degraded(callable_name: str, preset: str, reason: str, error: str) -> None:
+def degraded(callable_name: str, preset: str, reason: str, error: BaseException) -> None:
     """A fallback value was returned instead of the call's result; ``reason`` says why."""
-    _log.warning(DEGRADED, callable=callable_name, preset=preset, reason=reason, error=error)
+    if not _wanted(logging.WARNING):
+        return
+    _log.warning(DEGRADED, callable=callable_name, preset=preset, reason=reason,
+                 error=describe_error(error))

@@ -2,37 +2,35 @@
 
 A transport is httpx's own extension point: wrapping ``HTTPTransport`` keeps connection
 pooling, proxies, TLS and HTTP/2 httpx's, and retries happen below redirects, auth and
-cookies, once per request. Imported lazily, so ``import brace`` does not import httpx.
+cookies, once per request. Each request takes the same call path as a decorated function
+(fast path, then tenacity; the breaker gate per attempt). Imported lazily, so
+``import brace`` does not import httpx.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from brace import _events
-from brace._policy import Policy
+from brace import _call, _config, _events
+from brace._deadline import Deadline
+
+if TYPE_CHECKING:
+    from brace._policy import Policy
 
 __all__ = ["AsyncRetryTransport", "RetryTransport", "async_client", "client"]
 
 _TIMEOUT_KEYS = ("connect", "read", "write", "pool")
 
 
-def _default_policy() -> Policy:
-    from brace import presets
-
-    return presets.http
-
-
 def _check_policy(policy: object) -> Policy:
     if policy is None:
-        return _default_policy()
-    if not isinstance(policy, Policy):
+        return _config.presets["http"]  # type: ignore[no-any-return]
+    if isinstance(policy, type) or not hasattr(policy, "tenacity_kwargs"):
         raise TypeError(f"policy= must be a brace.Policy (such as brace.http), got {policy!r}")
-    return policy
+    return policy  # type: ignore[return-value]
 
 
 def _describe(request: httpx.Request) -> str:
@@ -46,9 +44,9 @@ def _replayable(request: httpx.Request) -> bool:
 
 
 def _bound_timeouts(request: httpx.Request, policy: Policy, original: Any,
-                    started: float) -> None:
+                    deadline: Deadline) -> None:
     """Give this attempt at most attempt_timeout and what is left of the deadline."""
-    left = max(0.001, policy.deadline - (time.monotonic() - started))
+    left = max(0.001, deadline.remaining())
     limit = left if policy.attempt_timeout is None else min(policy.attempt_timeout, left)
     base = original if isinstance(original, dict) else {}
     timeout = {}
@@ -158,9 +156,10 @@ class RetryTransport(_Base, httpx.BaseTransport):
     ``httpx.Client(transport=brace.RetryTransport(policy=brace.http(deadline=10)))`` retries
     every request of the client: statuses and Retry-After as the policy says, idempotent
     methods only (POST/PATCH with an ``Idempotency-Key`` header or when nothing was sent),
-    each attempt's timeouts bounded by ``attempt_timeout`` and the deadline. A retried
-    response is closed before the next attempt; when retries run out on a status, the last
-    response is returned. Requests with a streamed (non-replayable) body get one attempt.
+    each attempt's timeouts bounded by ``attempt_timeout`` and the deadline, every attempt
+    through the policy's breaker. A retried response is closed before the next attempt;
+    when retries run out on a status, the last response is returned. Requests with a
+    streamed (non-replayable) body get one attempt.
 
     Args:
         policy: The policy (default ``brace.http``).
@@ -186,25 +185,22 @@ class RetryTransport(_Base, httpx.BaseTransport):
         """Send ``request``, retrying it as the policy says."""
         if not _replayable(request):
             return self.transport.handle_request(request)
-        name = _describe(request)
-        breaker = self._breaker_for(request)
-        original, started = request.extensions.get("timeout"), time.monotonic()
-        response: httpx.Response | None = None
-        for attempt in self.policy.retrying(name=name):
-            if response is not None:  # retried: free its connection before the next try
-                _discard(response)
-                response = None
-            with attempt:
-                _bound_timeouts(request, self.policy, original, started)
-                if breaker is None:
-                    response = self._send(request)
-                else:
-                    response = self.policy._call_gated(breaker, name, self._send, request)
-            outcome = attempt.retry_state.outcome
-            if outcome is not None and not outcome.failed:
-                attempt.retry_state.set_result(response)  # let predicates see the response
-        assert response is not None
-        return response
+        policy = self.policy
+        label = _describe(request)
+        original, deadline = request.extensions.get("timeout"), Deadline(policy.deadline)
+        last: list[httpx.Response] = []
+
+        def attempt(request: httpx.Request) -> httpx.Response:
+            if last:  # retried: free its connection before the next try
+                _discard(last.pop())
+            _bound_timeouts(request, policy, original, deadline)
+            response = self._send(request)
+            last.append(response)
+            return response
+
+        send = _call.sync_path(policy, attempt, name=label, label=label,
+                               breaker=self._breaker_for(request))
+        return send(request)  # type: ignore[no-any-return]
 
     def close(self) -> None:
         """Close the wrapped transport."""
@@ -212,7 +208,7 @@ class RetryTransport(_Base, httpx.BaseTransport):
 
 
 class AsyncRetryTransport(_Base, httpx.AsyncBaseTransport):
-    """The ``httpx.AsyncBaseTransport`` twin of :class:`RetryTransport`."""
+    """The ``httpx.AsyncBaseTransport`` twin of ``RetryTransport``."""
 
     def __init__(self, policy: Policy | None = None,
                  transport: httpx.AsyncBaseTransport | None = None,
@@ -233,57 +229,69 @@ class AsyncRetryTransport(_Base, httpx.AsyncBaseTransport):
         """Send ``request``, retrying it as the policy says."""
         if not _replayable(request):
             return await self.transport.handle_async_request(request)
-        name = _describe(request)
-        breaker = self._breaker_for(request)
-        original, started = request.extensions.get("timeout"), time.monotonic()
-        response: httpx.Response | None = None
-        async for attempt in self.policy.async_retrying(name=name):
-            if response is not None:
-                await _adiscard(response)
-                response = None
-            with attempt:
-                _bound_timeouts(request, self.policy, original, started)
-                if breaker is None:
-                    response = await self._send(request)
-                else:
-                    response = await self.policy._acall_gated(breaker, name, self._send,
-                                                              request)
-            outcome = attempt.retry_state.outcome
-            if outcome is not None and not outcome.failed:
-                attempt.retry_state.set_result(response)
-        assert response is not None
-        return response
+        policy = self.policy
+        label = _describe(request)
+        original, deadline = request.extensions.get("timeout"), Deadline(policy.deadline)
+        last: list[httpx.Response] = []
+
+        async def attempt(request: httpx.Request) -> httpx.Response:
+            if last:
+                await _adiscard(last.pop())
+            _bound_timeouts(request, policy, original, deadline)
+            response = await self._send(request)
+            last.append(response)
+            return response
+
+        send = _call.async_path(policy, attempt, name=label, label=label,
+                                breaker=self._breaker_for(request), cut_off=False)
+        return await send(request)  # type: ignore[no-any-return]
 
     async def aclose(self) -> None:
         """Close the wrapped transport."""
         await self.transport.aclose()
 
 
-def _wrap_client_transports(http_client: Any, wrap: Callable[[Any], Any]) -> None:
-    # httpx bypasses a custom `transport=` for proxied URLs (it builds proxy transports into
-    # its mounts) and ignores environment proxies once a transport is given. So let httpx
-    # build every transport from the user's settings, then wrap each one.
-    if not hasattr(http_client, "_transport") or not hasattr(http_client, "_mounts"):
+def _built_transports(probe: httpx.Client | httpx.AsyncClient) -> tuple[Any, dict[str, Any]]:
+    # The one read of httpx internals. httpx bypasses a custom `transport=` for proxied URLs
+    # (it builds proxy transports into its mounts) and ignores environment proxies once a
+    # transport is given, and it has no public accessor for what it built (httpx issue 977
+    # proposed one). So a probe client builds every transport from the user's settings, and
+    # the real client gets them back, wrapped, through the public transport= and mounts=.
+    # Pinned by test_client_keeps_environment_proxies and the proxy tests.
+    if not hasattr(probe, "_transport") or not hasattr(probe, "_mounts"):
         raise RuntimeError("this httpx version keeps its transports elsewhere; use "
                            "httpx.Client(transport=brace.RetryTransport(...)) instead")
-    http_client._transport = wrap(http_client._transport)
-    http_client._mounts = {pattern: None if mounted is None else wrap(mounted)
-                           for pattern, mounted in http_client._mounts.items()}
+    mounts = {pattern.pattern: mounted for pattern, mounted in probe._mounts.items()}
+    return probe._transport, mounts
+
+
+# Settings the probe turned into transports: the real client gets the transports instead.
+_TRANSPORT_SETTINGS = ("transport", "mounts", "proxy", "verify", "cert", "http1", "http2",
+                       "limits")
+
+
+def _wrapped_settings(probe: Any, wrap: Callable[[Any], Any],
+                      httpx_kwargs: dict[str, Any]) -> dict[str, Any]:
+    base, mounts = _built_transports(probe)
+    settings = {key: value for key, value in httpx_kwargs.items()
+                if key not in _TRANSPORT_SETTINGS}
+    settings["transport"] = wrap(base)
+    settings["mounts"] = {pattern: None if mounted is None else wrap(mounted)
+                          for pattern, mounted in mounts.items()}
+    return settings
 
 
 def client(policy: Policy, *, breaker_per_host: bool = False,
            **httpx_kwargs: Any) -> httpx.Client:
-    """An ``httpx.Client`` whose every transport is wrapped in :class:`RetryTransport`."""
-    http_client = httpx.Client(**httpx_kwargs)
-    _wrap_client_transports(http_client, lambda transport: RetryTransport(
-        policy, transport, breaker_per_host=breaker_per_host))
-    return http_client
+    """An ``httpx.Client`` whose every transport is wrapped in ``RetryTransport``."""
+    probe = httpx.Client(**httpx_kwargs)
+    return httpx.Client(**_wrapped_settings(probe, lambda transport: RetryTransport(
+        policy, transport, breaker_per_host=breaker_per_host), httpx_kwargs))
 
 
 def async_client(policy: Policy, *, breaker_per_host: bool = False,
                  **httpx_kwargs: Any) -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient`` whose every transport is wrapped in :class:`AsyncRetryTransport`."""
-    http_client = httpx.AsyncClient(**httpx_kwargs)
-    _wrap_client_transports(http_client, lambda transport: AsyncRetryTransport(
-        policy, transport, breaker_per_host=breaker_per_host))
-    return http_client
+    """An ``httpx.AsyncClient`` whose every transport is wrapped in ``AsyncRetryTransport``."""
+    probe = httpx.AsyncClient(**httpx_kwargs)
+    return httpx.AsyncClient(**_wrapped_settings(probe, lambda transport: AsyncRetryTransport(
+        policy, transport, breaker_per_host=breaker_per_host), httpx_kwargs))

@@ -1,7 +1,7 @@
-"""Parameter checks shared by waits, stops and policies.
+"""Parameter checks shared by waits, stops, policies, breakers and budgets.
 
-Every check names the parameter as the user spelled it and the allowed range, so a bad
-value fails where the policy is built, never at call time.
+Every check names the parameter as the user spelled it, its unit and the allowed range, so
+a bad value fails where the policy is built, never at call time.
 """
 
 from __future__ import annotations
@@ -19,21 +19,32 @@ def attempts(value: object, name: str = "attempts") -> int:
     return value
 
 
-def seconds(value: object, name: str, *, allow_zero: bool = True) -> float:
-    """Return ``value`` as a float if it is a finite number of seconds in range."""
+def number(value: object, name: str, *, low: float = 0.0, high: float | None = None,
+           low_open: bool = False, unit: str = "") -> float:
+    """Return ``value`` as a float if it is a finite number in range, else raise naming it.
+
+    The range is ``[low, high]`` (``(low, high]`` with ``low_open``); ``unit`` is how the
+    message names what the number counts (``" of seconds"``).
+    """
+    bound = f"> {low:g}" if low_open else f">= {low:g}"
+    if high is not None:
+        bound = f"in {'(' if low_open else '['}{low:g}, {high:g}]"
+    what = f"{name} must be a finite number{unit} {bound}"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
-    bound = ">= 0" if allow_zero else "> 0"
+        raise TypeError(f"{what}, got {value!r}")
     try:
         result = float(value)
     except OverflowError:  # an int too large for a float
-        raise ValueError(f"{name} must be a finite number of seconds {bound}, "
-                         f"got {value!r}") from None
-    if not math.isfinite(result):
-        raise ValueError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
-    if result < 0 or (result == 0 and not allow_zero):
-        raise ValueError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
+        raise ValueError(f"{what}, got {value!r}") from None
+    if (not math.isfinite(result) or result < low or (low_open and result == low)
+            or (high is not None and result > high)):
+        raise ValueError(f"{what}, got {value!r}")
     return result
+
+
+def seconds(value: object, name: str, *, allow_zero: bool = True) -> float:
+    """Return ``value`` as a float if it is a finite number of seconds (> 0 or >= 0)."""
+    return number(value, name, low_open=not allow_zero, unit=" of seconds")
 
 
 def wait_range(initial: object, maximum: object, max_name: str) -> tuple[float, float]:

@@ -14,14 +14,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import re
-import threading
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import tenacity
-
-from brace import _validate
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
@@ -29,7 +26,6 @@ if TYPE_CHECKING:
 __all__ = [
     "IDEMPOTENT_METHODS",
     "NEVER_RETRY",
-    "budget",
     "db_code",
     "dbapi_transient",
     "idempotent",
@@ -466,134 +462,3 @@ class _Idempotent(tenacity.retry_base):
 #: AND this with other predicates: never resend a non-idempotent HTTP request (POST, PATCH)
 #: unless it carries an Idempotency-Key header or failed before it was sent.
 idempotent: tenacity.retry_base = _Idempotent()
-
-
-# --- retry budget ----------------------------------------------------------------------------
-
-
-def _budget_clock() -> float:
-    # tenacity's clock (through its module's `time`), so virtual time in tests and
-    # simulations moves budgets and retries together.
-    return tenacity.time.monotonic()  # type: ignore[attr-defined, no-any-return]
-
-
-class budget(tenacity.retry_base):  # lower case, as tenacity names its predicates
-    """A retry budget: retries allowed only while they stay under ``ratio`` of calls.
-
-    Over a sliding ``window_s``, retries may not exceed ``ratio`` x calls plus a floor of
-    ``min_per_s`` x ``window_s`` (so a quiet service can still retry). Under an outage every
-    call fails, the budget runs dry, and clients stop multiplying the load on the failing
-    dependency; when it recovers, calls refill it. One budget per name, shared by every
-    policy (``budget=NAME``) and thread and event loop using it; ``budget(name)`` with no
-    settings returns the existing one, other settings for an existing name are a ValueError.
-
-    As a tenacity predicate, AND it last (``brace.predicates.transient & budget``): it is
-    consulted only when a retry is wanted, and spends one retry when it allows it. Brace
-    policies count every call; in your own tenacity code, call :meth:`record_call` once per
-    logical call (or pass ``before=budget.before``).
-
-    Raises:
-        TypeError, ValueError: ``name`` is not a non-empty str, ``ratio`` not in [0, 1],
-            ``min_per_s`` < 0, ``window_s`` <= 0 (finite numbers), or conflicting settings.
-    """
-
-    _registry: ClassVar[dict[str, budget]] = {}  # one budget per name, process-wide
-    _registry_lock = threading.Lock()
-    _BUCKETS = 10
-
-    def __new__(cls, name: str, ratio: float | None = None, min_per_s: float | None = None,
-                window_s: float | None = None) -> budget:
-        """Return the budget called ``name``, creating it with these settings once."""
-        if not isinstance(name, str) or not name:
-            raise TypeError(f"budget name must be a non-empty str, got {name!r}")
-        given = {key: value for key, value in (("ratio", ratio), ("min_per_s", min_per_s),
-                                               ("window_s", window_s)) if value is not None}
-        with cls._registry_lock:
-            existing = cls._registry.get(name)
-            if existing is not None:
-                conflicts = sorted(k for k, v in given.items() if getattr(existing, k) != v)
-                if conflicts:
-                    shown = ", ".join(f"{k}={getattr(existing, k)!r}" for k in conflicts)
-                    raise ValueError(f"budget {name!r} already exists with {shown}")
-                return existing
-            self = super().__new__(cls)
-            self._configure(name, **given)
-            cls._registry[name] = self
-            return self
-
-    def __init__(self, name: str, ratio: float | None = None, min_per_s: float | None = None,
-                 window_s: float | None = None) -> None:
-        pass  # configured once, in __new__
-
-    def _configure(self, name: str, ratio: float = 0.2, min_per_s: float = 10.0,
-                   window_s: float = 10.0) -> None:
-        ratio = _validate.seconds(ratio, "ratio")  # a finite number >= 0
-        if ratio > 1:
-            raise ValueError(f"ratio must be in [0, 1], got {ratio!r}")
-        self.name = name
-        self.ratio = ratio
-        self.min_per_s = _validate.seconds(min_per_s, "min_per_s")
-        self.window_s = _validate.seconds(window_s, "window_s", allow_zero=False)
-        self._lock = threading.Lock()
-        self._width = self.window_s / self._BUCKETS
-        # Per bucket: [bucket number, calls, retries]; a bucket is reused when it comes round.
-        self._buckets = [[-1, 0, 0] for _ in range(self._BUCKETS)]
-
-    def _bucket(self, now: float) -> list[int]:
-        number = int(now / self._width)
-        bucket = self._buckets[number % self._BUCKETS]
-        if bucket[0] != number:
-            bucket[0], bucket[1], bucket[2] = number, 0, 0
-        return bucket
-
-    def _totals(self, now: float) -> tuple[int, int]:
-        oldest = int(now / self._width) - self._BUCKETS + 1
-        calls = retries = 0
-        for number, bucket_calls, bucket_retries in self._buckets:
-            if number >= oldest:
-                calls += bucket_calls
-                retries += bucket_retries
-        return calls, retries
-
-    def record_call(self) -> None:
-        """Count one logical call (brace policies do this for every call)."""
-        with self._lock:
-            self._bucket(_budget_clock())[1] += 1
-
-    def before(self, retry_state: RetryCallState) -> None:
-        """A tenacity ``before=`` hook that counts each call at its first attempt."""
-        if retry_state.attempt_number == 1:
-            self.record_call()
-
-    def try_spend(self) -> bool:
-        """Spend one retry if the budget allows it; return whether it did."""
-        with self._lock:
-            now = _budget_clock()
-            calls, retries = self._totals(now)
-            if retries >= self.ratio * calls + self.min_per_s * self.window_s:
-                return False
-            self._bucket(now)[2] += 1
-            return True
-
-    def __call__(self, retry_state: RetryCallState) -> bool:
-        """Allow (and spend) one retry, or refuse with a ``retry.budget_exhausted`` event."""
-        if self.try_spend():
-            return True
-        from brace import _events
-
-        _events.retry_budget_exhausted(retry_state.get_fn_name(), None, self.name,
-                                       retry_state.attempt_number)
-        return False
-
-    def reset(self) -> None:
-        """Forget every counted call and retry."""
-        with self._lock:
-            for bucket in self._buckets:
-                bucket[0], bucket[1], bucket[2] = -1, 0, 0
-
-    def __repr__(self) -> str:
-        return (f"brace.predicates.budget({self.name!r}, ratio={self.ratio!r}, "
-                f"min_per_s={self.min_per_s!r}, window_s={self.window_s!r})")
-
-    def __reduce__(self) -> Any:
-        return (budget, (self.name, self.ratio, self.min_per_s, self.window_s))

@@ -3,7 +3,7 @@
 ``brace.http`` and ``brace.presets.http`` are the same object. Call it with overrides for a
 Policy (``brace.http(deadline=10)``), or on a function to decorate it with the defaults
 (``@brace.http`` or ``@brace.http()``). Defaults and the reasons for them live in
-:data:`TABLE`; changes to it are noted in CHANGELOG.md.
+``TABLE``; changes to it are noted in CHANGELOG.md.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, TypeVar, overload
 import pybreaker
 import tenacity
 
-from brace import predicates
+from brace import _budget, _config, predicates
 from brace._policy import OnSpec, P, Policy, Retried
 
 __all__ = [
@@ -65,7 +65,7 @@ class Preset(Policy):
         idempotent_only: bool = ...,
         attempt_timeout: float | None = ...,
         breaker: str | pybreaker.CircuitBreaker | None = ...,
-        budget: str | predicates.budget | None = ...,
+        budget: str | _budget.Budget | None = ...,
         fallback: Any = ...,
     ) -> Policy: ...
     def __call__(self, fn: Callable[..., Any] | None = None, /, **overrides: Any) -> Any:
@@ -125,6 +125,8 @@ background = _make("background")
 
 _PRESETS: dict[str, Preset] = {p.preset: p for p in
                                (network, http, database, llm, interactive, background)}
+# The transports' default policy, named where they can read it without importing presets.
+_config.presets.update(_PRESETS)
 
 
 def get(name: str) -> Preset:

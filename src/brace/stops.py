@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import tenacity
 
 from brace import _validate, predicates, waits
+from brace._deadline import past
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
@@ -20,7 +21,7 @@ class deadline(tenacity.stop_before_delay):  # lower case, as tenacity names its
     This is tenacity's ``stop_before_delay`` (``stop_after_delay`` overshoots by the last
     sleep). A server's Retry-After counts in full even where the wait caps it: if the server
     will not be ready before the deadline, retrying is pointless. Inside
-    :func:`brace.testing.no_waits` the sleeps that were skipped still count against the
+    ``brace.testing.no_waits()`` the sleeps that were skipped still count against the
     deadline, so a test sees the same attempts a real run would make.
     """
 
@@ -36,7 +37,7 @@ class deadline(tenacity.stop_before_delay):  # lower case, as tenacity names its
         asked = waits.server_delay(predicates.outcome_value(retry_state))
         if asked is not None:
             upcoming = max(upcoming, asked)
-        return elapsed + upcoming >= self.max_delay
+        return past(elapsed, upcoming, self.max_delay)
 
     def __repr__(self) -> str:
         return f"brace.stops.deadline({self.max_delay!r})"

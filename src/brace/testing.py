@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from brace import _breakers, _policy, predicates, waits
+from brace import _breakers, _budget, _config
 
 __all__ = [
     "brace_no_waits",
@@ -30,11 +30,11 @@ def no_waits() -> Iterator[None]:
     Covers decorated functions and ``policy.retrying()`` / ``async_retrying()`` blocks, in
     every thread and event loop. Skipped sleeps still count against deadlines.
     """
-    waits._enter_no_waits()
+    _config.enter_no_waits()
     try:
         yield
     finally:
-        waits._exit_no_waits()
+        _config.exit_no_waits()
 
 
 def reset_breakers() -> None:
@@ -48,11 +48,7 @@ def reset_breakers() -> None:
 
 def reset_budgets() -> None:
     """Forget every retry budget and what it counted: the next test starts with full ones."""
-    with predicates.budget._registry_lock:
-        budgets = list(predicates.budget._registry.values())
-        predicates.budget._registry.clear()
-    for budget in budgets:
-        budget.reset()
+    _budget.reset()
 
 
 try:
@@ -63,16 +59,16 @@ else:
 
     @pytest.fixture
     def brace_no_waits() -> Iterator[None]:
-        """Pytest fixture: the test runs inside :func:`no_waits`."""
+        """Pytest fixture: the test runs inside ``no_waits()``."""
         with no_waits():
             yield
 
     @pytest.fixture(autouse=True)
     def _brace_restore_active() -> Iterator[None]:
         """Every test starts and ends with the switch as it found it (brace.set_active)."""
-        active = _policy.is_active()
+        active = _config.is_active()
         yield
-        _policy.set_active(active)
+        _config.set_active(active)
 
     @pytest.fixture
     def brace_reset_breakers() -> Iterator[None]:

@@ -1,8 +1,8 @@
 """Shared tenacity wait strategies, and the one place brace sleeps.
 
 ``backoff`` is tenacity's own full-jitter wait; it composes with tenacity waits via ``+``.
-Sleeping goes through :func:`sleep` / :func:`async_sleep` so that
-:func:`brace.testing.no_waits` can make every policy sleep zero seconds while the computed
+Sleeping goes through ``sleep`` / ``async_sleep`` so that
+``brace.testing.no_waits()`` can make every policy sleep zero seconds while the computed
 waits, attempts and events stay exactly what they would be.
 """
 
@@ -17,30 +17,19 @@ from typing import TYPE_CHECKING
 
 import tenacity
 
-from brace import _validate, predicates
+from brace import _config, _validate, predicates
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
 
 __all__ = ["async_sleep", "backoff", "retry_after", "server_delay", "sleep", "waits_disabled"]
 
-# Depth of nested no_waits() blocks; a plain int so every thread and event loop sees it.
-_no_waits_depth = 0
+_state = _config.state
 
 
 def waits_disabled() -> bool:
-    """Return True while :func:`brace.testing.no_waits` is active."""
-    return _no_waits_depth > 0
-
-
-def _enter_no_waits() -> None:
-    global _no_waits_depth
-    _no_waits_depth += 1
-
-
-def _exit_no_waits() -> None:
-    global _no_waits_depth
-    _no_waits_depth -= 1
+    """Return True while ``brace.testing.no_waits()`` is active."""
+    return _state.no_waits > 0
 
 
 def backoff(initial: float = 0.1, max: float = 5.0) -> tenacity.wait_random_exponential:
@@ -101,7 +90,7 @@ class retry_after(tenacity.wait.wait_base):  # lower case, as tenacity names its
     """Wait what the server asked for (Retry-After), else what ``fallback`` computes.
 
     The server's delay is capped at ``max`` seconds. A delay longer than what is left of the
-    deadline makes :func:`brace.stops.deadline` give up at once instead of sleeping.
+    deadline makes ``brace.stops.deadline`` give up at once instead of sleeping.
 
     Raises:
         TypeError, ValueError: ``fallback`` is not a tenacity wait, or ``max`` is not a finite
@@ -127,12 +116,12 @@ class retry_after(tenacity.wait.wait_base):  # lower case, as tenacity names its
 
 
 def sleep(seconds: float) -> None:
-    """Sleep for ``seconds``, or not at all inside :func:`brace.testing.no_waits`."""
-    if _no_waits_depth:
+    """Sleep for ``seconds``, or not at all inside ``brace.testing.no_waits()``."""
+    if _state.no_waits:
         return
     time.sleep(seconds)
 
 
 async def async_sleep(seconds: float) -> None:
     """Asyncio sleep for ``seconds``, or only yield to the loop inside ``no_waits()``."""
-    await asyncio.sleep(0 if _no_waits_depth else seconds)
+    await asyncio.sleep(0 if _state.no_waits else seconds)

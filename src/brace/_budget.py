@@ -1,0 +1,178 @@
+"""Retry budgets: retries allowed only while they stay under a share of calls.
+
+One budget per name, process-wide (``brace.budget(name, ...)``), shared by every policy,
+thread and event loop that names it. Policies count calls on their call path and spend
+retries in their stop (see :mod:`brace._policy`); in your own tenacity code a budget is
+also a retry predicate.
+"""
+
+from __future__ import annotations
+
+import threading
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+import tenacity
+
+from brace import _events, _validate
+from brace._deadline import clock
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
+
+__all__ = ["DEFAULTS", "Budget", "budget", "find", "lookup", "reset"]
+
+#: What a budget named before it was configured gets (and what ``explain`` shows for one).
+DEFAULTS = MappingProxyType({"ratio": 0.2, "min_per_s": 10.0, "window_s": 10.0})
+_BUCKETS = 10
+
+
+class Budget(tenacity.retry_base):
+    """A retry budget; get one with :func:`brace.budget`.
+
+    Over a sliding ``window_s``, retries may not exceed ``ratio`` x calls plus a floor of
+    ``min_per_s`` x ``window_s`` (so a quiet service can still retry). Under an outage every
+    call fails, the budget runs dry, and clients stop multiplying the load on the failing
+    dependency; when it recovers, calls refill it.
+
+    As a tenacity predicate, AND it last (``brace.predicates.transient & budget``): it is
+    consulted only when a retry is wanted, and spends one retry when it allows it. Brace
+    policies count every call; in your own tenacity code, pass ``before=budget.before`` (or
+    call :meth:`record_call` once per logical call).
+    """
+
+    def __init__(self, name: str, ratio: float, min_per_s: float, window_s: float) -> None:
+        self.name = name
+        self.ratio = _validate.number(ratio, "ratio", high=1.0)
+        self.min_per_s = _validate.number(min_per_s, "min_per_s", unit=" of retries per second")
+        self.window_s = _validate.seconds(window_s, "window_s", allow_zero=False)
+        self._lock = threading.Lock()
+        self._per_s = _BUCKETS / self.window_s  # bucket numbers per second
+        # Per bucket: [bucket number, calls, retries]; a bucket is reused when it comes round.
+        self._buckets = [[-1, 0, 0] for _ in range(_BUCKETS)]
+
+    def _bucket(self, now: float) -> list[int]:
+        number = int(now * self._per_s)
+        bucket = self._buckets[number % _BUCKETS]
+        if bucket[0] != number:
+            bucket[0], bucket[1], bucket[2] = number, 0, 0
+        return bucket
+
+    def _totals(self, now: float) -> tuple[int, int]:
+        oldest = int(now * self._per_s) - _BUCKETS + 1
+        calls = retries = 0
+        for number, bucket_calls, bucket_retries in self._buckets:
+            if number >= oldest:
+                calls += bucket_calls
+                retries += bucket_retries
+        return calls, retries
+
+    def record_call(self) -> None:
+        """Count one logical call (brace policies do this for every call)."""
+        number = int(clock() * self._per_s)
+        bucket = self._buckets[number % _BUCKETS]
+        if bucket[0] == number:
+            # The healthy path takes no lock: a count lost to a race between threads only
+            # loosens the budget by one call; spending (below) is exact.
+            bucket[1] += 1
+            return
+        with self._lock:
+            self._bucket(number / self._per_s)[1] += 1
+
+    def before(self, retry_state: RetryCallState) -> None:
+        """A tenacity ``before=`` hook that counts each call at its first attempt."""
+        if retry_state.attempt_number == 1:
+            self.record_call()
+
+    def try_spend(self) -> bool:
+        """Spend one retry if the budget allows it; return whether it did."""
+        with self._lock:
+            now = clock()
+            calls, retries = self._totals(now)
+            if retries >= self.ratio * calls + self.min_per_s * self.window_s:
+                return False
+            self._bucket(now)[2] += 1
+            return True
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        """Allow (and spend) one retry, or refuse with a ``retry.budget_exhausted`` event."""
+        if self.try_spend():
+            return True
+        _events.retry_budget_exhausted(retry_state.get_fn_name(), None, self.name,
+                                       retry_state.attempt_number)
+        return False
+
+    def reset(self) -> None:
+        """Forget every counted call and retry."""
+        with self._lock:
+            for bucket in self._buckets:
+                bucket[0], bucket[1], bucket[2] = -1, 0, 0
+
+    def __repr__(self) -> str:
+        return (f"brace.budget({self.name!r}, ratio={self.ratio!r}, "
+                f"min_per_s={self.min_per_s!r}, window_s={self.window_s!r})")
+
+    def __reduce__(self) -> Any:
+        return (budget, (self.name, self.ratio, self.min_per_s, self.window_s))
+
+
+_registry: dict[str, Budget] = {}
+_registry_lock = threading.Lock()
+
+
+def budget(name: str, ratio: float | None = None, min_per_s: float | None = None,
+           window_s: float | None = None) -> Budget:
+    """Return the retry budget called ``name``, creating it with these settings once.
+
+    ``budget(name)`` with no settings returns the existing one (or creates it with
+    :data:`DEFAULTS`: ratio 0.2, min_per_s 10, window_s 10); other settings for an existing
+    name are a ValueError. Policies name it with ``budget=NAME``.
+
+    Args:
+        name: The budget's name: the same name is the same budget everywhere.
+        ratio: Share of calls that may be retries, in [0, 1].
+        min_per_s: Retries per second always allowed, whatever the traffic (>= 0).
+        window_s: The sliding window in seconds (> 0).
+
+    Raises:
+        TypeError, ValueError: ``name`` is not a non-empty str, a setting is out of range,
+            or conflicts with the existing budget of that name.
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"budget name must be a non-empty str, got {name!r}")
+    given = {key: value for key, value in (("ratio", ratio), ("min_per_s", min_per_s),
+                                           ("window_s", window_s)) if value is not None}
+    with _registry_lock:
+        existing = _registry.get(name)
+        if existing is not None:
+            conflicts = sorted(k for k, v in given.items() if getattr(existing, k) != v)
+            if conflicts:
+                shown = ", ".join(f"{k}={getattr(existing, k)!r}" for k in conflicts)
+                raise ValueError(f"budget {name!r} already exists with {shown}")
+            return existing
+        created = _registry[name] = Budget(name, **{**DEFAULTS, **given})
+        return created
+
+
+def lookup(spec: str | Budget) -> Budget:
+    """The budget ``spec`` names (created with defaults on first use), or ``spec`` itself.
+
+    Looked up per call, like breakers: ``reset_budgets()`` forgets them.
+    """
+    if isinstance(spec, Budget):
+        return spec
+    return _registry.get(spec) or budget(spec)
+
+
+def find(name: str) -> Budget | None:
+    """The budget called ``name`` if it exists (looking does not create it)."""
+    return _registry.get(name)
+
+
+def reset() -> None:
+    """Forget every budget and what it counted."""
+    with _registry_lock:
+        budgets = list(_registry.values())
+        _registry.clear()
+    for item in budgets:
+        item.reset()

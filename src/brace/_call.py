@@ -1,0 +1,326 @@
+"""The call path of a decorated function (and of each request on brace's transports).
+
+A healthy call runs the function once, through its gates, with no tenacity objects at all.
+Only a failure (or a result the policy retries) enters tenacity, which is seeded with that
+first outcome as attempt 1 and takes over from there with the policy's own ``Retrying``:
+statistics, attempt numbers, hooks and events are tenacity's, as if it had run from the
+start. The fallback, when set, wraps it all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import sys
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pybreaker
+import tenacity
+
+from brace import _budget, _config, _events
+from brace._breakers import CircuitOpenError, gate_for
+from brace._deadline import clock, current_call, current_task, watch_attempt, watchdog
+from brace.predicates import NEVER_RETRY
+
+if TYPE_CHECKING:
+    from brace._policy import Policy
+
+__all__ = ["async_path", "callable_name", "decorate", "is_async", "sync_path"]
+
+_state = _config.state
+
+
+def callable_name(fn: Callable[..., Any]) -> str:
+    """``module.qualname`` of ``fn``, as tenacity names it in ``RetryCallState.get_fn_name``."""
+    qualname: str | None = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    module: str | None
+    if qualname is None:  # a callable object: name its class
+        qualname, module = type(fn).__qualname__, type(fn).__module__
+    else:
+        module = getattr(fn, "__module__", None)
+    return f"{module}.{qualname}" if module else qualname
+
+
+def is_async(fn: Callable[..., Any]) -> bool:
+    """Whether calling ``fn`` returns a coroutine (functions, partials, callable objects)."""
+    if inspect.isclass(fn):
+        return False
+    target = fn.func if isinstance(fn, functools.partial) else getattr(fn, "__call__", fn)  # noqa: B004
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(target)
+
+
+def _seed(retrying: tenacity.BaseRetrying, fn: Callable[..., Any] | None, label: str | None,
+          started: float, exc: BaseException | None, result: Any, args: Any,
+          kwargs: Any) -> tuple[Any, tenacity.RetryCallState]:
+    """A fresh copy of ``retrying`` and its call state, holding the first outcome."""
+    copy = retrying.copy() if label is None else retrying.copy(name=label)
+    copy.begin()
+    # Attempt 1 ran on the fast path, before tenacity would have started its clock.
+    copy.statistics["start_time"] = started
+    state = tenacity.RetryCallState(copy, fn, args, kwargs)
+    state.start_time = started
+    if exc is not None:
+        state.set_exception((type(exc), exc, exc.__traceback__))
+    else:
+        state.set_result(result)
+    return copy, state
+
+
+def _replay(retrying: tenacity.Retrying, stats: dict[str, Any], attempt: Callable[..., Any],
+            fn: Callable[..., Any] | None, label: str | None, started: float,
+            exc: BaseException | None, result: Any, args: Any, kwargs: Any) -> Any:
+    """Hand a failed (or retried) first attempt to tenacity: ``Retrying.__call__``'s loop."""
+    copy, state = _seed(retrying, fn, label, started, exc, result, args, kwargs)
+    try:
+        while True:
+            do = copy.iter(state)
+            if isinstance(do, tenacity.DoAttempt):
+                try:
+                    outcome = attempt(*args, **kwargs)
+                except BaseException:
+                    state.set_exception(sys.exc_info())  # type: ignore[arg-type]
+                else:
+                    state.set_result(outcome)
+            elif isinstance(do, tenacity.DoSleep):
+                state.prepare_for_next_attempt()
+                copy.sleep(do)
+            else:
+                return do
+    finally:
+        stats.clear()
+        stats.update(copy.statistics)
+
+
+async def _areplay(retrying: tenacity.AsyncRetrying, stats: dict[str, Any],
+                   attempt: Callable[..., Any], fn: Callable[..., Any] | None,
+                   label: str | None, started: float, exc: BaseException | None, result: Any,
+                   args: Any, kwargs: Any) -> Any:
+    """The async twin of :func:`_replay`: ``AsyncRetrying.__call__``'s loop."""
+    copy, state = _seed(retrying, fn, label, started, exc, result, args, kwargs)
+    try:
+        while True:
+            do = await copy.iter(state)
+            if isinstance(do, tenacity.DoAttempt):
+                try:
+                    outcome = await attempt(*args, **kwargs)
+                except BaseException:
+                    state.set_exception(sys.exc_info())  # type: ignore[arg-type]
+                else:
+                    state.set_result(outcome)
+            elif isinstance(do, tenacity.DoSleep):
+                state.prepare_for_next_attempt()
+                await copy.sleep(do)
+            else:
+                return do
+    finally:
+        stats.clear()
+        stats.update(copy.statistics)
+
+
+def sync_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str | None = None,
+              breaker: str | pybreaker.CircuitBreaker | None) -> Callable[..., Any]:
+    """``fn`` under ``policy``: fast path, then tenacity. Has a ``statistics`` dict.
+
+    ``name`` names the callable in breaker events; ``label`` (transports) names the retry
+    loop in retry events instead of ``fn``.
+    """
+    if breaker is None:
+        attempt = fn
+    else:
+        def attempt(*args: Any, **kwargs: Any) -> Any:
+            # Looked up per call: reset_breakers() forgets breakers.
+            return gate_for(breaker).call(policy, name, fn, *args, **kwargs)
+
+    retrying = policy.retryer
+    check = policy.result_check
+    budget = policy.budget
+    stats: dict[str, Any] = {}
+    traced = fn if label is None else None
+
+    def core(*args: Any, **kwargs: Any) -> Any:
+        if not _state.active:  # brace.set_active(False): one plain attempt
+            return attempt(*args, **kwargs)
+        started = clock()
+        if budget is not None:
+            _budget.lookup(budget).record_call()
+        try:
+            result = attempt(*args, **kwargs)
+        except NEVER_RETRY:
+            raise  # an interrupt or exit: at once, no machinery
+        except BaseException as exc:
+            return _replay(retrying, stats, attempt, traced, label, started, exc, None, args,
+                           kwargs)
+        if check is not None and check(result):
+            return _replay(retrying, stats, attempt, traced, label, started, None, result, args,
+                           kwargs)
+        stats["start_time"] = started
+        stats["attempt_number"] = 1
+        stats["idle_for"] = 0
+        stats["delay_since_first_attempt"] = 0
+        return result
+
+    core.statistics = stats  # type: ignore[attr-defined]
+    return core
+
+
+def async_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str | None = None,
+               breaker: str | pybreaker.CircuitBreaker | None,
+               cut_off: bool = True) -> Callable[..., Any]:
+    """The async twin of ``sync_path``, with the deadline and attempt timeouts enforced.
+
+    An attempt (or sleep) still running when the deadline passes is cancelled, so an async
+    call never outlives its deadline; the watchdog's cancellations become TimeoutErrors.
+    ``cut_off=False`` leaves both to the callee (the transports give httpx the timeouts, so
+    the caller sees httpx's own timeout errors).
+    """
+    attempt_timeout = policy.attempt_timeout if cut_off else None
+
+    async def bounded(*args: Any, **kwargs: Any) -> Any:
+        call = current_call.get()
+        if call is not None and call.fired:
+            raise call.timeout_error()
+        own = watch_attempt(attempt_timeout)
+        try:
+            return await fn(*args, **kwargs)
+        except asyncio.CancelledError:
+            # The watchdog's cancellations become TimeoutErrors: transient, retried (an
+            # attempt timeout) or ending the call (the deadline). Others propagate.
+            for watch in (None if own is None else own[1], call):
+                if watch is not None and watch.fired and not watch.converted:
+                    raise watch.timeout_error() from None
+            raise
+        finally:
+            if own is not None:
+                own[0].release(own[1])
+
+    inner: Callable[..., Any] = bounded
+    if breaker is not None:
+        async def inner(*args: Any, **kwargs: Any) -> Any:
+            return await gate_for(breaker).acall(policy, name, bounded, *args, **kwargs)
+
+    # The first attempt goes straight to the function when nothing stands between them (the
+    # core itself turns a deadline into a TimeoutError); later attempts go through `inner`.
+    first_try = fn if breaker is None and attempt_timeout is None else inner
+    if not cut_off and breaker is None:
+        inner = fn  # nothing between the attempts and the function
+    retrying = policy.async_retryer
+    check = policy.result_check
+    budget = policy.budget
+    deadline = policy.deadline
+    message = f"deadline of {deadline:g} s reached"
+    stats: dict[str, Any] = {}
+    traced = fn if label is None else None
+    # The loop last served (weakly: a closed loop must be freed) and its watchdog.
+    last: list[Any] = [None, None]
+
+    async def core(*args: Any, **kwargs: Any) -> Any:
+        started = clock()
+        if budget is not None:
+            _budget.lookup(budget).record_call()
+        task = current_task() if cut_off else None
+        if task is None:  # not asyncio (trio), or cut off by the callee: no watchdog
+            return await _first(first_try, inner, args, kwargs, started, None)
+        loop = task.get_loop()
+        if last[0] is None or last[0]() is not loop:
+            last[0], last[1] = weakref.ref(loop), watchdog(deadline)
+        dog = last[1]
+        watch = dog.watch(task, message)
+        token = current_call.set(watch)
+        try:
+            if not _state.active:
+                return await inner(*args, **kwargs)
+            return await _first(first_try, inner, args, kwargs, started, watch)
+        except asyncio.CancelledError:
+            if watch.fired and not watch.converted:  # cancelled in a backoff sleep
+                raise watch.timeout_error() from None
+            raise
+        finally:
+            current_call.reset(token)
+            dog.release(watch)
+
+    async def _first(first_try: Callable[..., Any], inner: Callable[..., Any], args: Any,
+                     kwargs: Any, started: float, watch: Any) -> Any:
+        try:
+            result = await first_try(*args, **kwargs)
+        except BaseException as exc:
+            if isinstance(exc, NEVER_RETRY):
+                if not (watch is not None and isinstance(exc, asyncio.CancelledError)
+                        and watch.fired and not watch.converted):
+                    raise  # cancelled by the caller, an interrupt or exit: at once
+                exc = watch.timeout_error()  # the deadline passed
+            return await _areplay(retrying, stats, inner, traced, label, started, exc, None,
+                                  args, kwargs)
+        if check is not None and check(result):
+            return await _areplay(retrying, stats, inner, traced, label, started, None, result,
+                                  args, kwargs)
+        stats["start_time"] = started
+        stats["attempt_number"] = 1
+        stats["idle_for"] = 0
+        stats["delay_since_first_attempt"] = 0
+        return result
+
+    core.statistics = stats  # type: ignore[attr-defined]
+    return core
+
+
+def _fallback_reason(policy: Policy, exc: BaseException) -> str | None:
+    if isinstance(exc, CircuitOpenError):
+        return "breaker_open"
+    if not policy.counts(exc):
+        return None  # a bug or a refusal the policy would not retry: it raises
+    if policy.breaker is not None and gate_for(policy.breaker).is_open():
+        return "breaker_open"
+    return "retries_exhausted"
+
+
+def _fallback_value(policy: Policy, name: str, exc: BaseException) -> Any:
+    reason = _fallback_reason(policy, exc)
+    if reason is None:
+        raise exc
+    _events.degraded(name, policy.preset, reason, exc)
+    return policy.fallback(exc) if callable(policy.fallback) else policy.fallback
+
+
+def decorate(policy: Policy, fn: Callable[..., Any]) -> Any:
+    """``fn`` under ``policy``, outer to inner: fallback -> retry -> breaker -> timeout -> call.
+
+    Raises:
+        TypeError: ``fn`` is not a function, or ``attempt_timeout`` is set on a sync one.
+    """
+    if isinstance(fn, tenacity.retry_base) or not callable(fn):
+        raise TypeError(f"a policy decorates a function, got {fn!r}")
+    asynchronous = is_async(fn)
+    name = callable_name(fn)
+    if policy.attempt_timeout is not None and not asynchronous:
+        raise TypeError(
+            f"attempt_timeout= cannot interrupt the sync function {name}: set its client's "
+            "own timeout (for example httpx.Client(timeout=...) or a driver's "
+            "connect_timeout), or use brace's httpx client, which applies attempt_timeout "
+            "per request")
+    path = async_path if asynchronous else sync_path
+    core = path(policy, fn, name=name, breaker=policy.breaker)
+    stats = core.statistics  # type: ignore[attr-defined]
+    if policy.fallback is _config.NO_FALLBACK:
+        functools.update_wrapper(core, fn)
+        core.statistics = stats  # type: ignore[attr-defined]
+        return core
+    wrapper: Any
+    if asynchronous:
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await core(*args, **kwargs)
+            except Exception as exc:
+                return _fallback_value(policy, name, exc)
+    else:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return core(*args, **kwargs)
+            except Exception as exc:
+                return _fallback_value(policy, name, exc)
+    functools.update_wrapper(wrapper, fn)
+    # One statistics dict, shared with the retry layer (tenacity issue 519).
+    wrapper.statistics = stats
+    return wrapper

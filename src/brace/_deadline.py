@@ -1,0 +1,171 @@
+"""One clock and one rule for deadlines, and how an async attempt in flight is cut off.
+
+Every layer reads :func:`clock` (the stop through tenacity's ``RetryCallState``, whose start
+the call path sets from it; the transports through :class:`Deadline`; the asyncio watchdog
+by converting what is left into its loop's time), and every layer applies :func:`past`:
+a sleep that would end at or past the deadline is never begun.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextvars
+import time
+import weakref
+from typing import Any
+
+__all__ = ["Deadline", "Watch", "clock", "current_task", "past", "watch_attempt", "watchdog"]
+
+
+def clock() -> float:
+    """The monotonic clock of every deadline (the clock tenacity times attempts with)."""
+    return time.monotonic()
+
+
+def past(elapsed: float, upcoming: float, limit: float) -> bool:
+    """The deadline rule: a sleep that would end at or past the deadline is not begun.
+
+    True when ``upcoming`` seconds of sleep, begun ``elapsed`` seconds after the first call,
+    would end at or past ``limit`` seconds.
+    """
+    return elapsed + upcoming >= limit
+
+
+class Deadline:
+    """When one call must end, read from :func:`clock`."""
+
+    __slots__ = ("at", "seconds", "started")
+
+    def __init__(self, seconds: float, started: float | None = None) -> None:
+        self.seconds = seconds
+        self.started = clock() if started is None else started
+        self.at = self.started + seconds
+
+    def remaining(self) -> float:
+        """Seconds left (negative once passed)."""
+        return self.at - clock()
+
+    def elapsed(self) -> float:
+        """Seconds since the call started."""
+        return clock() - self.started
+
+
+# -- asyncio: a cheap watchdog per loop and deadline length ---------------------------------
+
+#: The watch of the async call running in this context, read by its attempts.
+current_call: contextvars.ContextVar[Watch | None] = contextvars.ContextVar(
+    "brace_current_call", default=None)
+
+
+class Watch:
+    """One async call's (or attempt's) deadline, watched by a :class:`Watchdog`."""
+
+    __slots__ = ("converted", "deadline", "done", "fired", "message", "task")
+
+    def __init__(self, deadline: float, message: str, task: asyncio.Task[Any]) -> None:
+        self.deadline = deadline  # the loop's time() at which the call (or attempt) must end
+        self.message = message  # what the TimeoutError says
+        self.task = task
+        self.done = False  # the call ended
+        self.fired = False  # the watchdog cancelled the task for this deadline
+        self.converted = False  # ...and that cancellation became a TimeoutError
+
+    def timeout_error(self) -> TimeoutError:
+        """Turn the watchdog's cancellation back into a TimeoutError (once)."""
+        if not self.converted:
+            self.converted = True
+            uncancel = getattr(self.task, "uncancel", None)  # 3.11+: keep the count right
+            if uncancel is not None:
+                uncancel()
+        return TimeoutError(self.message)
+
+
+class Watchdog:
+    """Cancels async calls whose deadline passed: one timer per loop and deadline length.
+
+    A timer per call (``asyncio.timeout``) costs microseconds on every healthy call. Calls
+    of one deadline length end their deadlines in the order they started, so a FIFO with a
+    single timer armed for its head is enough; finished calls leave at the head.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+        # Weakly: the registry is keyed by loop, and a strong reference here would keep
+        # every loop (and its watchdogs) alive forever.
+        self._loop = weakref.ref(loop)
+        self.seconds = seconds
+        self.watches: collections.deque[Watch] = collections.deque()
+        # Whether a timer is pending. Not the TimerHandle: it references the loop.
+        self.armed = False
+
+    def watch(self, task: asyncio.Task[Any], message: str) -> Watch:
+        """Start watching ``task``: it is cancelled ``seconds`` from now unless released."""
+        loop = task.get_loop()
+        watch = Watch(loop.time() + self.seconds, message, task)
+        self.watches.append(watch)
+        if not self.armed:
+            self.armed = True
+            loop.call_at(watch.deadline, self._fire)
+        return watch
+
+    def release(self, watch: Watch) -> None:
+        """The watched call ended: forget it."""
+        watch.done = True
+        watches = self.watches
+        while watches and watches[0].done:
+            watches.popleft()
+
+    def _fire(self) -> None:
+        self.armed = False
+        loop = self._loop()
+        if loop is None:
+            return
+        now = loop.time()
+        watches = self.watches
+        while watches:
+            head = watches[0]
+            if head.done:
+                watches.popleft()
+            elif head.deadline <= now:
+                watches.popleft()
+                head.fired = True
+                head.task.cancel()
+            else:
+                self.armed = True
+                loop.call_at(head.deadline, self._fire)
+                break
+
+
+_watchdogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, Watchdog]] = (
+    weakref.WeakKeyDictionary())
+
+
+def current_task() -> asyncio.Task[Any] | None:
+    """The running asyncio task, or None under another async library (trio)."""
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no asyncio loop running
+        return None
+
+
+def watchdog(seconds: float) -> Watchdog:
+    """The running loop's watchdog for deadlines of ``seconds``."""
+    loop = asyncio.get_running_loop()
+    per_loop = _watchdogs.get(loop)
+    if per_loop is None:
+        per_loop = _watchdogs[loop] = {}
+    dog = per_loop.get(seconds)
+    if dog is None:
+        dog = per_loop[seconds] = Watchdog(loop, seconds)
+    return dog
+
+
+def watch_attempt(attempt_timeout: float | None) -> tuple[Watchdog, Watch] | None:
+    """Watch one attempt for ``attempt_timeout`` s, when set and under asyncio."""
+    if attempt_timeout is None:
+        return None
+    task = current_task()
+    if task is None:
+        return None
+    dog = watchdog(attempt_timeout)
+    return dog, dog.watch(task, f"attempt timed out after {attempt_timeout:g} s")
