@@ -29,7 +29,7 @@ import structlog
 import tenacity
 
 import brace
-from brace.testing import no_waits, reset_breakers
+from brace.testing import no_waits, reset_breakers, reset_budgets
 
 
 def measure(call: Callable[[], Any], number: int, repeat: int) -> float:
@@ -81,6 +81,7 @@ def sync_contenders(healthy: bool) -> dict[str, Callable[[], Any]]:
     breaker = pybreaker.CircuitBreaker(fail_max=10**9, reset_timeout=30)
     composed_breaker = pybreaker.CircuitBreaker(fail_max=10**9, reset_timeout=30)
     brace.breaker("bench", fail_max=10**9)
+    brace.budget("bench", min_per_s=10**9)  # never refuses: the cost of counting is measured
     out: dict[str, Callable[[], Any]] = {
         "bare call": make() if healthy else lambda: 1,
         "tenacity.retry": no_sleep(make()),
@@ -91,6 +92,7 @@ def sync_contenders(healthy: bool) -> dict[str, Callable[[], Any]]:
         "brace.network()": brace.network()(make()),
         "brace.http()": brace.http()(make()),
         "brace.http(breaker=)": brace.http(breaker="bench")(make()),
+        "brace.http(breaker=, budget=)": brace.http(breaker="bench", budget="bench")(make()),
     }
     if healthy:
         out["pybreaker"] = breaker(make())
@@ -143,6 +145,8 @@ def async_contenders(healthy: bool) -> dict[str, Callable[[], Awaitable[Any]]]:
         "brace.network()": brace.network()(make()),
         "brace.network(attempt_timeout=)": brace.network(attempt_timeout=5)(make()),
         "brace.http(breaker=)": brace.http(breaker="bench-async")(make()),
+        "brace.http(breaker=, budget=)": brace.http(breaker="bench-async",
+                                                   budget="bench")(make()),
     }
 
 
@@ -153,6 +157,25 @@ def table(title: str, results: dict[str, float], reference: str) -> None:
     for name, ns in results.items():
         print(f"{name:34} {ns:10.0f} {ns / results[reference]:24.3f} "
               f"{ns / results[composed]:24.3f}")
+
+
+#: The call path's goals: (table, row, reference row, largest ratio).
+GOALS = [
+    ("sync: healthy call", "brace.network()", "tenacity.retry", 0.03),
+    ("sync: healthy call", "brace.http(breaker=, budget=)", "tenacity + pybreaker", 0.05),
+    ("async: healthy call", "brace.network()", "tenacity.AsyncRetrying", 0.05),
+    ("sync: 2 failures, then success", "brace.network()", "tenacity.retry", 0.5),
+    ("async: 2 failures, then success", "brace.network()", "tenacity.AsyncRetrying", 0.5),
+]
+
+
+def goals(tables: dict[str, dict[str, float]]) -> None:
+    """Each goal's ratio, measured in this run."""
+    print("\ngoals (ratio in this run <= goal)")
+    for title, row, reference, goal in GOALS:
+        ratio = tables[title][row] / tables[title][reference]
+        mark = "ok" if ratio <= goal else "MISSED"
+        print(f"  {title + ': ' + row:58} x {reference:24} {ratio:6.3f} <= {goal:<5} {mark}")
 
 
 def import_times(runs_each: int) -> None:
@@ -188,6 +211,7 @@ def main() -> None:
     quiet_events()
     stamina.set_testing(True, attempts=5)  # stamina: no sleeping, same attempts
     reset_breakers()
+    tables: dict[str, dict[str, float]] = {}
     with no_waits():
         for healthy in (True, False):
             label = "healthy call" if healthy else "2 failures, then success"
@@ -198,8 +222,11 @@ def main() -> None:
                                                 repeat)
                             for name, call in async_contenders(healthy).items()}
             table(f"async: {label}", asynchronous, "tenacity.AsyncRetrying")
+            tables[f"sync: {label}"], tables[f"async: {label}"] = sync, asynchronous
+    goals(tables)
     stamina.set_testing(False)
     reset_breakers()
+    reset_budgets()
     import_times(1 if args.quick else 5)
 
 

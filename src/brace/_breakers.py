@@ -73,7 +73,11 @@ class BreakerInfo(NamedTuple):
 
 
 class _Listener(pybreaker.CircuitBreakerListener):
-    """Turns pybreaker's state changes into ``breaker.state_changed`` events."""
+    """Turns pybreaker's state changes into ``breaker.state_changed`` events, and tells the
+    gate whenever what makes a call healthy may have changed."""
+
+    def __init__(self) -> None:
+        self.gate: Gate | None = None
 
     def state_change(self, cb: pybreaker.CircuitBreaker,
                      old_state: pybreaker.CircuitBreakerState | None,
@@ -81,6 +85,33 @@ class _Listener(pybreaker.CircuitBreakerListener):
         old = old_state.name if old_state else None
         if old != new_state.name:  # close() on a closed breaker is no transition
             _events.breaker_state_changed(cb.name or "<unnamed>", old, new_state.name)
+        self._refresh()
+
+    def failure(self, cb: pybreaker.CircuitBreaker, exc: BaseException) -> None:
+        self._refresh()
+
+    def success(self, cb: pybreaker.CircuitBreaker) -> None:
+        self._refresh()
+
+    def _refresh(self) -> None:
+        if self.gate is not None:
+            self.gate.refresh()
+
+
+class _Breaker(pybreaker.CircuitBreaker):
+    """pybreaker's breaker, telling brace's gate when its listeners change."""
+
+    listener: _Listener
+
+    def add_listener(self, listener: pybreaker.CircuitBreakerListener) -> None:
+        """Register a listener (pybreaker's), then re-check the healthy path."""
+        super().add_listener(listener)
+        self.listener._refresh()
+
+    def remove_listener(self, listener: pybreaker.CircuitBreakerListener) -> None:
+        """Unregister a listener (pybreaker's), then re-check the healthy path."""
+        super().remove_listener(listener)
+        self.listener._refresh()
 
 
 class CountedResult(Exception):
@@ -131,6 +162,16 @@ class Gate:
         self._lock = threading.Lock()
         self._trial = False  # a half-open trial call is in flight in this process
         self._in_memory = type(storage) is pybreaker.CircuitMemoryStorage
+        # Whether a call may skip the gate: closed, nothing counted, nobody listening for
+        # successes. Kept up to date by brace's listener on brace's own breakers; a breaker
+        # built elsewhere may change unseen, so its calls always take the checked path.
+        self._watched = isinstance(cb, _Breaker)
+        self.fast = False
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-check whether calls may take the healthy path."""
+        self.fast = self._watched and self.quiet()
 
     def remaining_open(self) -> float:
         """Seconds until an open breaker may admit a trial call."""
@@ -243,6 +284,7 @@ class Gate:
         finally:
             if trial:
                 self.release()
+            self.refresh()
 
     def quiet(self) -> bool:
         """Return True when pybreaker would record a success as nothing at all.
@@ -254,6 +296,7 @@ class Gate:
         storage = self.storage
         return (self._in_memory and not storage.counter and storage.state == _CLOSED
                 and all(type(listener).success is _NO_SUCCESS_HOOK
+                        or isinstance(listener, _Listener)
                         for listener in self.breaker.listeners))
 
     def is_open(self) -> bool:
@@ -272,7 +315,8 @@ class Gate:
                            cb.reset_timeout, self.storage.name)
 
 
-_registry: dict[str, Gate] = {}
+#: Every named breaker's gate (the call path reads it directly: one dict look-up).
+registry: dict[str, Gate] = {}
 _settings: dict[str, dict[str, Any]] = {}
 _by_object: weakref.WeakKeyDictionary[pybreaker.CircuitBreaker, Gate] = (
     weakref.WeakKeyDictionary())
@@ -315,7 +359,7 @@ def breaker(
         "success_threshold": success_threshold, "exclude": exclude, "redis": redis,
         "redis_url": redis_url, "fallback_state": fallback_state}.items() if value is not _UNSET}
     with _registry_lock:
-        existing = _registry.get(name)
+        existing = registry.get(name)
         if existing is not None:
             old = _settings[name]
             conflicts = sorted(k for k, v in given.items() if old.get(k, _UNSET) != v)
@@ -324,7 +368,7 @@ def breaker(
                 raise ValueError(f"breaker {name!r} already exists with {shown}; configure a "
                                  "breaker once, before its first use")
             return existing.breaker
-        gate = _registry[name] = _create(name, given)
+        gate = registry[name] = _create(name, given)
         _settings[name] = given
         return gate.breaker
 
@@ -360,25 +404,28 @@ def _create(name: str, given: dict[str, Any]) -> Gate:
         storage = _redis.RedisStorage(name, client, fallback_state)
     else:
         storage = pybreaker.CircuitMemoryStorage(_CLOSED)
-    cb = pybreaker.CircuitBreaker(
+    listener = _Listener()
+    cb = _Breaker(
         fail_max=fail_max, reset_timeout=reset_timeout, success_threshold=threshold,
-        exclude=exclude, listeners=[_Listener()], state_storage=storage, name=name,
+        exclude=exclude, listeners=[listener], state_storage=storage, name=name,
         # The call that trips the breaker raises its own error: users see the real cause.
         throw_new_error_on_trip=False,
     )
-    return Gate(cb, storage)
+    cb.listener = listener
+    gate = listener.gate = Gate(cb, storage)
+    return gate
 
 
 def gate_for(spec: str | pybreaker.CircuitBreaker) -> Gate:
     """The gate of a named breaker (created with defaults on first use) or of a breaker object."""
-    gate = _registry.get(spec) if type(spec) is str else None
+    gate = registry.get(spec) if type(spec) is str else None
     if gate is not None:
         return gate
     if isinstance(spec, str):
         breaker(spec)
-        return _registry[spec]
+        return registry[spec]
     with _registry_lock:
-        for gate in _registry.values():
+        for gate in registry.values():
             if gate.breaker is spec:
                 return gate
         gate = _by_object.get(spec)
@@ -390,21 +437,21 @@ def gate_for(spec: str | pybreaker.CircuitBreaker) -> Gate:
 
 def find(name: str) -> Gate | None:
     """The gate of the breaker called ``name`` if it exists (looking does not create it)."""
-    return _registry.get(name)
+    return registry.get(name)
 
 
 def breakers() -> dict[str, BreakerInfo]:
     """Every named breaker of this process with its current state, by name."""
     with _registry_lock:
-        gates = list(_registry.values())
+        gates = list(registry.values())
     return {gate.name: gate.info() for gate in gates}
 
 
 def reset() -> None:
     """Close every named breaker (shared storage included) and forget them all."""
     with _registry_lock:
-        gates = list(_registry.values())
-        _registry.clear()
+        gates = list(registry.values())
+        registry.clear()
         _settings.clear()
     for gate in gates:
         gate.release()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import sys
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pybreaker
 import tenacity
 
-from brace import _budget, _config, _events
+from brace import _breakers, _budget, _config, _events, waits
 from brace._breakers import CircuitOpenError, gate_for
 from brace._deadline import clock, current_call, current_task, watch_attempt, watchdog
 from brace.predicates import NEVER_RETRY
@@ -52,72 +51,158 @@ def is_async(fn: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(target)
 
 
-def _seed(retrying: tenacity.BaseRetrying, fn: Callable[..., Any] | None, label: str | None,
+class _Named:
+    """Names a retry loop in events: tenacity names a call by its function's qualified name."""
+
+    __module__ = None  # type: ignore[assignment]  # so the name is the label alone
+
+    def __init__(self, label: str) -> None:
+        self.__qualname__ = label
+
+
+class _Done(tenacity.Future):
+    """A finished attempt's outcome, read without the lock a pending future needs.
+
+    tenacity reads an outcome several times per attempt (the predicate, the wait, the stop,
+    events); ``concurrent.futures.Future`` takes a lock on every read.
+    """
+
+    def __init__(self, attempt_number: int, exc: BaseException | None, value: Any) -> None:
+        # No Future.__init__: a finished outcome never waits, so it needs no Condition.
+        self.attempt_number = attempt_number
+        self._exc = exc
+        self._value = value
+
+    @property
+    def failed(self) -> bool:
+        """Whether the attempt raised."""
+        return self._exc is not None
+
+    def done(self) -> bool:
+        """Always: the attempt has ended."""
+        return True
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """The attempt's exception, or None."""
+        return self._exc
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The attempt's value, or raise its exception."""
+        if self._exc is not None:
+            raise self._exc
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"<attempt {self.attempt_number}: {'failed' if self._exc else 'returned'}>"
+
+
+def _settle(state: tenacity.RetryCallState, exc: BaseException | None, value: Any) -> None:
+    # RetryCallState.set_exception / set_result, with a _Done outcome.
+    state.outcome = _Done(state.attempt_number, exc, value)
+    state.outcome_timestamp = clock()
+
+
+def _seed(policy: Policy, stats: dict[str, Any], fn: Callable[..., Any], label: str | None,
           started: float, exc: BaseException | None, result: Any, args: Any,
-          kwargs: Any) -> tuple[Any, tenacity.RetryCallState]:
-    """A fresh copy of ``retrying`` and its call state, holding the first outcome."""
-    copy = retrying.copy() if label is None else retrying.copy(name=label)
-    copy.begin()
-    # Attempt 1 ran on the fast path, before tenacity would have started its clock.
-    copy.statistics["start_time"] = started
-    state = tenacity.RetryCallState(copy, fn, args, kwargs)
+          kwargs: Any) -> tenacity.RetryCallState:
+    """tenacity's call state for a call whose first attempt ran on the fast path."""
+    state = tenacity.RetryCallState(policy.retryer, fn if label is None else _Named(label),
+                                    args, kwargs)
+    # Attempt 1 ran before tenacity would have started its clock.
     state.start_time = started
-    if exc is not None:
-        state.set_exception((type(exc), exc, exc.__traceback__))
-    else:
-        state.set_result(result)
-    return copy, state
+    stats.clear()
+    stats.update(start_time=started, attempt_number=1, idle_for=0, delay_since_first_attempt=0)
+    _settle(state, exc, result)
+    return state
 
 
-def _replay(retrying: tenacity.Retrying, stats: dict[str, Any], attempt: Callable[..., Any],
-            fn: Callable[..., Any] | None, label: str | None, started: float,
+def _next_sleep(policy: Policy, stats: dict[str, Any],
+                state: tenacity.RetryCallState) -> tuple[bool, Any]:
+    """tenacity's ``iter()`` for a finished attempt, in its order and with its statistics.
+
+    Returns ``(True, seconds)`` to sleep and try again, or ``(False, value)`` to end the
+    call with ``value`` (or raise the attempt's error). The policy's own tenacity objects
+    decide (retry -> wait -> stop -> before_sleep); they are called directly because
+    tenacity's action list costs more than the strategies it runs.
+    ``test_fast_path_is_invisible_next_to_plain_tenacity`` pins that statistics, attempts
+    and events are tenacity's own.
+    """
+    outcome = state.outcome
+    assert outcome is not None
+    explicit = outcome.failed and isinstance(outcome.exception(), tenacity.TryAgain)
+    if not (explicit or policy.predicate(state)):
+        return False, outcome.result()
+    upcoming = state.upcoming_sleep = policy.wait(state)
+    stats["delay_since_first_attempt"] = state.seconds_since_start
+    if policy.stop_object(state):
+        return False, policy.give_up(state)
+    state.next_action = tenacity.RetryAction(upcoming)
+    state.idle_for += upcoming
+    stats["idle_for"] += upcoming
+    stats["attempt_number"] += 1
+    policy.before_sleep(state)
+    state.prepare_for_next_attempt()
+    return True, upcoming
+
+
+def _replay(policy: Policy, stats: dict[str, Any], attempt: Callable[..., Any],
+            fn: Callable[..., Any], label: str | None, started: float,
             exc: BaseException | None, result: Any, args: Any, kwargs: Any) -> Any:
-    """Hand a failed (or retried) first attempt to tenacity: ``Retrying.__call__``'s loop."""
-    copy, state = _seed(retrying, fn, label, started, exc, result, args, kwargs)
-    try:
-        while True:
-            do = copy.iter(state)
-            if isinstance(do, tenacity.DoAttempt):
-                try:
-                    outcome = attempt(*args, **kwargs)
-                except BaseException:
-                    state.set_exception(sys.exc_info())  # type: ignore[arg-type]
-                else:
-                    state.set_result(outcome)
-            elif isinstance(do, tenacity.DoSleep):
-                state.prepare_for_next_attempt()
-                copy.sleep(do)
-            else:
-                return do
-    finally:
-        stats.clear()
-        stats.update(copy.statistics)
+    """Hand a failed (or retried) first attempt to the policy's tenacity objects."""
+    state = _seed(policy, stats, fn, label, started, exc, result, args, kwargs)
+    while True:
+        again, value = _next_sleep(policy, stats, state)
+        if not again:
+            return value
+        waits.sleep(value)
+        try:
+            outcome = attempt(*args, **kwargs)
+        except BaseException as error:
+            _settle(state, error, None)
+        else:
+            _settle(state, None, outcome)
 
 
-async def _areplay(retrying: tenacity.AsyncRetrying, stats: dict[str, Any],
-                   attempt: Callable[..., Any], fn: Callable[..., Any] | None,
-                   label: str | None, started: float, exc: BaseException | None, result: Any,
-                   args: Any, kwargs: Any) -> Any:
-    """The async twin of :func:`_replay`: ``AsyncRetrying.__call__``'s loop."""
-    copy, state = _seed(retrying, fn, label, started, exc, result, args, kwargs)
-    try:
-        while True:
-            do = await copy.iter(state)
-            if isinstance(do, tenacity.DoAttempt):
-                try:
-                    outcome = await attempt(*args, **kwargs)
-                except BaseException:
-                    state.set_exception(sys.exc_info())  # type: ignore[arg-type]
-                else:
-                    state.set_result(outcome)
-            elif isinstance(do, tenacity.DoSleep):
-                state.prepare_for_next_attempt()
-                await copy.sleep(do)
-            else:
-                return do
-    finally:
-        stats.clear()
-        stats.update(copy.statistics)
+async def _areplay(policy: Policy, stats: dict[str, Any], attempt: Callable[..., Any],
+                   fn: Callable[..., Any], label: str | None, started: float,
+                   exc: BaseException | None, result: Any, args: Any, kwargs: Any) -> Any:
+    """The async twin of ``_replay``."""
+    state = _seed(policy, stats, fn, label, started, exc, result, args, kwargs)
+    while True:
+        again, value = _next_sleep(policy, stats, state)
+        if not again:
+            return value
+        await waits.async_sleep(value)
+        try:
+            outcome = await attempt(*args, **kwargs)
+        except BaseException as error:
+            _settle(state, error, None)
+        else:
+            _settle(state, None, outcome)
+
+
+def _gated(policy: Policy, fn: Callable[..., Any], name: str,
+           breaker: str | pybreaker.CircuitBreaker,
+           check: Callable[[Any], bool] | None) -> Callable[..., Any]:
+    """One sync attempt through the breaker's gate; a healthy breaker costs a flag read."""
+    gates = _breakers.registry if isinstance(breaker, str) else {}
+
+    def attempt(*args: Any, **kwargs: Any) -> Any:
+        # Looked up per call (reset_breakers() forgets breakers): one dict look-up.
+        gate = gates.get(breaker) or gate_for(breaker)  # type: ignore[arg-type]
+        if not gate.fast:
+            return gate.call(policy, name, fn, *args, **kwargs)
+        # Closed with nothing counted: admitted, and a plain success has nothing to record.
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            gate.settle(policy, False, exc, None)
+            raise
+        if (check is not None and check(result)) or not gate.fast:
+            gate.settle(policy, False, None, result)
+        return result
+
+    return attempt
 
 
 def sync_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str | None = None,
@@ -127,34 +212,28 @@ def sync_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str |
     ``name`` names the callable in breaker events; ``label`` (transports) names the retry
     loop in retry events instead of ``fn``.
     """
-    if breaker is None:
-        attempt = fn
-    else:
-        def attempt(*args: Any, **kwargs: Any) -> Any:
-            # Looked up per call: reset_breakers() forgets breakers.
-            return gate_for(breaker).call(policy, name, fn, *args, **kwargs)
-
-    retrying = policy.retryer
     check = policy.result_check
+    attempt = fn if breaker is None else _gated(policy, fn, name, breaker, check)
     budget = policy.budget
+    budgets = _budget.registry
     stats: dict[str, Any] = {}
-    traced = fn if label is None else None
 
     def core(*args: Any, **kwargs: Any) -> Any:
         if not _state.active:  # brace.set_active(False): one plain attempt
             return attempt(*args, **kwargs)
         started = clock()
         if budget is not None:
-            _budget.lookup(budget).record_call()
+            # Looked up per call (reset_budgets() forgets budgets): one dict look-up.
+            (budgets.get(budget) or _budget.lookup(budget)).record_call()  # type: ignore[arg-type]
         try:
             result = attempt(*args, **kwargs)
         except NEVER_RETRY:
             raise  # an interrupt or exit: at once, no machinery
         except BaseException as exc:
-            return _replay(retrying, stats, attempt, traced, label, started, exc, None, args,
+            return _replay(policy, stats, attempt, fn, label, started, exc, None, args,
                            kwargs)
         if check is not None and check(result):
-            return _replay(retrying, stats, attempt, traced, label, started, None, result, args,
+            return _replay(policy, stats, attempt, fn, label, started, None, result, args,
                            kwargs)
         stats["start_time"] = started
         stats["attempt_number"] = 1
@@ -206,20 +285,19 @@ def async_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str 
     first_try = fn if breaker is None and attempt_timeout is None else inner
     if not cut_off and breaker is None:
         inner = fn  # nothing between the attempts and the function
-    retrying = policy.async_retryer
     check = policy.result_check
     budget = policy.budget
+    budgets = _budget.registry
     deadline = policy.deadline
     message = f"deadline of {deadline:g} s reached"
     stats: dict[str, Any] = {}
-    traced = fn if label is None else None
     # The loop last served (weakly: a closed loop must be freed) and its watchdog.
     last: list[Any] = [None, None]
 
     async def core(*args: Any, **kwargs: Any) -> Any:
         started = clock()
         if budget is not None:
-            _budget.lookup(budget).record_call()
+            (budgets.get(budget) or _budget.lookup(budget)).record_call()  # type: ignore[arg-type]
         task = current_task() if cut_off else None
         if task is None:  # not asyncio (trio), or cut off by the callee: no watchdog
             return await _first(first_try, inner, args, kwargs, started, None)
@@ -251,10 +329,10 @@ def async_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str 
                         and watch.fired and not watch.converted):
                     raise  # cancelled by the caller, an interrupt or exit: at once
                 exc = watch.timeout_error()  # the deadline passed
-            return await _areplay(retrying, stats, inner, traced, label, started, exc, None,
+            return await _areplay(policy, stats, inner, fn, label, started, exc, None,
                                   args, kwargs)
         if check is not None and check(result):
-            return await _areplay(retrying, stats, inner, traced, label, started, None, result,
+            return await _areplay(policy, stats, inner, fn, label, started, None, result,
                                   args, kwargs)
         stats["start_time"] = started
         stats["attempt_number"] = 1

@@ -9,6 +9,7 @@ only when structlog keeps its level: describing an error costs more than retryin
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -95,8 +96,12 @@ def db_fields(outcome: Future | None) -> dict[str, str]:
     return {} if code is None else {"db_code": code}
 
 
+def _name(callable_name: str | Callable[[], str]) -> str:
+    return callable_name if isinstance(callable_name, str) else callable_name()
+
+
 def retry_scheduled(
-    callable_name: str, preset: str, attempt: int, wait_s: float, outcome: Future | None,
+    callable_name: str | Callable[[], str], preset: str, attempt: int, wait_s: float, outcome: Future | None,
     **extra: Any,
 ) -> None:
     """Attempt ``attempt`` failed and another follows after ``wait_s`` seconds.
@@ -105,13 +110,13 @@ def retry_scheduled(
     """
     if not _wanted(logging.WARNING):
         return
-    _log.warning(RETRY_SCHEDULED, callable=callable_name, preset=preset, attempt=attempt,
+    _log.warning(RETRY_SCHEDULED, callable=_name(callable_name), preset=preset, attempt=attempt,
                  wait_s=round(wait_s, 6), error=describe(outcome), **db_fields(outcome),
                  **extra)
 
 
 def retry_gave_up(
-    callable_name: str, preset: str, attempts: int, elapsed_s: float, outcome: Future | None,
+    callable_name: str | Callable[[], str], preset: str, attempts: int, elapsed_s: float, outcome: Future | None,
     reason: str, **extra: Any,
 ) -> None:
     """The policy stopped retrying after ``attempts`` attempts; ``reason`` says why.
@@ -120,7 +125,7 @@ def retry_gave_up(
     """
     if not _wanted(logging.ERROR):
         return
-    _log.error(RETRY_GAVE_UP, callable=callable_name, preset=preset, attempts=attempts,
+    _log.error(RETRY_GAVE_UP, callable=_name(callable_name), preset=preset, attempts=attempts,
                elapsed_s=round(elapsed_s, 6), error=describe(outcome), reason=reason,
                **db_fields(outcome), **extra)
 
@@ -132,11 +137,12 @@ def retry_budget_exhausted(callable_name: str, preset: str | None, budget: str,
                  attempt=attempt)
 
 
-def retry_succeeded(callable_name: str, preset: str, attempts: int, elapsed_s: float) -> None:
+def retry_succeeded(callable_name: str | Callable[[], str], preset: str, attempts: int,
+                    elapsed_s: float) -> None:
     """A call succeeded after at least one retry."""
     if not _wanted(logging.INFO):
         return
-    _log.info(RETRY_SUCCEEDED, callable=callable_name, preset=preset, attempts=attempts,
+    _log.info(RETRY_SUCCEEDED, callable=_name(callable_name), preset=preset, attempts=attempts,
               elapsed_s=round(elapsed_s, 6))
 
 

@@ -260,7 +260,11 @@ class Policy:
         return stops.limits(attempts=self.attempts, deadline=self.deadline)
 
     @functools.cached_property
-    def _stop(self) -> _Stop:
+    def stop_object(self) -> tenacity.stop.stop_base:
+        """The stop tenacity runs: :attr:`stop`, then an open breaker, then an empty budget.
+
+        The budget comes last and spends a retry only when nothing else stops the call.
+        """
         return _Stop(self)
 
     def _before(self, retry_state: RetryCallState) -> None:
@@ -268,15 +272,20 @@ class Policy:
         if retry_state.attempt_number == 1:
             _budget.lookup(self.budget).record_call()  # type: ignore[arg-type]
 
-    def _before_sleep(self, retry_state: RetryCallState) -> None:
-        _events.retry_scheduled(retry_state.get_fn_name(), self.preset,
+    def before_sleep(self, retry_state: RetryCallState) -> None:
+        """tenacity's ``before_sleep`` hook: the one emitter of ``retry.scheduled``."""
+        _events.retry_scheduled(retry_state.get_fn_name, self.preset,
                                 retry_state.attempt_number, retry_state.upcoming_sleep,
                                 retry_state.outcome)
 
-    def _give_up(self, retry_state: RetryCallState) -> Any:
-        # tenacity calls this when the stop fires: report, then surface the real error (or
-        # the last retried result), never a RetryError.
-        reason = self._stop.reasons.pop(retry_state, "stop")
+    def give_up(self, retry_state: RetryCallState) -> Any:
+        """tenacity's ``retry_error_callback``: report, then the real error or last result.
+
+        Called when the stop fires; the caller sees the last error (or the last retried
+        result, such as a 503 response), never a ``tenacity.RetryError``.
+        """
+        stop = self.stop_object
+        reason = stop.reasons.pop(retry_state, "stop") if isinstance(stop, _Stop) else "stop"
         if reason == "budget_exhausted":
             _events.retry_budget_exhausted(retry_state.get_fn_name(), self.preset,
                                            _budget.lookup(self.budget).name,  # type: ignore[arg-type]
@@ -287,7 +296,7 @@ class Policy:
 
     def _ended(self, retry_state: RetryCallState, reason: str) -> None:
         # The one emitter of retry.succeeded and retry.gave_up.
-        name = retry_state.get_fn_name()
+        name = retry_state.get_fn_name  # called only when the event is kept
         elapsed = retry_state.seconds_since_start or 0.0
         outcome = retry_state.outcome
         if outcome is not None and not outcome.failed and reason == "not_retryable":
@@ -310,9 +319,9 @@ class Policy:
         kwargs = {
             "retry": self.predicate,
             "wait": self.wait,
-            "stop": self._stop,
-            "before_sleep": self._before_sleep,
-            "retry_error_callback": self._give_up,
+            "stop": self.stop_object,
+            "before_sleep": self.before_sleep,
+            "retry_error_callback": self.give_up,
             "reraise": True,
         }
         if self.budget is not None:
