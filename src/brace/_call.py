@@ -21,7 +21,7 @@ import tenacity
 
 from brace import _breakers, _budget, _config, _events, waits
 from brace._breakers import CircuitOpenError, gate_for
-from brace._deadline import clock, current_call, current_task, watch_attempt, watchdog
+from brace._deadline import RUNNING, clock, current_call, watch_attempt, watchdog
 from brace.predicates import NEVER_RETRY
 
 if TYPE_CHECKING:
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["async_path", "callable_name", "decorate", "is_async", "sync_path"]
 
 _state = _config.state
+# asyncio's own: under another async library it raises RuntimeError (no running loop).
+_current_task = asyncio.current_task
 
 
 def callable_name(fn: Callable[..., Any]) -> str:
@@ -58,6 +60,9 @@ class _Named:
 
     def __init__(self, label: str) -> None:
         self.__qualname__ = label
+
+    def __call__(self) -> None:
+        """Never called: it stands in for the function in tenacity's call state."""
 
 
 class _Done(tenacity.Future):
@@ -259,17 +264,20 @@ def async_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str 
 
     async def bounded(*args: Any, **kwargs: Any) -> Any:
         call = current_call.get()
-        if call is not None and call.fired:
-            raise call.timeout_error()
+        if call is not None and call[1][2] != RUNNING:
+            raise TimeoutError(call[0].message)  # the call's deadline passed meanwhile
         own = watch_attempt(attempt_timeout)
         try:
             return await fn(*args, **kwargs)
         except asyncio.CancelledError:
             # The watchdog's cancellations become TimeoutErrors: transient, retried (an
             # attempt timeout) or ending the call (the deadline). Others propagate.
-            for watch in (None if own is None else own[1], call):
-                if watch is not None and watch.fired and not watch.converted:
-                    raise watch.timeout_error() from None
+            watches: tuple[Any, ...] = (own, call)
+            for watched in watches:
+                if watched is not None:
+                    error = watched[0].timeout_error(watched[1], watched[2])
+                    if error is not None:
+                        raise error from None
             raise
         finally:
             if own is not None:
@@ -294,51 +302,77 @@ def async_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str 
     # The loop last served (weakly: a closed loop must be freed) and its watchdog.
     last: list[Any] = [None, None]
 
-    async def core(*args: Any, **kwargs: Any) -> Any:
-        started = clock()
-        if budget is not None:
-            (budgets.get(budget) or _budget.lookup(budget)).record_call()  # type: ignore[arg-type]
-        task = current_task() if cut_off else None
-        if task is None:  # not asyncio (trio), or cut off by the callee: no watchdog
-            return await _first(first_try, inner, args, kwargs, started, None)
-        loop = task.get_loop()
-        if last[0] is None or last[0]() is not loop:
-            last[0], last[1] = weakref.ref(loop), watchdog(deadline)
-        dog = last[1]
-        watch = dog.watch(task, message)
-        token = current_call.set(watch)
+    async def slow(args: Any, kwargs: Any, started: float, exc: BaseException | None,
+                   result: Any, call: Any) -> Any:
+        # Later attempts read the call's watch to tell its deadline from other cancellations.
+        token = current_call.set(call)
         try:
-            if not _state.active:
-                return await inner(*args, **kwargs)
-            return await _first(first_try, inner, args, kwargs, started, watch)
-        except asyncio.CancelledError:
-            if watch.fired and not watch.converted:  # cancelled in a backoff sleep
-                raise watch.timeout_error() from None
-            raise
+            return await _areplay(policy, stats, inner, fn, label, started, exc, result, args,
+                                  kwargs)
         finally:
             current_call.reset(token)
-            dog.release(watch)
 
-    async def _first(first_try: Callable[..., Any], inner: Callable[..., Any], args: Any,
-                     kwargs: Any, started: float, watch: Any) -> Any:
+    async def unwatched(args: Any, kwargs: Any, started: float) -> Any:
+        # Not asyncio (trio), or cut off by the callee: no watchdog.
+        if not _state.active:
+            return await inner(*args, **kwargs)
         try:
             result = await first_try(*args, **kwargs)
+        except NEVER_RETRY:
+            raise
         except BaseException as exc:
-            if isinstance(exc, NEVER_RETRY):
-                if not (watch is not None and isinstance(exc, asyncio.CancelledError)
-                        and watch.fired and not watch.converted):
-                    raise  # cancelled by the caller, an interrupt or exit: at once
-                exc = watch.timeout_error()  # the deadline passed
-            return await _areplay(policy, stats, inner, fn, label, started, exc, None,
-                                  args, kwargs)
+            return await slow(args, kwargs, started, exc, None, None)
         if check is not None and check(result):
-            return await _areplay(policy, stats, inner, fn, label, started, None, result,
-                                  args, kwargs)
+            return await slow(args, kwargs, started, None, result, None)
         stats["start_time"] = started
         stats["attempt_number"] = 1
         stats["idle_for"] = 0
         stats["delay_since_first_attempt"] = 0
         return result
+
+    async def core(*args: Any, **kwargs: Any) -> Any:
+        started = clock()
+        if budget is not None:
+            (budgets.get(budget) or _budget.lookup(budget)).record_call()  # type: ignore[arg-type]
+        try:
+            task = _current_task() if cut_off else None
+        except RuntimeError:  # no asyncio loop running
+            task = None
+        if task is None:
+            return await unwatched(args, kwargs, started)
+        loop = task.get_loop()
+        cached = last[0]
+        if cached is None or cached() is not loop:
+            last[0], last[1] = weakref.ref(loop), watchdog(loop, deadline, message)
+        dog = last[1]
+        watch = dog.watch(task, loop)
+        try:
+            if not _state.active:
+                return await inner(*args, **kwargs)
+            try:
+                result = await first_try(*args, **kwargs)
+            except BaseException as exc:
+                if isinstance(exc, NEVER_RETRY):
+                    error = (dog.timeout_error(watch, task)
+                             if isinstance(exc, asyncio.CancelledError) else None)
+                    if error is None:
+                        raise  # cancelled by the caller, an interrupt or exit: at once
+                    exc = error  # the deadline passed
+                return await slow(args, kwargs, started, exc, None, (dog, watch, task))
+            if check is not None and check(result):
+                return await slow(args, kwargs, started, None, result, (dog, watch, task))
+            stats["start_time"] = started
+            stats["attempt_number"] = 1
+            stats["idle_for"] = 0
+            stats["delay_since_first_attempt"] = 0
+            return result
+        except asyncio.CancelledError:
+            error = dog.timeout_error(watch, task)  # cancelled in a backoff sleep
+            if error is not None:
+                raise error from None
+            raise
+        finally:
+            dog.release(watch)
 
     core.statistics = stats  # type: ignore[attr-defined]
     return core

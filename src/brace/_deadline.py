@@ -15,7 +15,8 @@ import time
 import weakref
 from typing import Any
 
-__all__ = ["Deadline", "Watch", "clock", "current_task", "past", "watch_attempt", "watchdog"]
+__all__ = ["Deadline", "Watch", "Watchdog", "clock", "current_task", "past", "watch_attempt",
+           "watchdog"]
 
 
 def clock() -> float:
@@ -52,33 +53,15 @@ class Deadline:
 
 
 # -- asyncio: a cheap watchdog per loop and deadline length ---------------------------------
+# A watch is a list [deadline (the loop's time), task, state]: one is made per async call,
+# and a list costs a third of a slotted object. The task slot is None once the call ended.
+RUNNING, FIRED, CONVERTED = 0, 1, 2
+Watch = list[Any]  # [float, asyncio.Task | None, int]
 
-#: The watch of the async call running in this context, read by its attempts.
-current_call: contextvars.ContextVar[Watch | None] = contextvars.ContextVar(
+#: The watch of the async call running in this context (and its watchdog), read by its
+#: later attempts; set only once a call leaves the fast path.
+current_call: contextvars.ContextVar[tuple[Watchdog, Watch] | None] = contextvars.ContextVar(
     "brace_current_call", default=None)
-
-
-class Watch:
-    """One async call's (or attempt's) deadline, watched by a :class:`Watchdog`."""
-
-    __slots__ = ("converted", "deadline", "done", "fired", "message", "task")
-
-    def __init__(self, deadline: float, message: str, task: asyncio.Task[Any]) -> None:
-        self.deadline = deadline  # the loop's time() at which the call (or attempt) must end
-        self.message = message  # what the TimeoutError says
-        self.task = task
-        self.done = False  # the call ended
-        self.fired = False  # the watchdog cancelled the task for this deadline
-        self.converted = False  # ...and that cancellation became a TimeoutError
-
-    def timeout_error(self) -> TimeoutError:
-        """Turn the watchdog's cancellation back into a TimeoutError (once)."""
-        if not self.converted:
-            self.converted = True
-            uncancel = getattr(self.task, "uncancel", None)  # 3.11+: keep the count right
-            if uncancel is not None:
-                uncancel()
-        return TimeoutError(self.message)
 
 
 class Watchdog:
@@ -89,31 +72,46 @@ class Watchdog:
     single timer armed for its head is enough; finished calls leave at the head.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float, message: str) -> None:
         # Weakly: the registry is keyed by loop, and a strong reference here would keep
         # every loop (and its watchdogs) alive forever.
         self._loop = weakref.ref(loop)
         self.seconds = seconds
+        self.message = message  # what the TimeoutError says
         self.watches: collections.deque[Watch] = collections.deque()
         # Whether a timer is pending. Not the TimerHandle: it references the loop.
         self.armed = False
 
-    def watch(self, task: asyncio.Task[Any], message: str) -> Watch:
+    def watch(self, task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop) -> Watch:
         """Start watching ``task``: it is cancelled ``seconds`` from now unless released."""
-        loop = task.get_loop()
-        watch = Watch(loop.time() + self.seconds, message, task)
+        at = loop.time() + self.seconds
+        watch: Watch = [at, task, RUNNING]
         self.watches.append(watch)
         if not self.armed:
             self.armed = True
-            loop.call_at(watch.deadline, self._fire)
+            loop.call_at(at, self._fire)
         return watch
 
     def release(self, watch: Watch) -> None:
         """The watched call ended: forget it."""
-        watch.done = True
+        watch[1] = None
         watches = self.watches
-        while watches and watches[0].done:
+        while watches and watches[0][1] is None:
             watches.popleft()
+
+    def timeout_error(self, watch: Watch, task: asyncio.Task[Any]) -> TimeoutError | None:
+        """The TimeoutError this watch's cancellation of ``task`` stands for, once; else None.
+
+        None when the watchdog did not cancel the task, or its cancellation was already
+        turned into an error.
+        """
+        if watch[2] != FIRED:
+            return None
+        watch[2] = CONVERTED
+        uncancel = getattr(task, "uncancel", None)  # 3.11+: keep the count right
+        if uncancel is not None:
+            uncancel()
+        return TimeoutError(self.message)
 
     def _fire(self) -> None:
         self.armed = False
@@ -124,15 +122,16 @@ class Watchdog:
         watches = self.watches
         while watches:
             head = watches[0]
-            if head.done:
+            task = head[1]
+            if task is None:
                 watches.popleft()
-            elif head.deadline <= now:
+            elif head[0] <= now:
                 watches.popleft()
-                head.fired = True
-                head.task.cancel()
+                head[2] = FIRED
+                task.cancel()
             else:
                 self.armed = True
-                loop.call_at(head.deadline, self._fire)
+                loop.call_at(head[0], self._fire)
                 break
 
 
@@ -148,24 +147,24 @@ def current_task() -> asyncio.Task[Any] | None:
         return None
 
 
-def watchdog(seconds: float) -> Watchdog:
-    """The running loop's watchdog for deadlines of ``seconds``."""
-    loop = asyncio.get_running_loop()
+def watchdog(loop: asyncio.AbstractEventLoop, seconds: float, message: str) -> Watchdog:
+    """``loop``'s watchdog for deadlines of ``seconds``."""
     per_loop = _watchdogs.get(loop)
     if per_loop is None:
         per_loop = _watchdogs[loop] = {}
     dog = per_loop.get(seconds)
     if dog is None:
-        dog = per_loop[seconds] = Watchdog(loop, seconds)
+        dog = per_loop[seconds] = Watchdog(loop, seconds, message)
     return dog
 
 
-def watch_attempt(attempt_timeout: float | None) -> tuple[Watchdog, Watch] | None:
+def watch_attempt(attempt_timeout: float | None) -> tuple[Watchdog, Watch, Any] | None:
     """Watch one attempt for ``attempt_timeout`` s, when set and under asyncio."""
     if attempt_timeout is None:
         return None
     task = current_task()
     if task is None:
         return None
-    dog = watchdog(attempt_timeout)
-    return dog, dog.watch(task, f"attempt timed out after {attempt_timeout:g} s")
+    loop = task.get_loop()
+    dog = watchdog(loop, attempt_timeout, f"attempt timed out after {attempt_timeout:g} s")
+    return dog, dog.watch(task, loop), task
