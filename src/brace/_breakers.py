@@ -73,8 +73,10 @@ class BreakerInfo(NamedTuple):
 
 
 class _Listener(pybreaker.CircuitBreakerListener):
-    """Turns pybreaker's state changes into ``breaker.state_changed`` events, and tells the
-    gate whenever what makes a call healthy may have changed."""
+    """Turns state changes into ``breaker.state_changed`` events; keeps the gate current.
+
+    Every notification may change whether calls can take the healthy path.
+    """
 
     def __init__(self) -> None:
         self.gate: Gate | None = None

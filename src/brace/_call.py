@@ -110,7 +110,7 @@ def _settle(state: tenacity.RetryCallState, exc: BaseException | None, value: An
 def _seed(policy: Policy, stats: dict[str, Any], fn: Callable[..., Any], label: str | None,
           started: float, exc: BaseException | None, result: Any, args: Any,
           kwargs: Any) -> tenacity.RetryCallState:
-    """tenacity's call state for a call whose first attempt ran on the fast path."""
+    """Tenacity's call state for a call whose first attempt ran on the fast path."""
     state = tenacity.RetryCallState(policy.retryer, fn if label is None else _Named(label),
                                     args, kwargs)
     # Attempt 1 ran before tenacity would have started its clock.
@@ -123,7 +123,7 @@ def _seed(policy: Policy, stats: dict[str, Any], fn: Callable[..., Any], label: 
 
 def _next_sleep(policy: Policy, stats: dict[str, Any],
                 state: tenacity.RetryCallState) -> tuple[bool, Any]:
-    """tenacity's ``iter()`` for a finished attempt, in its order and with its statistics.
+    """Tenacity's ``iter()`` for a finished attempt, in its order and with its statistics.
 
     Returns ``(True, seconds)`` to sleep and try again, or ``(False, value)`` to end the
     call with ``value`` (or raise the attempt's error). The policy's own tenacity objects

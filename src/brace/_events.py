@@ -101,8 +101,8 @@ def _name(callable_name: str | Callable[[], str]) -> str:
 
 
 def retry_scheduled(
-    callable_name: str | Callable[[], str], preset: str, attempt: int, wait_s: float, outcome: Future | None,
-    **extra: Any,
+    callable_name: str | Callable[[], str], preset: str, attempt: int, wait_s: float,
+    outcome: Future | None, **extra: Any,
 ) -> None:
     """Attempt ``attempt`` failed and another follows after ``wait_s`` seconds.
 
@@ -116,8 +116,8 @@ def retry_scheduled(
 
 
 def retry_gave_up(
-    callable_name: str | Callable[[], str], preset: str, attempts: int, elapsed_s: float, outcome: Future | None,
-    reason: str, **extra: Any,
+    callable_name: str | Callable[[], str], preset: str, attempts: int, elapsed_s: float,
+    outcome: Future | None, reason: str, **extra: Any,
 ) -> None:
     """The policy stopped retrying after ``attempts`` attempts; ``reason`` says why.
 

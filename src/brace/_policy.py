@@ -273,13 +273,13 @@ class Policy:
             _budget.lookup(self.budget).record_call()  # type: ignore[arg-type]
 
     def before_sleep(self, retry_state: RetryCallState) -> None:
-        """tenacity's ``before_sleep`` hook: the one emitter of ``retry.scheduled``."""
+        """Tenacity's ``before_sleep`` hook: the one emitter of ``retry.scheduled``."""
         _events.retry_scheduled(retry_state.get_fn_name, self.preset,
                                 retry_state.attempt_number, retry_state.upcoming_sleep,
                                 retry_state.outcome)
 
     def give_up(self, retry_state: RetryCallState) -> Any:
-        """tenacity's ``retry_error_callback``: report, then the real error or last result.
+        """Tenacity's ``retry_error_callback``: report, then the real error or last result.
 
         Called when the stop fires; the caller sees the last error (or the last retried
         result, such as a 503 response), never a ``tenacity.RetryError``.
