@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["async_path", "callable_name", "decorate", "is_async", "sync_path"]
 
 _state = _config.state
-# asyncio's own: under another async library it raises RuntimeError (no running loop).
+# asyncio's own; under another async library get_running_loop raises RuntimeError.
+_running_loop = asyncio.get_running_loop
 _current_task = asyncio.current_task
 
 
@@ -134,7 +135,7 @@ def _next_sleep(policy: Policy, stats: dict[str, Any],
     """
     outcome = state.outcome
     assert outcome is not None
-    explicit = outcome.failed and isinstance(outcome.exception(), tenacity.TryAgain)
+    explicit = isinstance(outcome.exception(), tenacity.TryAgain)
     if not (explicit or policy.predicate(state)):
         return False, outcome.result()
     upcoming = state.upcoming_sleep = policy.wait(state)
@@ -200,6 +201,28 @@ def _gated(policy: Policy, fn: Callable[..., Any], name: str,
         # Closed with nothing counted: admitted, and a plain success has nothing to record.
         try:
             result = fn(*args, **kwargs)
+        except BaseException as exc:
+            gate.settle(policy, False, exc, None)
+            raise
+        if (check is not None and check(result)) or not gate.fast:
+            gate.settle(policy, False, None, result)
+        return result
+
+    return attempt
+
+
+def _agated(policy: Policy, fn: Callable[..., Any], name: str,
+            breaker: str | pybreaker.CircuitBreaker,
+            check: Callable[[Any], bool] | None) -> Callable[..., Any]:
+    """The async twin of ``_gated``."""
+    gates = _breakers.registry if isinstance(breaker, str) else {}
+
+    async def attempt(*args: Any, **kwargs: Any) -> Any:
+        gate = gates.get(breaker) or gate_for(breaker)  # type: ignore[arg-type]
+        if not gate.fast:
+            return await gate.acall(policy, name, fn, *args, **kwargs)
+        try:
+            result = await fn(*args, **kwargs)
         except BaseException as exc:
             gate.settle(policy, False, exc, None)
             raise
@@ -283,17 +306,15 @@ def async_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str 
             if own is not None:
                 own[0].release(own[1])
 
-    inner: Callable[..., Any] = bounded
-    if breaker is not None:
-        async def inner(*args: Any, **kwargs: Any) -> Any:
-            return await gate_for(breaker).acall(policy, name, bounded, *args, **kwargs)
-
-    # The first attempt goes straight to the function when nothing stands between them (the
-    # core itself turns a deadline into a TimeoutError); later attempts go through `inner`.
-    first_try = fn if breaker is None and attempt_timeout is None else inner
-    if not cut_off and breaker is None:
-        inner = fn  # nothing between the attempts and the function
     check = policy.result_check
+    # Later attempts check the call's deadline first (`bounded`); the first attempt goes
+    # straight to the function unless an attempt timeout stands between them (the core
+    # itself turns a deadline into a TimeoutError).
+    inner: Callable[..., Any] = bounded if cut_off else fn
+    first_try = bounded if attempt_timeout is not None else fn
+    if breaker is not None:
+        inner = _agated(policy, inner, name, breaker, check)
+        first_try = _agated(policy, first_try, name, breaker, check)
     budget = policy.budget
     budgets = _budget.registry
     deadline = policy.deadline
@@ -335,17 +356,23 @@ def async_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str 
         if budget is not None:
             (budgets.get(budget) or _budget.lookup(budget)).record_call()  # type: ignore[arg-type]
         try:
-            task = _current_task() if cut_off else None
-        except RuntimeError:  # no asyncio loop running
-            task = None
+            loop = _running_loop() if cut_off else None
+        except RuntimeError:  # no asyncio loop running (trio)
+            loop = None
+        task = None if loop is None else _current_task(loop)
         if task is None:
             return await unwatched(args, kwargs, started)
-        loop = task.get_loop()
         cached = last[0]
         if cached is None or cached() is not loop:
             last[0], last[1] = weakref.ref(loop), watchdog(loop, deadline, message)
         dog = last[1]
-        watch = dog.watch(task, loop)
+        # Watchdog.watch and .release, inlined: this is every healthy async call's cost.
+        at = loop.time() + deadline
+        watch = [at, task, RUNNING]
+        watches = dog.watches
+        watches.append(watch)
+        if not dog.armed:
+            dog.arm(loop, at)
         try:
             if not _state.active:
                 return await inner(*args, **kwargs)
@@ -372,7 +399,9 @@ def async_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str 
                 raise error from None
             raise
         finally:
-            dog.release(watch)
+            watch[1] = None
+            while watches and watches[0][1] is None:
+                watches.popleft()
 
     core.statistics = stats  # type: ignore[attr-defined]
     return core

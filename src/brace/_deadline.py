@@ -88,9 +88,13 @@ class Watchdog:
         watch: Watch = [at, task, RUNNING]
         self.watches.append(watch)
         if not self.armed:
-            self.armed = True
-            loop.call_at(at, self._fire)
+            self.arm(loop, at)
         return watch
+
+    def arm(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
+        """Set the timer for the head of the queue, due at ``at`` (the loop's time)."""
+        self.armed = True
+        loop.call_at(at, self._fire)
 
     def release(self, watch: Watch) -> None:
         """The watched call ended: forget it."""

@@ -203,8 +203,7 @@ class Policy:
 
         No side effects: it counts nothing and emits nothing.
         """
-        retryable = self.failure & predicates.idempotent if self.idempotent_only else self.failure
-        return _Decision(retryable)
+        return _Decision(self.failure, self.idempotent_only)
 
     @functools.cached_property
     def predicate(self) -> tenacity.retry_base:
@@ -407,21 +406,27 @@ _PLAIN_RESULTS = frozenset({type(None), bool, int, float, str, bytes, list, tupl
 
 
 class _Decision(tenacity.retry_base):
-    """Never an exit or a breaker rejection; otherwise what ``inner`` decides."""
+    """A failure, safe to resend (when idempotent_only); never an exit or a rejection.
 
-    def __init__(self, inner: tenacity.retry_base) -> None:
-        self.inner = inner
+    ``failure & brace.predicates.idempotent``, evaluated without tenacity's ``retry_all``.
+    """
+
+    def __init__(self, failure: tenacity.retry_base, idempotent_only: bool) -> None:
+        self.failure = failure
+        self.idempotent = predicates.idempotent if idempotent_only else None
 
     def __call__(self, retry_state: RetryCallState) -> bool:
         """Return whether to retry the attempt's outcome."""
         outcome = retry_state.outcome
         assert outcome is not None
-        if isinstance(outcome.exception(), _NEVER_RETRY):
+        if isinstance(outcome.exception(), _NEVER_RETRY) or not self.failure(retry_state):
             return False
-        return bool(self.inner(retry_state))
+        return self.idempotent is None or bool(self.idempotent(retry_state))
 
     def __repr__(self) -> str:
-        return repr(self.inner)
+        if self.idempotent is None:
+            return repr(self.failure)
+        return f"{self.failure!r} & {self.idempotent!r}"
 
 
 class _Reported(tenacity.retry_base):
