@@ -355,12 +355,13 @@ def async_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str 
         started = clock()
         if budget is not None:
             (budgets.get(budget) or _budget.lookup(budget)).record_call()  # type: ignore[arg-type]
+        loop: asyncio.AbstractEventLoop | None
         try:
             loop = _running_loop() if cut_off else None
         except RuntimeError:  # no asyncio loop running (trio)
             loop = None
         task = None if loop is None else _current_task(loop)
-        if task is None:
+        if loop is None or task is None:
             return await unwatched(args, kwargs, started)
         cached = last[0]
         if cached is None or cached() is not loop:
