@@ -188,6 +188,16 @@ def test_bad_settings(kwargs: dict[str, Any], name: str) -> None:
         brace.budget("")
 
 
+def test_messages_name_the_parameter_and_its_unit() -> None:
+    with pytest.raises(TypeError, match=r"ratio must be a finite number in \[0, 1\], got 'a'"):
+        brace.budget("units", ratio="a")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"window_s must be a finite number of seconds > 0"):
+        brace.budget("units", window_s=-1)
+    with pytest.raises(ValueError, match=r"min_per_s must be a finite number of retries per "
+                                         r"second >= 0"):
+        brace.budget("units", min_per_s=-1)
+
+
 def test_conflicting_settings_for_a_name() -> None:
     brace.budget("conf", ratio=0.2)
     with pytest.raises(ValueError, match=r"'conf' already exists with ratio=0\.2"):

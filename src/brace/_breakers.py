@@ -2,7 +2,7 @@
 
 ``pybreaker.CircuitBreaker.call`` holds the breaker's lock while the guarded function runs,
 which serialises every call through one breaker. brace keeps pybreaker as the state machine
-and storage but runs the function outside that lock: :class:`Gate` admits or rejects an
+and storage but runs the function outside that lock: ``Gate`` admits or rejects an
 attempt (moving an expired open breaker to half-open, admitting one trial at a time), the
 attempt runs, and its outcome is recorded through ``breaker.call`` so counters, listeners,
 ``exclude`` and storage stay pybreaker's. Decorators and transports both call the gate.
@@ -141,7 +141,7 @@ def _storage_of(cb: pybreaker.CircuitBreaker) -> pybreaker.CircuitBreakerStorage
     # The one read of a pybreaker internal: a breaker built by the user (breaker=cb) exposes
     # no public accessor for its storage, which holds opened_at (pybreaker issue 24 asks
     # for the open time). brace's own breakers never come here: brace made their storage.
-    # Pinned by test_foreign_breaker_storage_is_reachable.
+    # Pinned by tests/test_layout.py::test_pybreaker_storage_of_a_breaker_built_elsewhere.
     return cb._state_storage
 
 
@@ -230,7 +230,7 @@ class Gate:
 
     async def acall(self, judge: Judge, name: str, fn: Callable[..., Awaitable[Any]],
                     *args: Any, **kwargs: Any) -> Any:
-        """The async twin of :meth:`call`."""
+        """The async twin of ``call``."""
         trial = self.enter(name)
         try:
             result = await fn(*args, **kwargs)

@@ -2,7 +2,7 @@
 
 One budget per name, process-wide (``brace.budget(name, ...)``), shared by every policy,
 thread and event loop that names it. Policies count calls on their call path and spend
-retries in their stop (see :mod:`brace._policy`); in your own tenacity code a budget is
+retries in their stop (see ``brace._policy``); in your own tenacity code a budget is
 also a retry predicate.
 """
 
@@ -32,7 +32,7 @@ _BATCH = 32
 
 
 class Budget(tenacity.retry_base):
-    """A retry budget; get one with :func:`brace.budget`.
+    """A retry budget; get one with ``brace.budget``.
 
     Over a sliding ``window_s``, retries may not exceed ``ratio`` x calls plus a floor of
     ``min_per_s`` x ``window_s`` (so a quiet service can still retry). Under an outage every
@@ -42,7 +42,7 @@ class Budget(tenacity.retry_base):
     As a tenacity predicate, AND it last (``brace.predicates.transient & budget``): it is
     consulted only when a retry is wanted, and spends one retry when it allows it. Brace
     policies count every call; in your own tenacity code, pass ``before=budget.before`` (or
-    call :meth:`record_call` once per logical call).
+    call ``record_call`` once per logical call).
     """
 
     def __init__(self, name: str, ratio: float, min_per_s: float, window_s: float) -> None:
@@ -141,7 +141,7 @@ def budget(name: str, ratio: float | None = None, min_per_s: float | None = None
     """Return the retry budget called ``name``, creating it with these settings once.
 
     ``budget(name)`` with no settings returns the existing one (or creates it with
-    :data:`DEFAULTS`: ratio 0.2, min_per_s 10, window_s 10); other settings for an existing
+    ``DEFAULTS``: ratio 0.2, min_per_s 10, window_s 10); other settings for an existing
     name are a ValueError. Policies name it with ``budget=NAME``.
 
     Args:

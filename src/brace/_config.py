@@ -1,6 +1,6 @@
 """Process-wide switches, behind a lock: the on/off switch and ``no_waits()``.
 
-The call path reads :data:`state` on every call, so reads are plain attribute reads; writes
+The call path reads ``state`` on every call, so reads are plain attribute reads; writes
 take the lock so that nested ``no_waits()`` blocks in several threads keep an exact count.
 """
 
@@ -71,7 +71,7 @@ def set_active(active: bool) -> None:
 
 
 def is_active() -> bool:
-    """Return whether policies retry (see :func:`set_active`)."""
+    """Return whether policies retry (see ``set_active``)."""
     return state.active
 
 
@@ -88,5 +88,5 @@ def exit_no_waits() -> None:
 
 
 def waits_disabled() -> bool:
-    """Return True while :func:`brace.testing.no_waits` is active."""
+    """Return True while ``brace.testing.no_waits`` is active."""
     return state.no_waits > 0

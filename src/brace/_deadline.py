@@ -1,8 +1,8 @@
 """One clock and one rule for deadlines, and how an async attempt in flight is cut off.
 
-Every layer reads :func:`clock` (the stop through tenacity's ``RetryCallState``, whose start
-the call path sets from it; the transports through :class:`Deadline`; the asyncio watchdog
-by converting what is left into its loop's time), and every layer applies :func:`past`:
+Every layer reads ``clock`` (the stop through tenacity's ``RetryCallState``, whose start
+the call path sets from it; the transports through ``Deadline``; the asyncio watchdog
+by converting what is left into its loop's time), and every layer applies ``past``:
 a sleep that would end at or past the deadline is never begun.
 """
 
@@ -34,7 +34,7 @@ def past(elapsed: float, upcoming: float, limit: float) -> bool:
 
 
 class Deadline:
-    """When one call must end, read from :func:`clock`."""
+    """When one call must end, read from ``clock``."""
 
     __slots__ = ("at", "seconds", "started")
 

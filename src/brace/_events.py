@@ -2,7 +2,7 @@
 
 Events carry names, numbers and a redacted one-line description of the error. Call
 arguments, headers and results are never logged (a ``repr(args)`` leaks secrets); URLs
-lose their userinfo and sensitive query values (:mod:`brace._redact`). An event is built
+lose their userinfo and sensitive query values (``brace._redact``). An event is built
 only when structlog keeps its level: describing an error costs more than retrying it.
 """
 
@@ -88,7 +88,7 @@ def describe_result(result: object) -> str:
 def db_fields(outcome: Future | None) -> dict[str, str]:
     """``{"db_code": "40001"}`` when the outcome's error carries a database code, else ``{}``.
 
-    The code is :func:`brace.predicates.db_code`'s: a SQLSTATE, a SQLite error name or a
+    The code is ``brace.predicates.db_code``'s: a SQLSTATE, a SQLite error name or a
     MySQL error number.
     """
     exc = None if outcome is None else outcome.exception()

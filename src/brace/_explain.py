@@ -1,6 +1,6 @@
 """A policy's schedule and rules as data, and as the text ``python -m brace`` prints.
 
-``Policy.explain()`` and the CLI both call :func:`explain`; rendering lives here too, so the
+``Policy.explain()`` and the CLI both call ``explain``; rendering lives here too, so the
 CLI only parses arguments and prints.
 """
 

@@ -207,7 +207,7 @@ class Policy:
 
     @functools.cached_property
     def predicate(self) -> tenacity.retry_base:
-        """What tenacity consults after each attempt: :attr:`decision`, reporting the end.
+        """What tenacity consults after each attempt: ``decision``, reporting the end.
 
         tenacity has no hook for a call that ends without its stop firing (a success after
         retries, an error that is not retried), but consults the retry predicate on every
@@ -260,7 +260,7 @@ class Policy:
 
     @functools.cached_property
     def stop_object(self) -> tenacity.stop.stop_base:
-        """The stop tenacity runs: :attr:`stop`, then an open breaker, then an empty budget.
+        """The stop tenacity runs: ``stop``, then an open breaker, then an empty budget.
 
         The budget comes last and spends a retry only when nothing else stops the call.
         """

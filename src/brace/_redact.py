@@ -1,4 +1,4 @@
-"""What may leave the process: every text brace logs or reports passes through :func:`redact`.
+"""What may leave the process: every text brace logs or reports passes through ``redact``.
 
 URL userinfo, query and keyword secrets, DSN passwords, bearer tokens and SQL data are
 replaced by ``***``; call arguments, headers and results are never logged at all.

@@ -78,7 +78,8 @@ class RedisStorage(pybreaker.CircuitRedisStorage):
     def _initialize_redis_state(self, state: str) -> None:
         # The one override of a pybreaker internal: its constructor lets a Redis error escape
         # (a breaker must not crash start-up because Redis is down; the state getter
-        # re-initialises the keys later). Pinned by test_redis_storage_survives_redis_down.
+        # re-initialises the keys later). Pinned by
+        # test_breaker_created_while_redis_down_recovers_when_redis_starts.
         try:
             super()._initialize_redis_state(state)
         except Exception:

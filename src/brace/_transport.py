@@ -105,7 +105,8 @@ def _rebuilt(response: httpx.Response, raw: bytes) -> httpx.Response:
 
 
 def _buffer(response: httpx.Response) -> httpx.Response:
-    if not _bufferable(response):
+    # A response built in memory (httpx.MockTransport, respx) is read already.
+    if response.is_stream_consumed or not _bufferable(response):
         return response
     try:
         raw = b"".join(response.iter_raw())
@@ -115,7 +116,7 @@ def _buffer(response: httpx.Response) -> httpx.Response:
 
 
 async def _abuffer(response: httpx.Response) -> httpx.Response:
-    if not _bufferable(response):
+    if response.is_stream_consumed or not _bufferable(response):
         return response
     try:
         raw = b"".join([chunk async for chunk in response.aiter_raw()])
@@ -257,7 +258,7 @@ def _built_transports(probe: httpx.Client | httpx.AsyncClient) -> tuple[Any, dic
     # transport is given, and it has no public accessor for what it built (httpx issue 977
     # proposed one). So a probe client builds every transport from the user's settings, and
     # the real client gets them back, wrapped, through the public transport= and mounts=.
-    # Pinned by test_client_keeps_environment_proxies and the proxy tests.
+    # Pinned by test_client_keeps_environment_proxies and tests/test_layout.py.
     if not hasattr(probe, "_transport") or not hasattr(probe, "_mounts"):
         raise RuntimeError("this httpx version keeps its transports elsewhere; use "
                            "httpx.Client(transport=brace.RetryTransport(...)) instead")

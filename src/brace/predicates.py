@@ -40,14 +40,14 @@ __all__ = [
     "transient",
 ]
 
-#: Exceptions that propagate at once from every policy, whatever a predicate says:
-#: retrying a cancellation or an interrupt is always a bug (tenacity issue 529).
 NEVER_RETRY: tuple[type[BaseException], ...] = (
     asyncio.CancelledError,
     KeyboardInterrupt,
     SystemExit,
     GeneratorExit,
 )
+"""Exceptions that propagate at once from every policy, whatever a predicate says: retrying a
+cancellation or an interrupt is always a bug (tenacity issue 529)."""
 
 # On 3.10 asyncio's and concurrent.futures' TimeoutError are not yet the builtin.
 _TRANSIENT_BUILTINS: tuple[type[BaseException], ...] = (
@@ -77,7 +77,7 @@ def is_transient(exc: BaseException) -> bool:
     httpx's connect/read/write/pool timeouts, connect, read, write and remote-protocol errors,
     and an exception explicitly raised from one of those (``raise SDKError() from exc``).
     Never programming errors (ValueError, TypeError, KeyError ...), ``PermissionError`` or
-    other ``OSError``, and never anything in :data:`NEVER_RETRY`.
+    other ``OSError``, and never anything in ``NEVER_RETRY``.
     """
     if isinstance(exc, NEVER_RETRY):
         return False
@@ -99,11 +99,10 @@ def is_transient(exc: BaseException) -> bool:
 # tests/test_database_rules.py pins every row. A code that is not listed as retried is never
 # retried: that is the safe default for authentication, syntax, integrity and data errors.
 
-#: PostgreSQL SQLSTATE classes (the code's first two characters) that are retried.
 PG_TRANSIENT_CLASSES: Mapping[str, str] = MappingProxyType({
     "08": "connection_exception: the connection failed or was lost; a new one may work",
 })
-#: PostgreSQL SQLSTATEs that are retried, with the reason.
+"""PostgreSQL SQLSTATE classes (the code's first two characters) that are retried."""
 PG_TRANSIENT_CODES: Mapping[str, str] = MappingProxyType({
     "40001": "serialization_failure: PostgreSQL asks the client to re-run the transaction",
     "40P01": "deadlock_detected: this transaction was the victim; the other one proceeds",
@@ -113,22 +112,21 @@ PG_TRANSIENT_CODES: Mapping[str, str] = MappingProxyType({
     "57P03": "cannot_connect_now: the server is starting up or shutting down",
     "53300": "too_many_connections: a connection slot may be free next time",
 })
-#: PostgreSQL SQLSTATE classes that are never retried (any class not retried above is not
-#: retried either; these are the ones a hand-written retry gets wrong).
+"""PostgreSQL SQLSTATEs that are retried, with the reason."""
 PG_PERMANENT_CLASSES: Mapping[str, str] = MappingProxyType({
     "28": "invalid_authorization_specification: wrong password or role; it will not change",
     "42": "syntax_error_or_access_rule_violation: a bug (syntax, undefined table or column)",
     "23": "integrity_constraint_violation: the data conflicts (unique, foreign key, not null)",
     "22": "data_exception: the values are invalid (division by zero, bad input syntax)",
 })
-#: SQLite primary result codes that are retried (an extended code carries its primary code
-#: in the low byte, e.g. SQLITE_BUSY_SNAPSHOT = 517).
+"""PostgreSQL SQLSTATE classes that are never retried (any class not retried above is not
+retried either; these are the ones a hand-written retry gets wrong)."""
 SQLITE_TRANSIENT_CODES: Mapping[int, str] = MappingProxyType({
     5: "SQLITE_BUSY: another connection holds the lock (\"database is locked\")",
     6: "SQLITE_LOCKED: a table is locked by a conflicting statement (\"table is locked\")",
 })
-#: MySQL server and client error numbers (PyMySQL and mysqlclient put them in ``args[0]``)
-#: that are retried.
+"""SQLite primary result codes that are retried (an extended code carries its primary code in
+the low byte, e.g. SQLITE_BUSY_SNAPSHOT = 517)."""
 MYSQL_TRANSIENT_CODES: Mapping[int, str] = MappingProxyType({
     1040: "ER_CON_COUNT_ERROR: too many connections; a slot may be free next time",
     1205: "ER_LOCK_WAIT_TIMEOUT: a lock wait timed out; the lock may be free next time",
@@ -137,13 +135,15 @@ MYSQL_TRANSIENT_CODES: Mapping[int, str] = MappingProxyType({
     2006: "CR_SERVER_GONE_ERROR: the server closed the connection",
     2013: "CR_SERVER_LOST: the connection was lost during the query",
 })
-#: MySQL error numbers that are never retried (as for PostgreSQL, unlisted ones are not
-#: retried either).
+"""MySQL server and client error numbers (PyMySQL and mysqlclient put them in ``args[0]``) that
+are retried."""
 MYSQL_PERMANENT_CODES: Mapping[int, str] = MappingProxyType({
     1045: "ER_ACCESS_DENIED_ERROR: wrong user or password",
     1064: "ER_PARSE_ERROR: SQL syntax error",
     1062: "ER_DUP_ENTRY: duplicate key",
 })
+"""MySQL error numbers that are never retried (as for PostgreSQL, unlisted ones are not retried
+either)."""
 # A PostgreSQL connection that failed before any SQLSTATE (psycopg reports none for a
 # failed connection: a wrong password and "connection refused" are the same OperationalError
 # with sqlstate None) is transient, unless the server's message says it refused the
@@ -273,8 +273,8 @@ def is_dbapi_transient(exc: BaseException) -> bool:
     """Return True when a database driver reports ``exc`` as worth retrying.
 
     Judged by driver facts, found by duck typing (no driver is imported), from the table
-    above (:data:`PG_TRANSIENT_CODES`, :data:`PG_TRANSIENT_CLASSES`,
-    :data:`SQLITE_TRANSIENT_CODES`, :data:`MYSQL_TRANSIENT_CODES`):
+    above (``PG_TRANSIENT_CODES``, ``PG_TRANSIENT_CLASSES``,
+    ``SQLITE_TRANSIENT_CODES``, ``MYSQL_TRANSIENT_CODES``):
 
     - PostgreSQL (psycopg 3, psycopg2, asyncpg): SQLSTATE class 08 and 40001, 40P01, 55P03,
       57P01-3, 53300; a connection that failed or was lost before any SQLSTATE, unless the
@@ -284,8 +284,8 @@ def is_dbapi_transient(exc: BaseException) -> bool:
     - SQLAlchemy: a wrapper (``DBAPIError``) by the driver error in ``.orig``, and any with
       ``connection_invalidated=True``;
 
-    plus everything :func:`is_transient` accepts. Never authentication, syntax, integrity
-    or data errors, and nothing in :data:`NEVER_RETRY`.
+    plus everything ``is_transient`` accepts. Never authentication, syntax, integrity
+    or data errors, and nothing in ``NEVER_RETRY``.
     """
     if is_transient(exc):
         return True
@@ -330,10 +330,10 @@ class _ExceptionPredicate(tenacity.retry_if_exception):
         return f"brace.predicates.{self._name}"
 
 
-#: Retry connection errors and timeouts (:func:`is_transient`).
 transient: tenacity.retry_base = _ExceptionPredicate("transient", is_transient)
-#: Retry what the database driver reports as transient (:func:`is_dbapi_transient`).
+"""Retry connection errors and timeouts (``is_transient``)."""
 dbapi_transient: tenacity.retry_base = _ExceptionPredicate("dbapi_transient", is_dbapi_transient)
+"""Retry what the database driver reports as transient (``is_dbapi_transient``)."""
 
 
 # --- HTTP ------------------------------------------------------------------------------------
@@ -415,8 +415,8 @@ class status(tenacity.retry_base):  # lower case, as tenacity names its predicat
         return f"brace.predicates.status({', '.join(map(str, sorted(self.codes)))})"
 
 
-#: Methods safe to send twice (RFC 9110 section 9.2.2).
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+"""Methods safe to send twice (RFC 9110 section 9.2.2)."""
 # Failures that happen before a request leaves the client: nothing reached the server.
 _NOT_SENT = frozenset({"ConnectError", "ConnectTimeout", "PoolTimeout"})
 
@@ -459,6 +459,6 @@ class _Idempotent(tenacity.retry_base):
         return "brace.predicates.idempotent"
 
 
-#: AND this with other predicates: never resend a non-idempotent HTTP request (POST, PATCH)
-#: unless it carries an Idempotency-Key header or failed before it was sent.
 idempotent: tenacity.retry_base = _Idempotent()
+"""AND this with other predicates: never resend a non-idempotent HTTP request (POST, PATCH)
+unless it carries an Idempotency-Key header or failed before it was sent."""

@@ -1,4 +1,4 @@
-"""The presets: vetted starting points, each a :class:`Preset` (a Policy you can call).
+"""The presets: vetted starting points, each a ``Preset`` (a Policy you can call).
 
 ``brace.http`` and ``brace.presets.http`` are the same object. Call it with overrides for a
 Policy (``brace.http(deadline=10)``), or on a function to decorate it with the defaults
@@ -38,7 +38,7 @@ class Preset(Policy):
     """A named default Policy that is also a factory for derived policies.
 
     ``preset(fn)`` decorates ``fn`` with the defaults; ``preset(**overrides)`` (including
-    ``preset()``) returns a new :class:`Policy`. A preset is itself a Policy, so
+    ``preset()``) returns a new ``Policy``. A preset is itself a Policy, so
     ``brace.http.retrying()`` and ``brace.http.tenacity_kwargs()`` work too.
     """
 
@@ -80,10 +80,9 @@ class Preset(Policy):
         return f"<brace preset {self.preset!r}: {self.summary}>"
 
 
-#: Statuses that mean "try again later": timeout, rate limit, server and gateway errors.
 HTTP_RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
+"""Statuses that mean "try again later": timeout, rate limit, server and gateway errors."""
 
-#: Defaults of every preset; ``summary`` is what ``python -m brace presets`` prints.
 TABLE: dict[str, dict[str, Any]] = {
     "network": dict(attempts=4, initial=0.1, max_wait=5.0, deadline=20.0,
                     retry=predicates.transient,
@@ -109,6 +108,7 @@ TABLE: dict[str, dict[str, Any]] = {
                        retry=predicates.transient,
                        summary="jobs and workers: patient, spread-out retries"),
 }
+"""Defaults of every preset; ``summary`` is what ``python -m brace presets`` prints."""
 
 
 def _make(name: str) -> Preset:

@@ -542,6 +542,23 @@ def test_proxied_requests_are_retried(mode: str, fault_server: FaultServer,
     assert retry_events(logs)[0]["callable"] == "GET http://example.invalid/p"
 
 
+@mode_param
+def test_client_keeps_environment_proxies(mode: str, fault_server: FaultServer, quick: None,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # httpx reads HTTP_PROXY only when it builds the transports itself: brace lets it, then
+    # wraps what it built (the one read of httpx internals, brace._transport).
+    monkeypatch.setenv("HTTP_PROXY", fault_server.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    fault_server.script("/env", reply(503), reply(200, b"via env proxy"))
+    build = policy_client(brace.http(), trust_env=True)
+    [outcome] = send_all(mode, build, [("GET", "http://example.invalid/env", {})])
+    assert ok(outcome).content == b"via env proxy"
+    seen = fault_server.matching("/env", "GET")
+    assert len(seen) == 2  # retried through the proxy
+    assert all(r.absolute_form and r.host == "example.invalid" for r in seen)
+
+
 # ----------------------------------------------------------- 13. secrets
 
 

@@ -1,0 +1,109 @@
+"""Policy.explain() / brace._explain: a policy's rules and schedule as data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import brace
+from brace._explain import explain
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("name", brace.presets.names())
+def test_explain_schedule_follows_the_policys_own_wait(name: str) -> None:
+    policy = brace.presets.get(name)
+    data = explain(policy)
+    rows = data["schedule"]
+    assert len(rows) == policy.attempts
+    assert [row["attempt"] for row in rows] == list(range(1, policy.attempts + 1))
+    first = rows[0]
+    assert (first["wait_min_s"], first["wait_median_s"], first["wait_max_s"]) == (None,) * 3
+    assert first["elapsed_worst_s"] == 0
+    elapsed = 0.0
+    for row in rows[1:]:
+        n = row["attempt"]
+        assert 0 <= row["wait_min_s"] <= row["wait_median_s"] <= row["wait_max_s"]
+        assert row["wait_max_s"] == pytest.approx(
+            min(policy.max_wait, policy.initial * 2 ** (n - 2)))
+        assert row["wait_median_s"] == pytest.approx(row["wait_max_s"] / 2)
+        elapsed += row["wait_max_s"]
+        assert row["elapsed_worst_s"] == pytest.approx(elapsed)
+    assert data["deadline_cuts_from"] is None  # no preset's worst case reaches its deadline
+    assert not any(row["cut"] for row in rows)
+    assert data["worst_case_s"] == pytest.approx(elapsed)
+
+
+def test_explain_waits_lie_within_what_the_wait_object_draws() -> None:
+    import tenacity
+
+    policy = brace.http(initial=0.5, max_wait=3)
+    rows = explain(policy)["schedule"]
+    for row in rows[1:]:
+        state = tenacity.RetryCallState(tenacity.Retrying(), None, (), {})
+        state.attempt_number = row["attempt"] - 1
+        for _ in range(200):
+            assert row["wait_min_s"] <= policy.wait(state) <= row["wait_max_s"]
+
+
+def test_the_deadline_cuts_the_schedule_where_the_worst_case_start_reaches_it() -> None:
+    data = explain(brace.background(deadline=20))
+    rows = data["schedule"]
+    assert [row["elapsed_worst_s"] for row in rows] == [0, 1, 3, 7, 15, 31, 63, 123, 183, 243]
+    assert [row["cut"] for row in rows] == [False] * 5 + [True] * 5
+    assert data["deadline_cuts_from"] == 6
+    assert data["worst_case_s"] == 15
+    # At the deadline exactly is cut too, as brace.stops.deadline never begins that sleep.
+    assert explain(brace.background(deadline=15))["deadline_cuts_from"] == 5
+
+
+def test_explain_describes_retries_breaker_timeout_and_fallback() -> None:
+    class FlakyError(Exception):
+        pass
+
+    policy = brace.llm(on=FlakyError, breaker="cli-unused", attempt_timeout=5,
+                       fallback=lambda exc: None)
+    data = explain(policy)
+    assert data["retried"]["statuses"] == [408, 429, 500, 502, 503, 504, 529]
+    assert data["retried"]["on"] == [f"{__name__}.{FlakyError.__qualname__}"]
+    assert "POST and PATCH included" in data["retried"]["idempotency"]
+    assert "transient" in data["retried"]["errors"]
+    never = " ".join(data["never_retried"])
+    assert "ValueError" in never and "400" in never and "asyncio.CancelledError" in never
+    assert "429" not in never
+    assert data["breaker"] == {"name": "cli-unused", "configured": False, "fail_max": 5,
+                               "reset_timeout": 30, "state": None}
+    assert "cli-unused" not in brace.breakers()  # explaining does not create it
+    assert data["attempt_timeout_s"] == 5
+    assert data["fallback"] == "callable"
+    assert explain(brace.network)["breaker"] is None
+    assert explain(brace.network)["fallback"] is None
+    assert explain(brace.network(fallback=None))["fallback"] == "value"
+
+
+def test_explain_reports_a_configured_breaker(brace_reset_breakers: None) -> None:
+    brace.breaker("cli-configured", fail_max=2, reset_timeout=7)
+    data = explain(brace.http(breaker="cli-configured"))
+    assert data["breaker"] == {"name": "cli-configured", "configured": True, "fail_max": 2,
+                               "reset_timeout": 7, "state": "closed"}
+    import pybreaker
+
+    own = pybreaker.CircuitBreaker(fail_max=3, reset_timeout=9, name="own")
+    assert explain(brace.http(breaker=own))["breaker"] == {
+        "name": "own", "configured": True, "fail_max": 3, "reset_timeout": 9,
+        "state": "closed"}
+
+
+def test_explain_rejects_what_is_not_a_policy() -> None:
+    with pytest.raises(TypeError, match=r"brace\.Policy"):
+        explain("http")  # type: ignore[arg-type]
+
+
+def test_explain_shows_a_retry_budget(capsys: pytest.CaptureFixture[str]) -> None:
+    data = explain(brace.http(budget="never-created-budget"))
+    assert data["budget"] == {"name": "never-created-budget", "configured": False,
+                              "ratio": 0.2, "min_per_s": 10.0, "window_s": 10.0}
+    assert brace._budget.find("never-created-budget") is None
+    assert explain(brace.http())["budget"] is None
