@@ -93,10 +93,19 @@ def test_never_retries_programming_errors(make: Callable[..., Any], exc: Excepti
 def test_never_retries_exits_even_when_on_says_so(make: Callable[..., Any],
                                                   exc: BaseException) -> None:
     fn = make(100, exc)
-    policy = brace.network(on=BaseException)
+    policy = brace.network(on=lambda error: True)  # a predicate that wants everything
     with pytest.raises(type(exc)):
         run(policy(fn))
     assert fn.calls == 1
+
+
+@pytest.mark.parametrize("exit_type", [BaseException, KeyboardInterrupt, SystemExit,
+                                       asyncio.CancelledError, GeneratorExit])
+def test_on_refuses_exits_it_could_never_retry(exit_type: type[BaseException]) -> None:
+    with pytest.raises(TypeError, match=rf"on= cannot retry {exit_type.__name__}"):
+        brace.network(on=exit_type)
+    with pytest.raises(TypeError, match="on= cannot retry"):
+        brace.network(on=[ValueError, exit_type])
 
 
 @pytest.mark.parametrize("make", MAKERS)

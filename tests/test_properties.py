@@ -292,7 +292,8 @@ def test_every_valid_configuration_builds(cfg: dict[str, Any]) -> None:
     assert policy.deadline == float(cfg["deadline"])
     assert isinstance(policy.stop, tenacity.stop.stop_base)
     assert isinstance(policy.wait, brace.waits.retry_after)
-    assert policy.wait.max == policy.max_wait
+    assert policy.wait.max is None  # max_wait caps the backoff, never a server's Retry-After
+    assert policy.wait.fallback.max == policy.max_wait
     assert isinstance(policy.wait.fallback, tenacity.wait_random_exponential)
     assert policy.wait.fallback.multiplier == cfg["initial"]
     assert policy.wait.fallback.max == cfg["max_wait"]

@@ -22,6 +22,7 @@ import tenacity
 from brace import _breakers, _budget, _config, _events, waits
 from brace._breakers import CircuitOpenError, gate_for
 from brace._deadline import RUNNING, clock, current_call, watch_attempt, watchdog
+from brace.predicates import LAST_MARK as last_mark
 from brace.predicates import NEVER_RETRY
 
 if TYPE_CHECKING:
@@ -108,12 +109,18 @@ def _settle(state: tenacity.RetryCallState, exc: BaseException | None, value: An
     state.outcome_timestamp = clock()
 
 
+class _CallState(tenacity.RetryCallState):
+    """Tenacity's call state, knowing the exhausted-mark number its call began at."""
+
+    after_mark = 0
+
+
 def _seed(policy: Policy, stats: dict[str, Any], fn: Callable[..., Any], label: str | None,
-          started: float, exc: BaseException | None, result: Any, args: Any,
+          started: float, mark: int, exc: BaseException | None, result: Any, args: Any,
           kwargs: Any) -> tenacity.RetryCallState:
     """Tenacity's call state for a call whose first attempt ran on the fast path."""
-    state = tenacity.RetryCallState(policy.retryer, fn if label is None else _Named(label),
-                                    args, kwargs)
+    state = _CallState(policy.retryer, fn if label is None else _Named(label), args, kwargs)
+    state.after_mark = mark
     # Attempt 1 ran before tenacity would have started its clock.
     state.start_time = started
     stats.clear()
@@ -152,10 +159,10 @@ def _next_sleep(policy: Policy, stats: dict[str, Any],
 
 
 def _replay(policy: Policy, stats: dict[str, Any], attempt: Callable[..., Any],
-            fn: Callable[..., Any], label: str | None, started: float,
+            fn: Callable[..., Any], label: str | None, started: float, mark: int,
             exc: BaseException | None, result: Any, args: Any, kwargs: Any) -> Any:
     """Hand a failed (or retried) first attempt to the policy's tenacity objects."""
-    state = _seed(policy, stats, fn, label, started, exc, result, args, kwargs)
+    state = _seed(policy, stats, fn, label, started, mark, exc, result, args, kwargs)
     while True:
         again, value = _next_sleep(policy, stats, state)
         if not again:
@@ -170,10 +177,10 @@ def _replay(policy: Policy, stats: dict[str, Any], attempt: Callable[..., Any],
 
 
 async def _areplay(policy: Policy, stats: dict[str, Any], attempt: Callable[..., Any],
-                   fn: Callable[..., Any], label: str | None, started: float,
+                   fn: Callable[..., Any], label: str | None, started: float, mark: int,
                    exc: BaseException | None, result: Any, args: Any, kwargs: Any) -> Any:
     """The async twin of ``_replay``."""
-    state = _seed(policy, stats, fn, label, started, exc, result, args, kwargs)
+    state = _seed(policy, stats, fn, label, started, mark, exc, result, args, kwargs)
     while True:
         again, value = _next_sleep(policy, stats, state)
         if not again:
@@ -249,7 +256,7 @@ def sync_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str |
     def core(*args: Any, **kwargs: Any) -> Any:
         if not _state.active:  # brace.set_active(False): one plain attempt
             return attempt(*args, **kwargs)
-        started = clock()
+        started, mark = clock(), last_mark[0]
         if budget is not None:
             # Looked up per call (reset_budgets() forgets budgets): one dict look-up.
             (budgets.get(budget) or _budget.lookup(budget)).record_call()  # type: ignore[arg-type]
@@ -258,11 +265,11 @@ def sync_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str |
         except NEVER_RETRY:
             raise  # an interrupt or exit: at once, no machinery
         except BaseException as exc:
-            return _replay(policy, stats, attempt, fn, label, started, exc, None, args,
+            return _replay(policy, stats, attempt, fn, label, started, mark, exc, None, args,
                            kwargs)
         if check is not None and check(result):
-            return _replay(policy, stats, attempt, fn, label, started, None, result, args,
-                           kwargs)
+            return _replay(policy, stats, attempt, fn, label, started, mark, None, result,
+                           args, kwargs)
         stats["start_time"] = started
         stats["attempt_number"] = 1
         stats["idle_for"] = 0
@@ -323,17 +330,17 @@ def async_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str 
     # The loop last served (weakly: a closed loop must be freed) and its watchdog.
     last: list[Any] = [None, None]
 
-    async def slow(args: Any, kwargs: Any, started: float, exc: BaseException | None,
-                   result: Any, call: Any) -> Any:
+    async def slow(args: Any, kwargs: Any, started: float, mark: int,
+                   exc: BaseException | None, result: Any, call: Any) -> Any:
         # Later attempts read the call's watch to tell its deadline from other cancellations.
         token = current_call.set(call)
         try:
-            return await _areplay(policy, stats, inner, fn, label, started, exc, result, args,
-                                  kwargs)
+            return await _areplay(policy, stats, inner, fn, label, started, mark, exc, result,
+                                  args, kwargs)
         finally:
             current_call.reset(token)
 
-    async def unwatched(args: Any, kwargs: Any, started: float) -> Any:
+    async def unwatched(args: Any, kwargs: Any, started: float, mark: int) -> Any:
         # Not asyncio (trio), or cut off by the callee: no watchdog.
         if not _state.active:
             return await inner(*args, **kwargs)
@@ -342,9 +349,9 @@ def async_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str 
         except NEVER_RETRY:
             raise
         except BaseException as exc:
-            return await slow(args, kwargs, started, exc, None, None)
+            return await slow(args, kwargs, started, mark, exc, None, None)
         if check is not None and check(result):
-            return await slow(args, kwargs, started, None, result, None)
+            return await slow(args, kwargs, started, mark, None, result, None)
         stats["start_time"] = started
         stats["attempt_number"] = 1
         stats["idle_for"] = 0
@@ -352,7 +359,7 @@ def async_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str 
         return result
 
     async def core(*args: Any, **kwargs: Any) -> Any:
-        started = clock()
+        started, mark = clock(), last_mark[0]
         if budget is not None:
             (budgets.get(budget) or _budget.lookup(budget)).record_call()  # type: ignore[arg-type]
         loop: asyncio.AbstractEventLoop | None
@@ -362,7 +369,7 @@ def async_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str 
             loop = None
         task = None if loop is None else _current_task(loop)
         if loop is None or task is None:
-            return await unwatched(args, kwargs, started)
+            return await unwatched(args, kwargs, started, mark)
         cached = last[0]
         if cached is None or cached() is not loop:
             last[0], last[1] = weakref.ref(loop), watchdog(loop, deadline, message)
@@ -386,9 +393,10 @@ def async_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str 
                     if error is None:
                         raise  # cancelled by the caller, an interrupt or exit: at once
                     exc = error  # the deadline passed
-                return await slow(args, kwargs, started, exc, None, (dog, watch, task))
+                return await slow(args, kwargs, started, mark, exc, None, (dog, watch, task))
             if check is not None and check(result):
-                return await slow(args, kwargs, started, None, result, (dog, watch, task))
+                return await slow(args, kwargs, started, mark, None, result,
+                                  (dog, watch, task))
             stats["start_time"] = started
             stats["attempt_number"] = 1
             stats["idle_for"] = 0

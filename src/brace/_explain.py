@@ -111,7 +111,9 @@ def _never(policy: Policy) -> list[str]:
         never.append("a POST or PATCH without an Idempotency-Key header that may have reached "
                      "the server: it is sent once")
     exits = ", ".join(_name(cls) for cls in predicates.NEVER_RETRY)
-    never.append(f"cancellation and exits, whatever on= says: {exits}")
+    never.append(f"cancellation (of any async library) and exits: {exits}")
+    never.append("an error or response an inner brace policy already gave up on: retries "
+                 "happen at one layer only")
     if policy.breaker is not None:
         never.append("calls an open circuit breaker rejects (brace.CircuitOpenError): "
                      "no further attempts")
@@ -182,9 +184,15 @@ def explain(policy: Policy) -> dict[str, Any]:
     wait = policy.wait
     retry_after = None
     if isinstance(wait, waits.retry_after):
-        cap = "" if wait.max is None else f", capped at {wait.max:g} s"
-        retry_after = (f"a server's Retry-After or retry-after-ms replaces the backoff{cap}; "
-                       "a wait past the deadline gives up at once")
+        if wait.max is None:
+            retry_after = (f"a server's Retry-After or retry-after-ms replaces the backoff and "
+                           f"is honoured in full, so a wait may stretch up to the deadline "
+                           f"({policy.deadline:g} s); one that does not fit in what is left "
+                           "of it gives up at once with the server's answer")
+        else:
+            retry_after = (f"a server's Retry-After or retry-after-ms replaces the backoff, "
+                           f"capped at {wait.max:g} s; a wait past the deadline gives up at "
+                           "once")
     if callable(policy.fallback):
         fallback: str | None = "callable"
     else:
@@ -208,6 +216,10 @@ def explain(policy: Policy) -> dict[str, Any]:
         "worst_case_s": max((row["elapsed_worst_s"] for row in schedule if not row["cut"]),
                             default=0.0),
         "deadline_cuts_from": cut[0] if cut else None,
+        # A server's Retry-After is honoured in full: with one, the worst case is the deadline.
+        "worst_case_with_retry_after_s": (
+            _seconds(policy.deadline) if isinstance(wait, waits.retry_after) and wait.max is None
+            else None),
         "note": _NOTE,
         "breaker": _breaker(policy.breaker),
         "budget": _budget(policy.budget),
@@ -252,11 +264,15 @@ def render_text(data: dict[str, Any]) -> list[str]:
     lines.append(textwrap.fill(f"({data['note']})", width=_WIDTH, initial_indent="  ",
                                subsequent_indent="   "))
     if data["deadline_cuts_from"] is None:
-        deadline = (f"the worst case ({_s(data['worst_case_s'])}) stays within it.")
+        deadline = (f"the worst case of the backoff ({_s(data['worst_case_s'])}) stays "
+                    "within it.")
     else:
         deadline = (f"in the worst case it cuts the schedule off from attempt "
                     f"{data['deadline_cuts_from']}: a sleep that would end at or past the "
                     "deadline is not begun.")
+    if data["worst_case_with_retry_after_s"] is not None:
+        deadline += (" A server's Retry-After may stretch the call up to the deadline "
+                     f"({_s(data['worst_case_with_retry_after_s'])}).")
     lines.append(textwrap.fill(f"Deadline {_s(data['deadline_s'])}: {deadline}", width=_WIDTH,
                                subsequent_indent="  "))
     lines.append("")

@@ -77,6 +77,10 @@ def _normalize_on(on: object) -> tuple[OnSpec, ...]:
             if not issubclass(item, BaseException):
                 raise TypeError(f"on= accepts exception types, got the class {item.__name__!r}, "
                                 "which is not a subclass of BaseException")
+            if not issubclass(item, Exception):
+                raise TypeError(f"on= cannot retry {item.__name__}: cancellation, interrupts "
+                                "and exits always propagate at once; list Exception "
+                                "subclasses only")
         elif isinstance(item, BaseException) or not callable(item):
             raise TypeError(f"on= accepts exception types or predicates, got {item!r}")
     return cast("tuple[OnSpec, ...]", tuple(items))
@@ -148,7 +152,7 @@ class Policy:
         if not isinstance(self.retry, tenacity.retry_base):
             raise TypeError(f"retry= must be a tenacity retry object (tenacity.retry_base), "
                             f"got {self.retry!r}")
-        statuses = tuple(sorted({predicates._check_status(code) for code in self.statuses}))
+        statuses = predicates.check_statuses(self.statuses)
         if not isinstance(self.idempotent_only, bool):
             raise TypeError(f"idempotent_only must be a bool, got {self.idempotent_only!r}")
         if self.attempt_timeout is not None:
@@ -249,9 +253,12 @@ class Policy:
 
     @functools.cached_property
     def wait(self) -> tenacity.wait.wait_base:
-        """The wait strategy: the server's Retry-After, else full-jitter backoff, <= max_wait."""
-        return waits.retry_after(fallback=waits.backoff(self.initial, self.max_wait),
-                                 max=self.max_wait)
+        """The wait strategy: the server's Retry-After in full, else full-jitter backoff.
+
+        ``max_wait`` caps the backoff, not the server: a Retry-After is never cut short; one
+        that does not fit in what is left of the deadline makes the stop give up at once.
+        """
+        return waits.retry_after(fallback=waits.backoff(self.initial, self.max_wait))
 
     @functools.cached_property
     def stop(self) -> tenacity.stop.stop_base:
@@ -285,12 +292,14 @@ class Policy:
         """
         stop = self.stop_object
         reason = stop.reasons.pop(retry_state, "stop") if isinstance(stop, _Stop) else "stop"
+        assert retry_state.outcome is not None
+        # Retries ran out: an enclosing policy must not retry this again (retry at one layer).
+        predicates.mark_exhausted(_outcome_value(retry_state.outcome))
         if reason == "budget_exhausted":
             _events.retry_budget_exhausted(retry_state.get_fn_name(), self.preset,
                                            _budget.lookup(self.budget).name,  # type: ignore[arg-type]
                                            retry_state.attempt_number)
         self._ended(retry_state, reason)
-        assert retry_state.outcome is not None
         return retry_state.outcome.result()
 
     def _ended(self, retry_state: RetryCallState, reason: str) -> None:
@@ -310,11 +319,29 @@ class Policy:
         """Keyword arguments that make ``tenacity.retry`` / ``Retrying`` behave like this policy.
 
         ``@tenacity.retry(**policy.tenacity_kwargs())`` retries, waits, stops, spends the
-        budget and emits events as ``@policy`` does. Breakers and fallbacks are the
-        decorator's and the transports'. Sleeping is left to tenacity (it picks a sync or
-        async sleep per function), so ``brace.testing.no_waits()`` does not reach it: use
-        the decorator or ``retrying()`` where tests must not sleep.
+        budget and emits events as ``@policy`` does. Sleeping is left to tenacity (it picks
+        a sync or async sleep per function), so ``brace.testing.no_waits()`` does not reach
+        it: use the decorator or ``retrying()`` where tests must not sleep.
+
+        Raises:
+            TypeError: the policy has a ``breaker=`` or ``fallback=``, which tenacity cannot
+                apply (a breaker gates each attempt; a fallback wraps the whole call): use
+                the policy as a decorator, or ``policy.replace(breaker=None, fallback=...)``.
         """
+        self._refuse_outside_the_call_path("tenacity_kwargs()")
+        return self._tenacity_kwargs()
+
+    def _refuse_outside_the_call_path(self, where: str) -> None:
+        unapplied = [name for name, unset in (("breaker", self.breaker is None),
+                                              ("fallback", self.fallback is _config.NO_FALLBACK))
+                     if not unset]
+        if unapplied:
+            shown = " and ".join(f"{name}=" for name in unapplied)
+            raise TypeError(f"{where} cannot apply {shown} (tenacity has no place for them): "
+                            f"decorate the function with the policy instead, or drop them "
+                            f"with policy.replace({', '.join(f'{n}=...' for n in unapplied)})")
+
+    def _tenacity_kwargs(self) -> dict[str, Any]:
         kwargs = {
             "retry": self.predicate,
             "wait": self.wait,
@@ -330,12 +357,12 @@ class Policy:
     @functools.cached_property
     def retryer(self) -> tenacity.Retrying:
         """The policy's own ``tenacity.Retrying``, built once (``retrying()`` copies it)."""
-        return tenacity.Retrying(sleep=waits.sleep, **self.tenacity_kwargs())
+        return tenacity.Retrying(sleep=waits.sleep, **self._tenacity_kwargs())
 
     @functools.cached_property
     def async_retryer(self) -> tenacity.AsyncRetrying:
         """The policy's own ``tenacity.AsyncRetrying``, built once."""
-        return tenacity.AsyncRetrying(sleep=waits.async_sleep, **self.tenacity_kwargs())
+        return tenacity.AsyncRetrying(sleep=waits.async_sleep, **self._tenacity_kwargs())
 
     def retrying(self, **overrides: Any) -> tenacity.Retrying:
         """A fresh ``tenacity.Retrying`` for ``for attempt in policy.retrying(): with attempt:``.
@@ -343,11 +370,13 @@ class Policy:
         ``overrides`` go to ``Retrying.copy`` (for example ``name=`` names the block in
         events, ``sleep=`` injects a sleep function).
         """
+        self._refuse_outside_the_call_path("retrying()")
         overrides.setdefault("enabled", _config.state.active)
         return self.retryer.copy(**overrides)
 
     def async_retrying(self, **overrides: Any) -> tenacity.AsyncRetrying:
         """A fresh ``tenacity.AsyncRetrying`` for ``async for attempt in ...`` blocks."""
+        self._refuse_outside_the_call_path("async_retrying()")
         overrides.setdefault("enabled", _config.state.active)
         return self.async_retryer.copy(**overrides)
 
@@ -401,6 +430,20 @@ class Policy:
         return cast("Retried[P, R]", _call.decorate(self, fn))
 
 
+def _outcome_value(outcome: tenacity.Future) -> object:
+    exc = outcome.exception()
+    return exc if exc is not None else outcome.result()
+
+
+def _inner_exhausted(retry_state: RetryCallState) -> bool:
+    # Given up on by an inner policy during this call: brace's call path knows the mark
+    # number its call began at; tenacity's own loops (retrying(), tenacity_kwargs()) have
+    # the start time.
+    assert retry_state.outcome is not None
+    return predicates.is_exhausted(_outcome_value(retry_state.outcome), retry_state.start_time,
+                                   after_mark=getattr(retry_state, "after_mark", None))
+
+
 # Results that never carry an HTTP status: the fast path skips looking for one.
 _PLAIN_RESULTS = frozenset({type(None), bool, int, float, str, bytes, list, tuple, dict, set})
 
@@ -419,7 +462,11 @@ class _Decision(tenacity.retry_base):
         """Return whether to retry the attempt's outcome."""
         outcome = retry_state.outcome
         assert outcome is not None
-        if isinstance(outcome.exception(), _NEVER_RETRY) or not self.failure(retry_state):
+        exc = outcome.exception()
+        # Cancellation (of any async library), interrupts and exits are not Exceptions.
+        if exc is not None and (not isinstance(exc, Exception) or isinstance(exc, _NEVER_RETRY)):
+            return False
+        if _inner_exhausted(retry_state) or not self.failure(retry_state):
             return False
         return self.idempotent is None or bool(self.idempotent(retry_state))
 
@@ -440,12 +487,20 @@ class _Reported(tenacity.retry_base):
         """Return the decision; report a call that ends after a retry."""
         if self.decision(retry_state):
             return True
-        # A first attempt that ends the call is no retry story (a rejection at attempt 1 is
-        # reported by breaker.rejected alone).
-        if retry_state.attempt_number > 1:
-            exc = retry_state.outcome.exception()  # type: ignore[union-attr]
-            reason = ("breaker_open" if isinstance(exc, pybreaker.CircuitBreakerError)
-                      else "not_retryable")
+        outcome = retry_state.outcome
+        assert outcome is not None
+        exc = outcome.exception()
+        if _inner_exhausted(retry_state):
+            reason = "inner_exhausted"  # an inner policy gave up: never retried again here
+        elif isinstance(exc, pybreaker.CircuitBreakerError):
+            reason = "breaker_open"
+        elif retry_state.attempt_number > 1:
+            reason = "not_retryable"
+        else:
+            # A first attempt that ends the call is no retry story (a rejection at attempt 1
+            # is reported by breaker.rejected alone).
+            return False
+        if reason != "breaker_open" or retry_state.attempt_number > 1:
             self.policy._ended(retry_state, reason)
         return False
 

@@ -42,9 +42,15 @@ def number(value: object, name: str, *, low: float = 0.0, high: float | None = N
     return result
 
 
-def seconds(value: object, name: str, *, allow_zero: bool = True) -> float:
-    """Return ``value`` as a float if it is a finite number of seconds (> 0 or >= 0)."""
-    return number(value, name, low_open=not allow_zero, unit=" of seconds")
+#: The longest wait, deadline or timeout brace accepts (about 115 days): beyond it, the
+#: clocks, ``time.sleep`` and ``datetime`` arithmetic that a policy relies on overflow.
+MAX_SECONDS = 1e7
+
+
+def seconds(value: object, name: str, *, allow_zero: bool = True,
+            high: float = MAX_SECONDS) -> float:
+    """Return ``value`` as a float if it is a finite number of seconds in (0 or [0, high]."""
+    return number(value, name, low_open=not allow_zero, high=high, unit=" of seconds")
 
 
 def wait_range(initial: object, maximum: object, max_name: str) -> tuple[float, float]:

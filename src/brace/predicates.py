@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import itertools
 import re
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -20,18 +21,23 @@ from typing import TYPE_CHECKING, Any
 
 import tenacity
 
+from brace._deadline import clock
+
 if TYPE_CHECKING:
     from tenacity import RetryCallState
 
 __all__ = [
     "IDEMPOTENT_METHODS",
     "NEVER_RETRY",
+    "check_statuses",
     "db_code",
     "dbapi_transient",
     "idempotent",
     "is_dbapi_transient",
+    "is_exhausted",
     "is_safe_to_resend",
     "is_transient",
+    "mark_exhausted",
     "outcome_value",
     "request_of",
     "response_of",
@@ -386,12 +392,78 @@ def request_of(value: object) -> Any:
     return None
 
 
-def _check_status(code: object) -> int:
+def _check_status(code: object, name: str = "status codes", low: int = 100) -> int:
     if isinstance(code, bool) or not isinstance(code, int):
-        raise TypeError(f"status codes must be ints in 100-599, got {code!r}")
-    if not 100 <= code <= 599:
-        raise ValueError(f"status codes must be in 100-599, got {code!r}")
+        raise TypeError(f"{name} must be ints in {low}-599, got {code!r}")
+    if not low <= code <= 599:
+        raise ValueError(f"{name} must be in {low}-599, got {code!r}")
     return code
+
+
+def check_statuses(codes: object, name: str = "statuses") -> tuple[int, ...]:
+    """``codes`` as a sorted tuple of error statuses (ints in 400-599), else raise naming it.
+
+    Raises:
+        TypeError: ``codes`` is not a collection of ints (a single int included).
+        ValueError: a code is outside 400-599 (a success or redirect is never retried).
+    """
+    if isinstance(codes, (str, bytes)) or not isinstance(codes, (list, tuple, set, frozenset)):
+        raise TypeError(f"{name} must be a list or tuple of HTTP statuses (ints in 400-599), "
+                        f"got {codes!r}; for one status write {name}=[{codes!r}]")
+    return tuple(sorted({_check_status(code, name, 400) for code in codes}))
+
+
+# --- retry at one layer ----------------------------------------------------------------------
+# An error or response that leaves a brace policy after its retries ran out carries a mark:
+# a number from one process-wide sequence, and when it was set. An enclosing policy never
+# retries a value marked since its own call began, so nested policies add attempts, never
+# multiply them. (Since its call began, not ever: an exception instance raised again by a
+# later call, as mocks do, was not given up on in that call.)
+
+_EXHAUSTED = "__brace_exhausted__"
+_sequence = itertools.count(1)
+#: The number of the latest mark; a call path reads it when a call begins.
+LAST_MARK = [0]
+
+
+def _mark_of(value: object) -> tuple[int, float] | None:
+    for holder in (value, getattr(value, "response", None)):
+        mark = getattr(holder, _EXHAUSTED, None)
+        if isinstance(mark, tuple):
+            return mark
+    return None
+
+
+def is_exhausted(value: object, since: float = float("-inf"), *,
+                 after_mark: int | None = None) -> bool:
+    """True when a brace policy gave up on ``value`` (its retries ran out) during a call.
+
+    The call began at ``since``, a reading of ``time.monotonic()`` such as tenacity's
+    ``retry_state.start_time`` (brace's own call path uses the mark number it read when the
+    call began, ``after_mark``). Looks at the value, the response it carries, and the errors
+    it was raised from. Every brace policy refuses to retry such a value
+    (``reason=inner_exhausted``); use this in your own tenacity code to retry at one layer
+    only.
+    """
+    for _ in range(4):
+        if value is None:
+            return False
+        mark = _mark_of(value)
+        if mark is not None and (mark[0] > after_mark if after_mark is not None
+                                 else mark[1] >= since):
+            return True
+        value = getattr(value, "__cause__", None) or getattr(value, "__context__", None)
+    return False
+
+
+def mark_exhausted(value: object) -> None:
+    """Mark ``value`` (an error or a response) as given up on by a brace policy, now."""
+    number = next(_sequence)
+    try:
+        setattr(value, _EXHAUSTED, (number, clock()))
+    except (AttributeError, TypeError):
+        return  # a value without attributes (an int, a slotted object) carries no mark
+    LAST_MARK[0] = number
 
 
 class status(tenacity.retry_base):  # lower case, as tenacity names its predicates

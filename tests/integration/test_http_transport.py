@@ -175,15 +175,32 @@ def test_retry_after_http_date_is_the_wait(mode: str, fault_server: FaultServer,
 
 
 @mode_param
-def test_retry_after_is_capped_at_max_wait(mode: str, fault_server: FaultServer,
-                                           quick: None) -> None:
-    fault_server.script("/limited", reply(429, headers={"Retry-After": "1"}), reply(200))
+def test_retry_after_is_the_servers_word_even_past_max_wait(mode: str,
+                                                             fault_server: FaultServer) -> None:
+    # No no_waits(): the server asked for 2 s and the resend must not come earlier, although
+    # max_wait (which caps the backoff, not the server) is 0.5 s.
+    fault_server.script("/limited", reply(429, headers={"Retry-After": "2"}), reply(200))
     with capture_logs() as logs:
         outcome = send(mode, brace.http(max_wait=0.5), "GET", fault_server.url_for("/limited"))
     ok(outcome)
-    assert fault_server.count("/limited", "GET") == 2
+    first, second = fault_server.matching("/limited", "GET")
+    assert second.received_at - first.received_at >= 2.0
     assert retry_events(logs)[0]["event"] == "retry.scheduled"
-    assert retry_events(logs)[0]["wait_s"] == 0.5
+    assert retry_events(logs)[0]["wait_s"] == 2.0
+
+
+@mode_param
+def test_retry_after_longer_than_the_deadline_gives_up_at_once_with_the_429(
+        mode: str, fault_server: FaultServer) -> None:
+    fault_server.script("/quota", reply(429, b"slow down", headers={"Retry-After": "20"}))
+    started = time.monotonic()
+    with capture_logs() as logs:
+        outcome = send(mode, brace.http(deadline=5), "GET", fault_server.url_for("/quota"))
+    assert time.monotonic() - started < 1.0
+    assert ok(outcome, 429).content == b"slow down"
+    assert fault_server.count("/quota", "GET") == 1
+    assert [(e["event"], e["reason"]) for e in retry_events(logs)] == [
+        ("retry.gave_up", "deadline")]
 
 
 # ----------------------------------------------------------- 3. Retry-After > deadline
