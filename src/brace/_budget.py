@@ -49,7 +49,9 @@ class Budget(tenacity.retry_base):
         self.name = name
         self.ratio = _validate.number(ratio, "ratio", high=1.0)
         self.min_per_s = _validate.number(min_per_s, "min_per_s", unit=" of retries per second")
-        self.window_s = _validate.seconds(window_s, "window_s", allow_zero=False)
+        # At least 10 ms: the window is counted in ten buckets, each at least 1 ms wide.
+        self.window_s = _validate.number(window_s, "window_s", low=0.01,
+                                         high=_validate.MAX_SECONDS, unit=" of seconds")
         self._lock = threading.Lock()
         self._per_s = _BUCKETS / self.window_s  # bucket numbers per second
         # Per bucket: [bucket number, calls, retries]; a bucket is reused when it comes round.

@@ -299,13 +299,13 @@ def async_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str 
         own = watch_attempt(attempt_timeout)
         try:
             return await fn(*args, **kwargs)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as cancelled:
             # The watchdog's cancellations become TimeoutErrors: transient, retried (an
             # attempt timeout) or ending the call (the deadline). Others propagate.
             watches: tuple[Any, ...] = (own, call)
             for watched in watches:
                 if watched is not None:
-                    error = watched[0].timeout_error(watched[1], watched[2])
+                    error = watched[0].timeout_error(watched[1], watched[2], cancelled)
                     if error is not None:
                         raise error from None
             raise
@@ -388,7 +388,7 @@ def async_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str 
                 result = await first_try(*args, **kwargs)
             except BaseException as exc:
                 if isinstance(exc, NEVER_RETRY):
-                    error = (dog.timeout_error(watch, task)
+                    error = (dog.timeout_error(watch, task, exc)
                              if isinstance(exc, asyncio.CancelledError) else None)
                     if error is None:
                         raise  # cancelled by the caller, an interrupt or exit: at once
@@ -402,8 +402,8 @@ def async_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str 
             stats["idle_for"] = 0
             stats["delay_since_first_attempt"] = 0
             return result
-        except asyncio.CancelledError:
-            error = dog.timeout_error(watch, task)  # cancelled in a backoff sleep
+        except asyncio.CancelledError as cancelled:
+            error = dog.timeout_error(watch, task, cancelled)  # cancelled in a backoff sleep
             if error is not None:
                 raise error from None
             raise
@@ -442,8 +442,17 @@ def decorate(policy: Policy, fn: Callable[..., Any]) -> Any:
     """
     if isinstance(fn, tenacity.retry_base) or not callable(fn):
         raise TypeError(f"a policy decorates a function, got {fn!r}")
-    asynchronous = is_async(fn)
     name = callable_name(fn)
+    if inspect.isclass(fn):
+        raise TypeError(f"a policy decorates a function, not the class {name}: decorate the "
+                        "methods that call the dependency")
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        # An error while iterating would escape the policy, and a generator that already
+        # yielded items cannot be rerun without repeating them.
+        raise TypeError(f"a policy cannot retry the generator function {name}: decorate a "
+                        "function that returns the data (for example as a list), or retry "
+                        "the call that opens the stream")
+    asynchronous = is_async(fn)
     if policy.attempt_timeout is not None and not asynchronous:
         raise TypeError(
             f"attempt_timeout= cannot interrupt the sync function {name}: set its client's "

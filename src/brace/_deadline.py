@@ -56,6 +56,7 @@ class Deadline:
 # A watch is a list [deadline (the loop's time), task, state]: one is made per async call,
 # and a list costs a third of a slotted object. The task slot is None once the call ended.
 RUNNING, FIRED, CONVERTED = 0, 1, 2
+_CANCEL_MESSAGE = "brace: deadline reached"
 Watch = list[Any]  # [float, asyncio.Task | None, int]
 
 #: The watch of the async call running in this context (and its watchdog), read by its
@@ -103,18 +104,24 @@ class Watchdog:
         while watches and watches[0][1] is None:
             watches.popleft()
 
-    def timeout_error(self, watch: Watch, task: asyncio.Task[Any]) -> TimeoutError | None:
-        """The TimeoutError this watch's cancellation of ``task`` stands for, once; else None.
+    def timeout_error(self, watch: Watch, task: asyncio.Task[Any],
+                      error: BaseException) -> TimeoutError | None:
+        """The TimeoutError the cancellation ``error`` of ``task`` stands for, else None.
 
-        None when the watchdog did not cancel the task, or its cancellation was already
-        turned into an error.
+        Only when this watchdog cancelled the task, once, and nobody else asked to cancel it
+        too: a caller's cancellation always wins and propagates (asyncio.timeout, TaskGroup
+        and anyio count on it). On 3.11+ the task counts cancel requests; on 3.10 the
+        cancellation carries the watchdog's own message unless another one replaced it.
         """
         if watch[2] != FIRED:
             return None
         watch[2] = CONVERTED
-        uncancel = getattr(task, "uncancel", None)  # 3.11+: keep the count right
+        uncancel = getattr(task, "uncancel", None)
         if uncancel is not None:
-            uncancel()
+            if uncancel() > 0:  # our request withdrawn; another one is still pending
+                return None
+        elif error.args != (_CANCEL_MESSAGE,):
+            return None
         return TimeoutError(self.message)
 
     def _fire(self) -> None:
@@ -132,7 +139,7 @@ class Watchdog:
             elif head[0] <= now:
                 watches.popleft()
                 head[2] = FIRED
-                task.cancel()
+                task.cancel(_CANCEL_MESSAGE)
             else:
                 self.armed = True
                 loop.call_at(head[0], self._fire)
@@ -151,6 +158,11 @@ def current_task() -> asyncio.Task[Any] | None:
         return None
 
 
+#: Watchdogs kept per loop before idle ones are dropped: calls with ever-new deadline
+#: lengths (a deadline derived from a request's remaining time) must not grow memory.
+MAX_IDLE_WATCHDOGS = 64
+
+
 def watchdog(loop: asyncio.AbstractEventLoop, seconds: float, message: str) -> Watchdog:
     """``loop``'s watchdog for deadlines of ``seconds``."""
     per_loop = _watchdogs.get(loop)
@@ -158,8 +170,17 @@ def watchdog(loop: asyncio.AbstractEventLoop, seconds: float, message: str) -> W
         per_loop = _watchdogs[loop] = {}
     dog = per_loop.get(seconds)
     if dog is None:
+        if len(per_loop) >= MAX_IDLE_WATCHDOGS:
+            # Drop the ones watching nothing; a call still holding one keeps using it.
+            for length in [length for length, old in per_loop.items() if not old.watches]:
+                del per_loop[length]
         dog = per_loop[seconds] = Watchdog(loop, seconds, message)
     return dog
+
+
+def watchdog_count() -> int:
+    """How many watchdogs the running loop keeps (for tests and diagnostics)."""
+    return len(_watchdogs.get(asyncio.get_running_loop(), ()))
 
 
 def watch_attempt(attempt_timeout: float | None) -> tuple[Watchdog, Watch, Any] | None:
