@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pybreaker
 import tenacity
 
-from brace import _breakers, _budget, _config, _events, waits
+from brace import _breakers, _budget, _config, _events, predicates, waits
 from brace._breakers import CircuitOpenError, gate_for
 from brace._deadline import RUNNING, clock, current_call, watch_attempt, watchdog
 from brace.predicates import LAST_MARK as last_mark
@@ -282,21 +282,24 @@ def sync_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str |
 
 def async_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str | None = None,
                breaker: str | pybreaker.CircuitBreaker | None,
-               cut_off: bool = True) -> Callable[..., Any]:
+               attempt_timeouts: bool = True) -> Callable[..., Any]:
     """The async twin of ``sync_path``, with the deadline and attempt timeouts enforced.
 
     An attempt (or sleep) still running when the deadline passes is cancelled, so an async
-    call never outlives its deadline; the watchdog's cancellations become TimeoutErrors.
-    ``cut_off=False`` leaves both to the callee (the transports give httpx the timeouts, so
-    the caller sees httpx's own timeout errors).
+    call never outlives its deadline (an asyncio watchdog; an anyio cancel scope on trio);
+    those cancellations become TimeoutErrors. ``attempt_timeouts=False`` leaves
+    ``attempt_timeout`` to the callee (the transports make it httpx's timeout, so the
+    caller sees httpx's own timeout errors).
     """
-    attempt_timeout = policy.attempt_timeout if cut_off else None
+    attempt_timeout = policy.attempt_timeout if attempt_timeouts else None
 
     async def bounded(*args: Any, **kwargs: Any) -> Any:
         call = current_call.get()
         if call is not None and call[1][2] != RUNNING:
             raise TimeoutError(call[0].message)  # the call's deadline passed meanwhile
         own = watch_attempt(attempt_timeout)
+        if own is None and attempt_timeout is not None:
+            return await _scoped_attempt(fn, attempt_timeout, args, kwargs)
         try:
             return await fn(*args, **kwargs)
         except asyncio.CancelledError as cancelled:
@@ -317,7 +320,7 @@ def async_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str 
     # Later attempts check the call's deadline first (`bounded`); the first attempt goes
     # straight to the function unless an attempt timeout stands between them (the core
     # itself turns a deadline into a TimeoutError).
-    inner: Callable[..., Any] = bounded if cut_off else fn
+    inner: Callable[..., Any] = bounded
     first_try = bounded if attempt_timeout is not None else fn
     if breaker is not None:
         inner = _agated(policy, inner, name, breaker, check)
@@ -341,14 +344,24 @@ def async_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str 
             current_call.reset(token)
 
     async def unwatched(args: Any, kwargs: Any, started: float, mark: int) -> Any:
-        # Not asyncio (trio), or cut off by the callee: no watchdog.
+        # Not asyncio (trio): an anyio cancel scope cuts the call off at its deadline; a
+        # cancellation that is not the scope's own (the caller's) passes through untouched.
+        import anyio
+
+        with anyio.move_on_after(deadline - (clock() - started)):
+            return await plain(args, kwargs, started, mark)
+        error = TimeoutError(message)
+        predicates.mark_exhausted(error)  # the deadline ended the call
+        raise error
+
+    async def plain(args: Any, kwargs: Any, started: float, mark: int) -> Any:
         if not _state.active:
             return await inner(*args, **kwargs)
         try:
             result = await first_try(*args, **kwargs)
-        except NEVER_RETRY:
-            raise
         except BaseException as exc:
+            if not isinstance(exc, Exception):
+                raise  # cancellation (of any library), an interrupt or exit: at once
             return await slow(args, kwargs, started, mark, exc, None, None)
         if check is not None and check(result):
             return await slow(args, kwargs, started, mark, None, result, None)
@@ -364,7 +377,7 @@ def async_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str 
             (budgets.get(budget) or _budget.lookup(budget)).record_call()  # type: ignore[arg-type]
         loop: asyncio.AbstractEventLoop | None
         try:
-            loop = _running_loop() if cut_off else None
+            loop = _running_loop()
         except RuntimeError:  # no asyncio loop running (trio)
             loop = None
         task = None if loop is None else _current_task(loop)
@@ -405,6 +418,7 @@ def async_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str 
         except asyncio.CancelledError as cancelled:
             error = dog.timeout_error(watch, task, cancelled)  # cancelled in a backoff sleep
             if error is not None:
+                predicates.mark_exhausted(error)  # the deadline ended the call
                 raise error from None
             raise
         finally:
@@ -432,6 +446,16 @@ def _fallback_value(policy: Policy, name: str, exc: BaseException) -> Any:
         raise exc
     _events.degraded(name, policy.preset, reason, exc)
     return policy.fallback(exc) if callable(policy.fallback) else policy.fallback
+
+
+async def _scoped_attempt(fn: Callable[..., Any], attempt_timeout: float, args: Any,
+                          kwargs: Any) -> Any:
+    """One attempt off asyncio (trio), cut off after ``attempt_timeout`` by an anyio scope."""
+    import anyio
+
+    with anyio.move_on_after(attempt_timeout):
+        return await fn(*args, **kwargs)
+    raise TimeoutError(f"attempt timed out after {attempt_timeout:g} s")
 
 
 def decorate(policy: Policy, fn: Callable[..., Any]) -> Any:

@@ -490,6 +490,8 @@ class _Reported(tenacity.retry_base):
         outcome = retry_state.outcome
         assert outcome is not None
         exc = outcome.exception()
+        if exc is not None and not isinstance(exc, Exception):
+            return False  # cancellation, an interrupt or exit: no give-up, it just propagates
         if _inner_exhausted(retry_state):
             reason = "inner_exhausted"  # an inner policy gave up: never retried again here
         elif isinstance(exc, pybreaker.CircuitBreakerError):

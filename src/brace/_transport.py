@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from brace import _call, _config, _events
+from brace import _call, _config, _events, predicates
 from brace._deadline import Deadline
 
 if TYPE_CHECKING:
@@ -25,12 +25,33 @@ __all__ = ["AsyncRetryTransport", "RetryTransport", "async_client", "client"]
 _TIMEOUT_KEYS = ("connect", "read", "write", "pool")
 
 
-def _check_policy(policy: object) -> Policy:
+def _check_policy(policy: object, name: str = "policy=") -> Policy:
     if policy is None:
         return _config.presets["http"]  # type: ignore[no-any-return]
     if isinstance(policy, type) or not hasattr(policy, "tenacity_kwargs"):
-        raise TypeError(f"policy= must be a brace.Policy (such as brace.http), got {policy!r}")
+        raise TypeError(f"{name} must be a brace.Policy (such as brace.http), got {policy!r}")
+    if policy.fallback is not _config.NO_FALLBACK:  # type: ignore[attr-defined]
+        raise TypeError(f"{name} has a fallback=, which a transport cannot apply (it returns "
+                        "responses or raises httpx errors): decorate the function that calls "
+                        "the client with that policy, or drop it with "
+                        "policy.replace(fallback=brace.NO_FALLBACK)")
     return policy  # type: ignore[return-value]
+
+
+def _report(response: httpx.Response, statistics: dict[str, Any], deadline: Deadline) -> None:
+    # What every response of a brace transport says about how it was obtained.
+    response.extensions["brace"] = {
+        "attempts": statistics.get("attempt_number", 1),
+        "elapsed_s": round(deadline.elapsed(), 6),
+        "exhausted": predicates.is_exhausted(response),
+    }
+
+
+def _deadline_error(request: httpx.Request, error: TimeoutError) -> httpx.TimeoutException:
+    # The deadline cut a request off in flight: say it the way httpx says timeouts.
+    timeout = httpx.TimeoutException(str(error), request=request)
+    predicates.mark_exhausted(timeout)
+    return timeout
 
 
 def _describe(request: httpx.Request) -> str:
@@ -145,10 +166,17 @@ class _Base:
             raise TypeError("breaker_per_host=True needs the policy's breaker to be a name")
         self.breaker_per_host = breaker_per_host
 
-    def _breaker_for(self, request: httpx.Request) -> Any:
+    def _policy_for(self, request: httpx.Request) -> Policy:
+        # extensions={"brace": policy} replaces the transport's policy for one request.
+        chosen = request.extensions.get("brace")
+        if chosen is None:
+            return self.policy
+        return _check_policy(chosen, 'extensions["brace"]')
+
+    def _breaker_for(self, request: httpx.Request, policy: Policy) -> Any:
         if self.breaker_per_host:
-            return f"{self.policy.breaker or self.policy.preset}:{request.url.host}"
-        return self.policy.breaker
+            return f"{policy.breaker or policy.preset}:{request.url.host}"
+        return policy.breaker
 
 
 class RetryTransport(_Base, httpx.BaseTransport):
@@ -161,6 +189,12 @@ class RetryTransport(_Base, httpx.BaseTransport):
     through the policy's breaker. A retried response is closed before the next attempt;
     when retries run out on a status, the last response is returned. Requests with a
     streamed (non-replayable) body get one attempt.
+
+    ``extensions={"brace": policy}`` on a request replaces the transport's policy for it
+    (``brace.http(attempts=1)``: no retries). Every response carries
+    ``response.extensions["brace"]``: ``{"attempts": int, "elapsed_s": float,
+    "exhausted": bool}`` (whether retries ran out, in which case no enclosing brace
+    policy retries it again).
 
     Args:
         policy: The policy (default ``brace.http``).
@@ -184,11 +218,13 @@ class RetryTransport(_Base, httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request``, retrying it as the policy says."""
-        if not _replayable(request):
-            return self.transport.handle_request(request)
-        policy = self.policy
+        policy = self._policy_for(request)
         label = _describe(request)
         original, deadline = request.extensions.get("timeout"), Deadline(policy.deadline)
+        if not _replayable(request):  # a streamed body can be sent once only
+            response = self.transport.handle_request(request)
+            _report(response, {}, deadline)
+            return response
         last: list[httpx.Response] = []
 
         def attempt(request: httpx.Request) -> httpx.Response:
@@ -200,8 +236,10 @@ class RetryTransport(_Base, httpx.BaseTransport):
             return response
 
         send = _call.sync_path(policy, attempt, name=label, label=label,
-                               breaker=self._breaker_for(request))
-        return send(request)  # type: ignore[no-any-return]
+                               breaker=self._breaker_for(request, policy))
+        response: httpx.Response = send(request)
+        _report(response, send.statistics, deadline)  # type: ignore[attr-defined]
+        return response
 
     def close(self) -> None:
         """Close the wrapped transport."""
@@ -228,11 +266,13 @@ class AsyncRetryTransport(_Base, httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request``, retrying it as the policy says."""
-        if not _replayable(request):
-            return await self.transport.handle_async_request(request)
-        policy = self.policy
+        policy = self._policy_for(request)
         label = _describe(request)
         original, deadline = request.extensions.get("timeout"), Deadline(policy.deadline)
+        if not _replayable(request):
+            response = await self.transport.handle_async_request(request)
+            _report(response, {}, deadline)
+            return response
         last: list[httpx.Response] = []
 
         async def attempt(request: httpx.Request) -> httpx.Response:
@@ -243,9 +283,18 @@ class AsyncRetryTransport(_Base, httpx.AsyncBaseTransport):
             last.append(response)
             return response
 
+        # The deadline also cuts an attempt off in flight (httpx's timeouts are per read, and
+        # a request waiting for a pooled connection or a slow server can outlive them);
+        # attempt_timeout stays httpx's own timeout, so the caller sees httpx's errors.
         send = _call.async_path(policy, attempt, name=label, label=label,
-                                breaker=self._breaker_for(request), cut_off=False)
-        return await send(request)  # type: ignore[no-any-return]
+                                breaker=self._breaker_for(request, policy),
+                                attempt_timeouts=False)
+        try:
+            response: httpx.Response = await send(request)
+        except TimeoutError as error:
+            raise _deadline_error(request, error) from error
+        _report(response, send.statistics, deadline)  # type: ignore[attr-defined]
+        return response
 
     async def aclose(self) -> None:
         """Close the wrapped transport."""

@@ -123,5 +123,16 @@ def sleep(seconds: float) -> None:
 
 
 async def async_sleep(seconds: float) -> None:
-    """Asyncio sleep for ``seconds``, or only yield to the loop inside ``no_waits()``."""
-    await asyncio.sleep(0 if _state.no_waits else seconds)
+    """Sleep ``seconds`` in the running async library, or only yield inside ``no_waits()``.
+
+    asyncio sleeps itself; any other library (trio) through anyio, which speaks to it.
+    """
+    delay = 0 if _state.no_waits else seconds
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # not asyncio
+        import anyio  # httpx's dependency; imported only off asyncio
+
+        await anyio.sleep(delay)
+        return
+    await asyncio.sleep(delay)
