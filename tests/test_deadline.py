@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import time
 from typing import Any
@@ -92,7 +93,14 @@ def test_deadline_holds_for_hundreds_of_combinations() -> None:
     async def main() -> list[float]:
         return list(await asyncio.gather(*(one(case) for case in cases)))
 
-    overshoots = asyncio.run(main())
+    # The heap other tests leave behind (SDKs, drivers) makes a full garbage collection
+    # during this burst of 300 calls cost more than the margin measured here.
+    gc.collect()
+    gc.freeze()
+    try:
+        overshoots = asyncio.run(main())
+    finally:
+        gc.unfreeze()
     assert max(overshoots) <= 0.1, max(overshoots)
 
 
