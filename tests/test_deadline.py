@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import random
+import sys
 import time
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 
 import brace
+from brace import _deadline
 
 
 def test_a_hanging_first_attempt_is_cut_off_and_the_second_answers() -> None:
@@ -196,3 +198,109 @@ def test_event_loops_are_not_kept_alive() -> None:
         del loop
     gc.collect()
     assert [ref() for ref in refs] == [None, None, None]  # brace's watchdogs let them go
+
+
+# -- a caller's cancellation always wins ------------------------------------------------------
+
+
+@pytest.mark.parametrize("via", ["attempt_timeout", "deadline"])
+def test_a_cancel_that_lands_with_a_timeout_is_never_converted(via: str) -> None:
+    """Hundreds of seeded timings around the moment the timeout fires: the task always ends
+    cancelled, and no attempt starts after the cancel."""
+    rng = random.Random(1125)
+    limit = 0.05
+    kwargs: dict[str, Any] = ({"attempt_timeout": limit, "deadline": 5} if via == "attempt_timeout"
+                              else {"deadline": limit})
+    policy = brace.network(initial=0, max_wait=0, **kwargs)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        starts: dict[int, list[float]] = {}
+
+        def make(i: int) -> Any:
+            @policy
+            async def hang() -> None:
+                starts.setdefault(i, []).append(loop.time())
+                await asyncio.sleep(30)
+
+            return hang
+
+        tasks, cancelled_at = [], {}
+        for i in range(200):
+            task = asyncio.create_task(make(i)())
+            delay = limit + rng.uniform(-0.004, 0.004)
+
+            def cancel(task: asyncio.Task[Any] = task, i: int = i) -> None:
+                if task.cancel():  # False: the call had ended (say by its deadline) before
+                    cancelled_at[i] = loop.time()
+
+            loop.call_later(delay, cancel)
+            tasks.append(task)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert len(cancelled_at) > 100  # most cancels landed while the call was running
+        for i, result in enumerate(results):
+            if i not in cancelled_at:
+                assert isinstance(result, TimeoutError), (i, result)
+                continue
+            assert isinstance(result, asyncio.CancelledError), (i, result)
+            assert all(start <= cancelled_at[i] for start in starts[i]), i
+
+    asyncio.run(main())
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.TaskGroup is new in 3.11")
+def test_inside_a_task_group_a_siblings_failure_cancels_the_call() -> None:
+    calls = 0
+
+    @brace.network(attempt_timeout=0.05, deadline=5, initial=0, max_wait=0)
+    async def hang() -> None:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(30)
+
+    async def sibling() -> None:
+        await asyncio.sleep(0.05)  # fails as the first attempt times out
+        raise ValueError("sibling failed")
+
+    async def main() -> None:
+        with pytest.raises(ExceptionGroup) as group:  # noqa: F821 - 3.11+
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(hang())
+                tasks.create_task(sibling())
+        # Only the sibling's error: the call was cancelled, not turned into a TimeoutError.
+        assert [type(e) for e in group.value.exceptions] == [ValueError]
+
+    asyncio.run(main())
+    assert calls <= 2  # the call stopped with the group, not after its retries
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout is new in 3.11")
+def test_under_asyncio_timeout_the_callers_timeout_wins() -> None:
+    @brace.network(attempt_timeout=0.05, deadline=5, initial=0, max_wait=0)
+    async def hang() -> None:
+        await asyncio.sleep(30)
+
+    async def main() -> float:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError) as info:
+            async with asyncio.timeout(0.05):
+                await hang()
+        # asyncio.timeout's own TimeoutError (raised from the cancellation), not brace's.
+        assert isinstance(info.value.__cause__, asyncio.CancelledError)
+        assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+        return time.monotonic() - started
+
+    assert asyncio.run(main()) < 0.2
+
+
+def test_distinct_deadlines_keep_the_watchdog_count_bounded() -> None:
+    async def one() -> int:
+        return 1
+
+    async def main() -> int:
+        for i in range(100_000):
+            # A deadline derived from each request's remaining time: all distinct.
+            assert await brace.network(deadline=1 + i * 1e-6)(one)() == 1
+        return _deadline.watchdog_count()
+
+    assert asyncio.run(main()) <= _deadline.MAX_IDLE_WATCHDOGS + 1

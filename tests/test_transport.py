@@ -1,0 +1,134 @@
+"""brace's transports with httpx's own test tools (MockTransport, respx), as users test:
+pre-read responses, per-request policies, response.extensions["brace"], and "no" to what a
+transport cannot apply. The same scenarios against a real server are in
+tests/integration/test_http_transport.py."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+import brace
+from brace.testing import no_waits
+
+MODES = ["sync", "async"]
+
+
+@pytest.fixture(autouse=True)
+def _quick() -> Iterator[None]:
+    with no_waits():
+        yield
+
+
+def scripted(*statuses: tuple[int, dict[str, str]]) -> tuple[Any, list[httpx.Request]]:
+    """A MockTransport handler answering each request with the next (status, headers)."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        status, headers = statuses[min(len(seen), len(statuses)) - 1]
+        return httpx.Response(status, headers=headers, text=f"answer {len(seen)}")
+
+    return handler, seen
+
+
+def get(mode: str, transport: Any, url: str = "http://api.test/x", **kwargs: Any) -> Any:
+    if mode == "sync":
+        with brace.http.client(transport=transport) as client:
+            return client.get(url, **kwargs)
+
+    async def main() -> httpx.Response:
+        async with brace.http.async_client(transport=transport) as client:
+            return await client.get(url, **kwargs)
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("first", [(503, {}), (429, {"Retry-After": "1"})],
+                         ids=["503", "429-retry-after"])
+def test_mock_transport_retried_then_answered(mode: str, first: tuple[int, dict[str, str]]
+                                               ) -> None:
+    handler, seen = scripted(first, (200, {}))
+    response = get(mode, httpx.MockTransport(handler))
+    assert response.status_code == 200 and response.text == "answer 2"
+    assert len(seen) == 2
+    assert response.extensions["brace"]["attempts"] == 2
+    assert response.extensions["brace"]["exhausted"] is False
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("first", [(503, {}), (429, {"Retry-After": "1"})],
+                         ids=["503", "429-retry-after"])
+def test_respx_retried_then_answered(mode: str, first: tuple[int, dict[str, str]]) -> None:
+    with respx.mock(assert_all_called=True) as router:
+        route = router.get("http://api.test/x").mock(side_effect=[
+            httpx.Response(first[0], headers=first[1]), httpx.Response(200, text="done")])
+        if mode == "sync":
+            with brace.http.client() as client:
+                response = client.get("http://api.test/x")
+        else:
+            async def main() -> httpx.Response:
+                async with brace.http.async_client() as client:
+                    return await client.get("http://api.test/x")
+
+            response = asyncio.run(main())
+    assert response.status_code == 200 and response.text == "done"
+    assert route.call_count == 2
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_retries_running_out_mark_the_response(mode: str) -> None:
+    handler, seen = scripted((503, {}))
+    response = get(mode, httpx.MockTransport(handler))
+    assert response.status_code == 503
+    assert len(seen) == 4  # brace.http's attempts
+    assert response.extensions["brace"]["attempts"] == 4
+    assert response.extensions["brace"]["exhausted"] is True
+    assert response.extensions["brace"]["elapsed_s"] >= 0
+    assert brace.predicates.is_exhausted(response)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_per_request_policy(mode: str) -> None:
+    handler, seen = scripted((503, {}))
+    response = get(mode, httpx.MockTransport(handler),
+                   extensions={"brace": brace.http(attempts=1)})
+    assert len(seen) == 1  # this request: no retries
+    assert response.extensions["brace"] == {
+        "attempts": 1, "elapsed_s": response.extensions["brace"]["elapsed_s"],
+        "exhausted": True}
+    handler, seen = scripted((503, {}))
+    get(mode, httpx.MockTransport(handler), extensions={"brace": brace.http(attempts=2)})
+    assert len(seen) == 2
+
+
+def test_a_healthy_response_says_one_attempt() -> None:
+    handler, seen = scripted((200, {}))
+    response = get("sync", httpx.MockTransport(handler))
+    assert response.extensions["brace"]["attempts"] == 1
+    assert response.extensions["brace"]["exhausted"] is False
+
+
+def test_per_request_policy_must_be_a_policy() -> None:
+    handler, _ = scripted((200, {}))
+    with pytest.raises(TypeError, match=r'extensions\["brace"\] must be a brace.Policy'):
+        get("sync", httpx.MockTransport(handler), extensions={"brace": 3})
+
+
+def test_a_transport_says_no_to_a_fallback() -> None:
+    with pytest.raises(TypeError, match="fallback=.*transport cannot apply"):
+        brace.RetryTransport(policy=brace.http(fallback=None))
+    with pytest.raises(TypeError, match="fallback=.*transport cannot apply"):
+        brace.http(fallback=None).client()
+    with pytest.raises(TypeError, match="fallback=.*transport cannot apply"):
+        brace.AsyncRetryTransport(policy=brace.http(fallback=lambda exc: None))
+    handler, _ = scripted((200, {}))
+    with pytest.raises(TypeError, match=r'extensions\["brace"\] has a fallback='):
+        get("sync", httpx.MockTransport(handler),
+            extensions={"brace": brace.http(fallback=None)})
