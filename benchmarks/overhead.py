@@ -27,6 +27,7 @@ import pybreaker
 import stamina
 import structlog
 import tenacity
+import trio
 
 import brace
 from brace.testing import no_waits, reset_breakers, reset_budgets
@@ -150,8 +151,35 @@ def async_contenders(healthy: bool) -> dict[str, Callable[[], Awaitable[Any]]]:
     }
 
 
+def measure_trio(make: Callable[[], Awaitable[Any]], number: int, repeat: int) -> float:
+    async def loop() -> float:
+        runs = []
+        for _ in range(repeat):
+            started = time.perf_counter_ns()
+            for _ in range(number):
+                await make()
+            runs.append((time.perf_counter_ns() - started) / number)
+        return statistics.median(runs)
+
+    return trio.run(loop)  # type: ignore[no-any-return]
+
+
+def trio_contenders() -> dict[str, Callable[[], Awaitable[Any]]]:
+    """Healthy calls under trio: the deadline is an anyio cancel scope there."""
+    plain = tenacity.retry(stop=tenacity.stop_after_attempt(5),
+                           retry=tenacity.retry_if_exception_type(ConnectionError))
+    return {
+        "bare call": _one,
+        "tenacity.AsyncRetrying": plain(_one),
+        "brace.network()": brace.network()(_one),
+        "brace.network(attempt_timeout=)": brace.network(attempt_timeout=5)(_one),
+    }
+
+
 def table(title: str, results: dict[str, float], reference: str) -> None:
     composed = "tenacity + pybreaker"
+    if composed not in results:
+        composed = reference
     print(f"\n{title}")
     print(f"{'':34} {'ns/call':>10} {'x ' + reference:>24} {'x ' + composed:>24}")
     for name, ns in results.items():
@@ -223,6 +251,9 @@ def main() -> None:
                             for name, call in async_contenders(healthy).items()}
             table(f"async: {label}", asynchronous, "tenacity.AsyncRetrying")
             tables[f"sync: {label}"], tables[f"async: {label}"] = sync, asynchronous
+        trio_healthy = {name: measure_trio(call, number // 4, repeat)
+                        for name, call in trio_contenders().items()}
+    table("trio: healthy call", trio_healthy, "tenacity.AsyncRetrying")
     goals(tables)
     stamina.set_testing(False)
     reset_breakers()

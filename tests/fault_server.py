@@ -409,6 +409,7 @@ def _wait_sent(sock: socket.socket, stopping: threading.Event, timeout_s: float)
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # a burst of concurrent clients is accepted, not dropped
     owner: FaultServer
 
     def process_request(self, request: Any, client_address: Any) -> None:

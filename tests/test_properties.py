@@ -297,3 +297,88 @@ def test_every_valid_configuration_builds(cfg: dict[str, Any]) -> None:
     assert isinstance(policy.wait.fallback, tenacity.wait_random_exponential)
     assert policy.wait.fallback.multiplier == cfg["initial"]
     assert policy.wait.fallback.max == cfg["max_wait"]
+
+
+# -- extreme numbers: a ValueError at build time, or a call that behaves ------------------------
+
+EXTREMES = st.sampled_from([0, 0.0, -0.0, -1, 5e-324, 1e-9, 0.5, 3, 1e7, 1e8, 1e308,
+                            float("nan"), float("inf"), float("-inf"), 10**400])
+
+
+def _build(factory: Any, **kwargs: Any) -> Any:
+    try:
+        return factory(**kwargs)
+    except (ValueError, TypeError) as exc:
+        named = [name for name in kwargs if name in str(exc)]
+        assert named, f"{exc} names none of {sorted(kwargs)}"
+        return None
+
+
+@FAST
+@given(initial=EXTREMES, max_wait=EXTREMES, deadline=EXTREMES, attempt_timeout=EXTREMES,
+       attempts=st.sampled_from([0, 1, 3, 8]))
+def test_extreme_policy_numbers(initial: Any, max_wait: Any, deadline: Any,
+                                attempt_timeout: Any, attempts: int) -> None:
+    policy = _build(brace.network, initial=initial, max_wait=max_wait, deadline=deadline,
+                    attempt_timeout=attempt_timeout, attempts=attempts)
+    if policy is None:
+        return
+    calls = 0
+
+    async def down() -> None:
+        nonlocal calls
+        calls += 1
+        raise ConnectionError("down")
+
+    with no_waits(), pytest.raises(ConnectionError):
+        asyncio.run(policy(down)())
+    assert 1 <= calls <= attempts
+
+
+@FAST
+@given(fail_max=st.sampled_from([0, 1, 2, 10**18, -1]), reset_timeout=EXTREMES)
+def test_extreme_breaker_numbers(fail_max: int, reset_timeout: Any) -> None:
+    brace.testing.reset_breakers()
+    cb = _build(brace.breaker, name="extreme", fail_max=fail_max, reset_timeout=reset_timeout)
+    if cb is None:
+        return
+
+    @brace.network(attempts=1, breaker="extreme")
+    def down() -> None:
+        raise ConnectionError("down")
+
+    for _ in range(min(fail_max, 3)):
+        with pytest.raises((ConnectionError, brace.CircuitOpenError)):
+            down()
+    if fail_max <= 3:
+        # Open: rejected until reset_timeout passes (a tiny one may have passed already,
+        # and the call is the trial).
+        with pytest.raises((brace.CircuitOpenError, ConnectionError)) as info:
+            down()
+        if isinstance(info.value, brace.CircuitOpenError):
+            assert 0 <= info.value.remaining_s <= reset_timeout
+    brace.testing.reset_breakers()
+
+
+@FAST
+@given(ratio=EXTREMES, min_per_s=EXTREMES, window_s=EXTREMES)
+def test_extreme_budget_numbers(ratio: Any, min_per_s: Any, window_s: Any) -> None:
+    brace.testing.reset_budgets()
+    budget = _build(brace.budget, name="extreme", ratio=ratio, min_per_s=min_per_s,
+                    window_s=window_s)
+    if budget is None:
+        return
+    calls = 0
+
+    @brace.network(attempts=3, budget=budget)
+    def down() -> None:
+        nonlocal calls
+        calls += 1
+        raise ConnectionError("down")
+
+    with no_waits():
+        for _ in range(3):
+            with pytest.raises(ConnectionError):
+                down()
+    assert 3 <= calls <= 9
+    brace.testing.reset_budgets()

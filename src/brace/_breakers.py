@@ -378,8 +378,9 @@ def breaker(
 def _create(name: str, given: dict[str, Any]) -> Gate:
     settings = {**DEFAULTS, **given}
     fail_max = _validate.attempts(settings["fail_max"], "fail_max")
-    reset_timeout = _validate.seconds(settings["reset_timeout"], "reset_timeout",
-                                      allow_zero=False)
+    # At least 1 ms: a breaker open for less protects nothing.
+    reset_timeout = _validate.number(settings["reset_timeout"], "reset_timeout", low=0.001,
+                                     high=_validate.MAX_SECONDS, unit=" of seconds")
     threshold = _validate.attempts(settings["success_threshold"], "success_threshold")
     exclude = given.get("exclude", ())
     if isinstance(exclude, type) or not isinstance(exclude, Iterable):

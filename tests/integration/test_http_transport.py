@@ -10,6 +10,7 @@ measures time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import socket
 import threading
@@ -631,3 +632,32 @@ def test_breaker_per_host(mode: str, fault_server: FaultServer,
     known = brace.breakers()
     assert "svc:127.0.0.1" in known and "svc" not in known
     assert known["svc:127.0.0.1"].state == "closed"
+
+
+# ----------------------------------------------------------- 16. deadline under concurrency
+
+
+def test_async_deadline_holds_under_concurrency_next_to_plain_httpx(
+        fault_server: FaultServer) -> None:
+    """100 concurrent requests to a server that never answers, with a 0.5 s deadline: the
+    worst one ends within 50 ms of plain httpx's own worst overrun with timeout=0.5."""
+    fault_server.script("/hang", hang(max_s=3))
+    url = fault_server.url_for("/hang")
+    limits = httpx.Limits(max_connections=200)
+
+    async def overruns(client: httpx.AsyncClient) -> float:
+        async def one() -> float:
+            started = time.monotonic()
+            with contextlib.suppress(httpx.TimeoutException):
+                await client.get(url)
+            return time.monotonic() - started - 0.5
+
+        async with client:
+            return max(await asyncio.gather(*(one() for _ in range(100))))
+
+    plain = asyncio.run(overruns(httpx.AsyncClient(timeout=0.5, limits=limits,
+                                                   trust_env=False)))
+    braced = asyncio.run(overruns(brace.http(deadline=0.5).async_client(
+        timeout=5, limits=limits, trust_env=False)))
+    assert braced >= 0  # the deadline is a deadline, not earlier
+    assert braced <= plain + 0.05, (braced, plain)
