@@ -54,7 +54,7 @@ def test_the_deadline_cuts_a_hanging_attempt_off(run: Callable[..., Any]) -> Non
 
     async def main() -> float:
         started = time.monotonic()
-        with pytest.raises(TimeoutError, match="deadline of 0.3 s reached"):
+        with pytest.raises(TimeoutError, match=r"deadline of 0\.3 s reached"):
             await hang()
         return time.monotonic() - started
 

@@ -170,7 +170,7 @@ def test_classes_are_refused() -> None:
     class Client:
         pass
 
-    with pytest.raises(TypeError, match="not the class .*Client: decorate the methods"):
+    with pytest.raises(TypeError, match=r"not the class .*Client: decorate the methods"):
         brace.network(Client)
 
 

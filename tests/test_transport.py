@@ -109,7 +109,7 @@ def test_per_request_policy(mode: str) -> None:
 
 
 def test_a_healthy_response_says_one_attempt() -> None:
-    handler, seen = scripted((200, {}))
+    handler, _seen = scripted((200, {}))
     response = get("sync", httpx.MockTransport(handler))
     assert response.extensions["brace"]["attempts"] == 1
     assert response.extensions["brace"]["exhausted"] is False
@@ -122,11 +122,11 @@ def test_per_request_policy_must_be_a_policy() -> None:
 
 
 def test_a_transport_says_no_to_a_fallback() -> None:
-    with pytest.raises(TypeError, match="fallback=.*transport cannot apply"):
+    with pytest.raises(TypeError, match=r"fallback=.*transport cannot apply"):
         brace.RetryTransport(policy=brace.http(fallback=None))
-    with pytest.raises(TypeError, match="fallback=.*transport cannot apply"):
+    with pytest.raises(TypeError, match=r"fallback=.*transport cannot apply"):
         brace.http(fallback=None).client()
-    with pytest.raises(TypeError, match="fallback=.*transport cannot apply"):
+    with pytest.raises(TypeError, match=r"fallback=.*transport cannot apply"):
         brace.AsyncRetryTransport(policy=brace.http(fallback=lambda exc: None))
     handler, _ = scripted((200, {}))
     with pytest.raises(TypeError, match=r'extensions\["brace"\] has a fallback='):

@@ -440,8 +440,11 @@ def _inner_exhausted(retry_state: RetryCallState) -> bool:
     # number its call began at; tenacity's own loops (retrying(), tenacity_kwargs()) have
     # the start time.
     assert retry_state.outcome is not None
+    after_mark = getattr(retry_state, "after_mark", None)
+    if after_mark is not None and predicates.LAST_MARK[0] <= after_mark:
+        return False  # nothing was given up on anywhere since this call began
     return predicates.is_exhausted(_outcome_value(retry_state.outcome), retry_state.start_time,
-                                   after_mark=getattr(retry_state, "after_mark", None))
+                                   after_mark=after_mark)
 
 
 # Results that never carry an HTTP status: the fast path skips looking for one.

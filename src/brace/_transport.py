@@ -222,9 +222,9 @@ class RetryTransport(_Base, httpx.BaseTransport):
         label = _describe(request)
         original, deadline = request.extensions.get("timeout"), Deadline(policy.deadline)
         if not _replayable(request):  # a streamed body can be sent once only
-            response = self.transport.handle_request(request)
-            _report(response, {}, deadline)
-            return response
+            once = self.transport.handle_request(request)
+            _report(once, {}, deadline)
+            return once
         last: list[httpx.Response] = []
 
         def attempt(request: httpx.Request) -> httpx.Response:
@@ -270,9 +270,9 @@ class AsyncRetryTransport(_Base, httpx.AsyncBaseTransport):
         label = _describe(request)
         original, deadline = request.extensions.get("timeout"), Deadline(policy.deadline)
         if not _replayable(request):
-            response = await self.transport.handle_async_request(request)
-            _report(response, {}, deadline)
-            return response
+            once = await self.transport.handle_async_request(request)
+            _report(once, {}, deadline)
+            return once
         last: list[httpx.Response] = []
 
         async def attempt(request: httpx.Request) -> httpx.Response:
