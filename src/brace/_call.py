@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pybreaker
 import tenacity
 
-from brace import _breakers, _budget, _config, _events, predicates, waits
+from brace import _breakers, _budget, _config, _events, _validate, predicates, waits
 from brace._breakers import CircuitOpenError, gate_for
 from brace._deadline import RUNNING, clock, current_call, watch_attempt, watchdog
 from brace.predicates import LAST_MARK as last_mark
@@ -64,14 +64,12 @@ class _Named:
         self.__qualname__ = label
 
     def __call__(self) -> None:
-        """Never called: it stands in for the function in tenacity's call state."""
+        """Never called: it stands for the function in tenacity's call state."""
 
 
 class _Done(tenacity.Future):
-    """A finished attempt's outcome, read without the lock a pending future needs.
-
-    tenacity reads an outcome several times per attempt (the predicate, the wait, the stop,
-    events); ``concurrent.futures.Future`` takes a lock on every read.
+    """A finished attempt's outcome, read without the lock that ``concurrent.futures`` takes
+    on every read (tenacity reads an outcome several times per attempt).
     """
 
     def __init__(self, attempt_number: int, exc: BaseException | None, value: Any) -> None:
@@ -242,10 +240,9 @@ def _agated(policy: Policy, fn: Callable[..., Any], name: str,
 
 def sync_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str | None = None,
               breaker: str | pybreaker.CircuitBreaker | None) -> Callable[..., Any]:
-    """``fn`` under ``policy``: fast path, then tenacity. Has a ``statistics`` dict.
+    """``fn`` under ``policy``: fast path, then tenacity; with a ``statistics`` dict.
 
-    ``name`` names the callable in breaker events; ``label`` (transports) names the retry
-    loop in retry events instead of ``fn``.
+    ``name`` names the callable in breaker events, ``label`` (transports) the retry loop.
     """
     check = policy.result_check
     attempt = fn if breaker is None else _gated(policy, fn, name, breaker, check)
@@ -467,22 +464,8 @@ def decorate(policy: Policy, fn: Callable[..., Any]) -> Any:
     if isinstance(fn, tenacity.retry_base) or not callable(fn):
         raise TypeError(f"a policy decorates a function, got {fn!r}")
     name = callable_name(fn)
-    if inspect.isclass(fn):
-        raise TypeError(f"a policy decorates a function, not the class {name}: decorate the "
-                        "methods that call the dependency")
-    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
-        # An error while iterating would escape the policy, and a generator that already
-        # yielded items cannot be rerun without repeating them.
-        raise TypeError(f"a policy cannot retry the generator function {name}: decorate a "
-                        "function that returns the data (for example as a list), or retry "
-                        "the call that opens the stream")
     asynchronous = is_async(fn)
-    if policy.attempt_timeout is not None and not asynchronous:
-        raise TypeError(
-            f"attempt_timeout= cannot interrupt the sync function {name}: set its client's "
-            "own timeout (for example httpx.Client(timeout=...) or a driver's "
-            "connect_timeout), or use brace's httpx client, which applies attempt_timeout "
-            "per request")
+    _validate.decoratable(fn, name, asynchronous, policy.attempt_timeout)
     path = async_path if asynchronous else sync_path
     core = path(policy, fn, name=name, breaker=policy.breaker)
     stats = core.statistics  # type: ignore[attr-defined]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast, overload
 
@@ -21,7 +20,6 @@ import pybreaker
 import tenacity
 
 from brace import _budget, _call, _config, _events, _explain, _validate, predicates, stops, waits
-from brace._breakers import gate_for
 
 if TYPE_CHECKING:
     import httpx
@@ -61,29 +59,6 @@ class Retried(Protocol[P, R]):
     def __get__(self, instance: object, owner: type | None = None) -> Any:
         """Bind like a function."""
         ...
-
-
-def _normalize_on(on: object) -> tuple[OnSpec, ...]:
-    items: Sequence[object]
-    if isinstance(on, (list, tuple)):
-        items = on
-    elif isinstance(on, (set, frozenset)):
-        raise TypeError("on= must be an exception type, a predicate, or a list/tuple of them "
-                        "(a set has no stable order)")
-    else:
-        items = (on,)
-    for item in items:
-        if isinstance(item, type):
-            if not issubclass(item, BaseException):
-                raise TypeError(f"on= accepts exception types, got the class {item.__name__!r}, "
-                                "which is not a subclass of BaseException")
-            if not issubclass(item, Exception):
-                raise TypeError(f"on= cannot retry {item.__name__}: cancellation, interrupts "
-                                "and exits always propagate at once; list Exception "
-                                "subclasses only")
-        elif isinstance(item, BaseException) or not callable(item):
-            raise TypeError(f"on= accepts exception types or predicates, got {item!r}")
-    return cast("tuple[OnSpec, ...]", tuple(items))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +127,7 @@ class Policy:
         if not isinstance(self.retry, tenacity.retry_base):
             raise TypeError(f"retry= must be a tenacity retry object (tenacity.retry_base), "
                             f"got {self.retry!r}")
-        statuses = predicates.check_statuses(self.statuses)
+        statuses = _validate.statuses(self.statuses)
         if not isinstance(self.idempotent_only, bool):
             raise TypeError(f"idempotent_only must be a bool, got {self.idempotent_only!r}")
         if self.attempt_timeout is not None:
@@ -177,7 +152,7 @@ class Policy:
         object.__setattr__(self, "initial", initial)
         object.__setattr__(self, "max_wait", max_wait)
         object.__setattr__(self, "deadline", deadline)
-        object.__setattr__(self, "on", _normalize_on(self.on))
+        object.__setattr__(self, "on", _validate.on_spec(self.on))
 
     # -- the retry decision ----------------------------------------------------------------
 
@@ -271,7 +246,7 @@ class Policy:
 
         The budget comes last and spends a retry only when nothing else stops the call.
         """
-        return _Stop(self)
+        return stops.PolicyStop(self.attempts, self.deadline, self.breaker, self.budget)
 
     def _before(self, retry_state: RetryCallState) -> None:
         # Counts the call for the budget where no call path did (retrying(), tenacity code).
@@ -291,10 +266,11 @@ class Policy:
         result, such as a 503 response), never a ``tenacity.RetryError``.
         """
         stop = self.stop_object
-        reason = stop.reasons.pop(retry_state, "stop") if isinstance(stop, _Stop) else "stop"
+        reason = (stop.reasons.pop(retry_state, "stop") if isinstance(stop, stops.PolicyStop)
+                  else "stop")
         assert retry_state.outcome is not None
         # Retries ran out: an enclosing policy must not retry this again (retry at one layer).
-        predicates.mark_exhausted(_outcome_value(retry_state.outcome))
+        predicates.mark_exhausted(predicates.outcome_value(retry_state))
         if reason == "budget_exhausted":
             _events.retry_budget_exhausted(retry_state.get_fn_name(), self.preset,
                                            _budget.lookup(self.budget).name,  # type: ignore[arg-type]
@@ -430,11 +406,6 @@ class Policy:
         return cast("Retried[P, R]", _call.decorate(self, fn))
 
 
-def _outcome_value(outcome: tenacity.Future) -> object:
-    exc = outcome.exception()
-    return exc if exc is not None else outcome.result()
-
-
 def _inner_exhausted(retry_state: RetryCallState) -> bool:
     # Given up on by an inner policy during this call: brace's call path knows the mark
     # number its call began at; tenacity's own loops (retrying(), tenacity_kwargs()) have
@@ -443,7 +414,7 @@ def _inner_exhausted(retry_state: RetryCallState) -> bool:
     after_mark = getattr(retry_state, "after_mark", None)
     if after_mark is not None and predicates.LAST_MARK[0] <= after_mark:
         return False  # nothing was given up on anywhere since this call began
-    return predicates.is_exhausted(_outcome_value(retry_state.outcome), retry_state.start_time,
+    return predicates.is_exhausted(predicates.outcome_value(retry_state), retry_state.start_time,
                                    after_mark=after_mark)
 
 
@@ -511,39 +482,3 @@ class _Reported(tenacity.retry_base):
 
     def __repr__(self) -> str:
         return repr(self.decision)
-
-
-class _Stop(tenacity.stop.stop_base):
-    """The policy's stop: attempts, deadline, an open breaker, an empty budget (in order).
-
-    The budget comes last and is spent only when everything else lets the retry happen.
-    Which one fired is kept for the give-up report.
-    """
-
-    def __init__(self, policy: Policy) -> None:
-        self.attempts = policy.attempts
-        self.deadline = stops.deadline(policy.deadline)
-        self.breaker = policy.breaker
-        self.budget = policy.budget
-        self.reasons: weakref.WeakKeyDictionary[RetryCallState, str] = (
-            weakref.WeakKeyDictionary())
-
-    def __call__(self, retry_state: RetryCallState) -> bool:
-        """Return True (and remember why) when the call must give up now."""
-        if retry_state.attempt_number >= self.attempts:
-            reason = "attempts"
-        elif self.deadline(retry_state):
-            reason = "deadline"
-        elif self.breaker is not None and gate_for(self.breaker).is_open():
-            # This attempt's failure tripped (or met) an open breaker: stop here with the
-            # real error instead of sleeping towards a certain rejection.
-            reason = "breaker_open"
-        elif self.budget is not None and not _budget.lookup(self.budget).try_spend():
-            reason = "budget_exhausted"  # retries are over their share: do not add load
-        else:
-            return False
-        self.reasons[retry_state] = reason
-        return True
-
-    def __repr__(self) -> str:
-        return f"brace.stops.limits(attempts={self.attempts}, deadline={self.deadline.max_delay!r})"

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import tenacity
 
+from brace import _validate
 from brace._deadline import clock
 
 if TYPE_CHECKING:
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 __all__ = [
     "IDEMPOTENT_METHODS",
     "NEVER_RETRY",
-    "check_statuses",
     "db_code",
     "dbapi_transient",
     "idempotent",
@@ -162,15 +162,11 @@ _PG_REFUSED_MESSAGE = re.compile(
     r"|permission denied for database|SSL .*required|certificate",
     re.IGNORECASE,
 )
-# psycopg's and psycopg2's failed or lost connections say "connection failed: ...", "server
-# closed the connection unexpectedly", "the connection is closed"... asyncpg raises
-# InterfaceError("connection is closed") on a connection the server terminated, and
-# InterfaceError("cannot call Transaction.__aexit__(): the underlying connection is closed")
-# from `async with conn.transaction()` when it was terminated inside the transaction. When the
-# server's termination notice (57P01) arrives between two statements, asyncpg's protocol waits
-# for a sync that never comes and the next statement raises InternalClientError("cannot
-# switch to state 15; another operation (2) is in progress") (asyncpg issues 784 and 1069;
-# SQLAlchemy invalidates the connection for it): the session is gone, nothing was committed.
+# asyncpg raises InterfaceError("...connection is closed") on a connection the server
+# terminated (also from `async with conn.transaction()`), and, when the termination notice
+# (57P01) arrives between two statements, InternalClientError("cannot switch to state 15;
+# another operation (2) is in progress") (asyncpg issues 784 and 1069; SQLAlchemy
+# invalidates the connection for it): the session is gone, nothing was committed.
 _ASYNCPG_CLOSED = "connection is closed"
 _ASYNCPG_STUCK = "cannot switch to state"
 _PG_DRIVERS = ("psycopg", "asyncpg")  # "psycopg" covers psycopg2 and psycopg_pool
@@ -343,9 +339,8 @@ dbapi_transient: tenacity.retry_base = _ExceptionPredicate("dbapi_transient", is
 
 
 # --- HTTP ------------------------------------------------------------------------------------
-# Read by duck typing: an httpx.Response result, an httpx.HTTPStatusError, or any exception
-# that carries `status_code` or `response.status_code` (the openai and anthropic SDKs' errors),
-# without importing those libraries.
+# By duck typing: an httpx.Response, an httpx.HTTPStatusError, or any exception with
+# `status_code` or `response.status_code` (the LLM SDKs' errors), importing none of them.
 
 
 def outcome_value(retry_state: RetryCallState) -> object:
@@ -392,33 +387,10 @@ def request_of(value: object) -> Any:
     return None
 
 
-def _check_status(code: object, name: str = "status codes", low: int = 100) -> int:
-    if isinstance(code, bool) or not isinstance(code, int):
-        raise TypeError(f"{name} must be ints in {low}-599, got {code!r}")
-    if not low <= code <= 599:
-        raise ValueError(f"{name} must be in {low}-599, got {code!r}")
-    return code
-
-
-def check_statuses(codes: object, name: str = "statuses") -> tuple[int, ...]:
-    """``codes`` as a sorted tuple of error statuses (ints in 400-599), else raise naming it.
-
-    Raises:
-        TypeError: ``codes`` is not a collection of ints (a single int included).
-        ValueError: a code is outside 400-599 (a success or redirect is never retried).
-    """
-    if isinstance(codes, (str, bytes)) or not isinstance(codes, (list, tuple, set, frozenset)):
-        raise TypeError(f"{name} must be a list or tuple of HTTP statuses (ints in 400-599), "
-                        f"got {codes!r}; for one status write {name}=[{codes!r}]")
-    return tuple(sorted({_check_status(code, name, 400) for code in codes}))
-
-
 # --- retry at one layer ----------------------------------------------------------------------
-# An error or response that leaves a brace policy after its retries ran out carries a mark:
-# a number from one process-wide sequence, and when it was set. An enclosing policy never
-# retries a value marked since its own call began, so nested policies add attempts, never
-# multiply them. (Since its call began, not ever: an exception instance raised again by a
-# later call, as mocks do, was not given up on in that call.)
+# What a policy gave up on carries a mark (a number from one sequence, and the time): an
+# enclosing policy never retries a value marked since its own call began. Since then, not
+# ever: mocks raise one exception instance again in later calls.
 
 _EXHAUSTED = "__brace_exhausted__"
 _sequence = itertools.count(1)
@@ -426,32 +398,23 @@ _sequence = itertools.count(1)
 LAST_MARK = [0]
 
 
-def _mark_of(value: object) -> tuple[int, float] | None:
-    for holder in (value, getattr(value, "response", None)):
-        mark = getattr(holder, _EXHAUSTED, None)
-        if isinstance(mark, tuple):
-            return mark
-    return None
-
-
 def is_exhausted(value: object, since: float = float("-inf"), *,
                  after_mark: int | None = None) -> bool:
-    """True when a brace policy gave up on ``value`` (its retries ran out) during a call.
+    """True when a brace policy gave up on ``value`` (retries ran out) since a call began.
 
-    The call began at ``since``, a reading of ``time.monotonic()`` such as tenacity's
-    ``retry_state.start_time`` (brace's own call path uses the mark number it read when the
-    call began, ``after_mark``). Looks at the value, the response it carries, and the errors
-    it was raised from. Every brace policy refuses to retry such a value
-    (``reason=inner_exhausted``); use this in your own tenacity code to retry at one layer
-    only.
+    ``since`` is a ``time.monotonic()`` reading such as tenacity's ``retry_state.start_time``
+    (brace's call path passes ``after_mark``, the mark number it read then). Looks at the
+    value, its response and the errors it was raised from. Brace policies never retry such
+    a value (``reason=inner_exhausted``); use it to retry at one layer in tenacity code.
     """
     for _ in range(4):
         if value is None:
             return False
-        mark = _mark_of(value)
-        if mark is not None and (mark[0] > after_mark if after_mark is not None
-                                 else mark[1] >= since):
-            return True
+        for holder in (value, getattr(value, "response", None)):
+            mark = getattr(holder, _EXHAUSTED, None)
+            if isinstance(mark, tuple) and (mark[0] > after_mark if after_mark is not None
+                                            else mark[1] >= since):
+                return True
         value = getattr(value, "__cause__", None) or getattr(value, "__context__", None)
     return False
 
@@ -477,7 +440,7 @@ class status(tenacity.retry_base):  # lower case, as tenacity names its predicat
     """
 
     def __init__(self, *codes: int) -> None:
-        self.codes = frozenset(_check_status(code) for code in codes)
+        self.codes = frozenset(_validate.status(code) for code in codes)
 
     def __call__(self, retry_state: RetryCallState) -> bool:
         """Return True when the outcome's status is one of the codes."""
