@@ -68,8 +68,9 @@ class _Named:
 
 
 class _Done(tenacity.Future):
-    """A finished attempt's outcome, read without the lock that ``concurrent.futures`` takes
-    on every read (tenacity reads an outcome several times per attempt).
+    """A finished attempt's outcome, read without ``concurrent.futures``' lock.
+
+    tenacity reads an outcome several times per attempt; a pending future locks each read.
     """
 
     def __init__(self, attempt_number: int, exc: BaseException | None, value: Any) -> None:
