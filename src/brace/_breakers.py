@@ -86,7 +86,10 @@ class _Listener(pybreaker.CircuitBreakerListener):
                      new_state: pybreaker.CircuitBreakerState) -> None:
         old = old_state.name if old_state else None
         if old != new_state.name:  # close() on a closed breaker is no transition
-            _events.breaker_state_changed(cb.name or "<unnamed>", old, new_state.name)
+            tripped_by = (self.gate.recording if self.gate is not None
+                          and new_state.name == _OPEN else None)
+            _events.breaker_state_changed(cb.name or "<unnamed>", old, new_state.name,
+                                          tripped_by)
         self._refresh()
 
     def failure(self, cb: pybreaker.CircuitBreaker, exc: BaseException) -> None:
@@ -168,6 +171,7 @@ class Gate:
         # successes. Kept up to date by brace's listener on brace's own breakers; a breaker
         # built elsewhere may change unseen, so its calls always take the checked path.
         self._watched = isinstance(cb, _Breaker)
+        self.recording: tuple[str, BaseException] | None = None  # the failure being recorded
         self.fast = False
         self.refresh()
 
@@ -220,12 +224,12 @@ class Gate:
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
-            self.settle(judge, trial, exc, None)
+            self.settle(judge, name, trial, exc, None)
             raise
         # A healthy call through a closed, quiet breaker has nothing to record.
         check = judge.result_check
         if trial or (check is not None and check(result)) or not self.quiet():
-            self.settle(judge, trial, None, result)
+            self.settle(judge, name, trial, None, result)
         return result
 
     async def acall(self, judge: Judge, name: str, fn: Callable[..., Awaitable[Any]],
@@ -235,16 +239,16 @@ class Gate:
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
-            self.settle(judge, trial, exc, None)
+            self.settle(judge, name, trial, exc, None)
             raise
         check = judge.result_check
         if trial or (check is not None and check(result)) or not self.quiet():
-            self.settle(judge, trial, None, result)
+            self.settle(judge, name, trial, None, result)
         return result
 
-    def settle(self, judge: Judge, trial: bool, exc: BaseException | None,
+    def settle(self, judge: Judge, name: str, trial: bool, exc: BaseException | None,
                result: Any) -> None:
-        """Record one attempt's outcome, as the policy judges it."""
+        """Record one attempt (of the callable ``name``), as the policy judges its outcome."""
         if isinstance(exc, _NEVER_COUNTED):
             # Cancelled or interrupted: no verdict on the dependency, but a trial must end
             # so the breaker can admit another one.
@@ -259,12 +263,13 @@ class Gate:
         if not counted:
             self.record(trial, None)  # like pybreaker's `exclude`: counts as a success
         elif exc is not None:
-            self.record(trial, exc)
+            self.record(trial, exc, name)
         else:
-            self.record(trial, CountedResult(_events.describe_result(result)))
+            self.record(trial, CountedResult(_events.describe_result(result)), name)
 
-    def record(self, trial: bool, failure: BaseException | None) -> None:
-        """Record one outcome: ``failure`` counts against the breaker, None is a success."""
+    def record(self, trial: bool, failure: BaseException | None, name: str = "") -> None:
+        """Record one outcome: ``failure`` (of the callable ``name``) counts against the
+        breaker, None is a success."""
         cb = self.breaker
         if failure is None and not trial and self.quiet():
             return
@@ -277,6 +282,8 @@ class Gate:
             if failure is None:
                 cb.call(_noop)
             else:
+                # Read by the listener should this failure open the breaker.
+                self.recording = (name, failure)
                 cb.call(_reraise, failure)
         except pybreaker.CircuitBreakerError:
             pass  # another caller reopened it meanwhile, or pybreaker's own trip error
@@ -284,6 +291,7 @@ class Gate:
             if exc is not failure:
                 raise
         finally:
+            self.recording = None
             if trial:
                 self.release()
             self.refresh()
@@ -434,7 +442,9 @@ def gate_for(spec: str | pybreaker.CircuitBreaker) -> Gate:
         gate = _by_object.get(spec)
         if gate is None:
             gate = _by_object[spec] = Gate(spec, _storage_of(spec))
-            spec.add_listener(_Listener())
+            listener = _Listener()
+            listener.gate = gate
+            spec.add_listener(listener)
         return gate
 
 

@@ -208,10 +208,10 @@ def _gated(policy: Policy, fn: Callable[..., Any], name: str,
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
-            gate.settle(policy, False, exc, None)
+            gate.settle(policy, name, False, exc, None)
             raise
         if (check is not None and check(result)) or not gate.fast:
-            gate.settle(policy, False, None, result)
+            gate.settle(policy, name, False, None, result)
         return result
 
     return attempt
@@ -230,10 +230,10 @@ def _agated(policy: Policy, fn: Callable[..., Any], name: str,
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
-            gate.settle(policy, False, exc, None)
+            gate.settle(policy, name, False, exc, None)
             raise
         if (check is not None and check(result)) or not gate.fast:
-            gate.settle(policy, False, None, result)
+            gate.settle(policy, name, False, None, result)
         return result
 
     return attempt

@@ -1,14 +1,16 @@
 """Every event brace emits, named in one place, and the one place that emits them.
 
-Events carry names, numbers and a redacted one-line description of the error. Call
-arguments, headers and results are never logged (a ``repr(args)`` leaks secrets); URLs
-lose their userinfo and sensitive query values (``brace._redact``). An event is built
-only when structlog keeps its level: describing an error costs more than retrying it.
+Each event goes to structlog (logger ``brace``) and to every observer installed with
+``brace.observe``, with the same fields. Events carry names, numbers and a redacted one-line
+description of the error; call arguments, headers and results are never logged (a
+``repr(args)`` leaks secrets), and every text passes through ``brace._redact``. An event is
+built only when someone listens: an observer, or structlog at that level.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -25,31 +27,76 @@ __all__ = [
     "BREAKER_STATE_CHANGED",
     "BREAKER_STORAGE_ERROR",
     "DEGRADED",
+    "OBSERVER_FAILED",
     "RETRY_BUDGET_EXHAUSTED",
     "RETRY_GAVE_UP",
     "RETRY_SCHEDULED",
+    "RETRY_SKIPPED",
     "RETRY_SUCCEEDED",
+    "Observer",
     "breaker_rejected",
     "breaker_state_changed",
     "breaker_storage_error",
-    "db_fields",
     "degraded",
-    "describe",
     "describe_error",
     "describe_result",
+    "observe",
     "redact",
     "retry_budget_exhausted",
     "retry_gave_up",
     "retry_scheduled",
+    "retry_skipped",
     "retry_succeeded",
+    "unobserve",
 ]
 
 RETRY_SCHEDULED = "retry.scheduled"
+RETRY_SKIPPED = "retry.skipped"
 RETRY_GAVE_UP = "retry.gave_up"
 RETRY_SUCCEEDED = "retry.succeeded"
 RETRY_BUDGET_EXHAUSTED = "retry.budget_exhausted"
+BREAKER_STATE_CHANGED = "breaker.state_changed"
+BREAKER_REJECTED = "breaker.rejected"
+BREAKER_STORAGE_ERROR = "breaker.storage_error"
+DEGRADED = "degraded"
+OBSERVER_FAILED = "observer.failed"
+
+#: An observer: called with each event's name and fields.
+Observer = Callable[[str, dict[str, Any]], object]
 
 _log = structlog.get_logger("brace")
+_LEVELS = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warning",
+           logging.ERROR: "error"}
+_observers: tuple[Observer, ...] = ()  # replaced whole, so emitting needs no lock
+_failed: set[int] = set()  # observers whose failure was reported (once each)
+_lock = threading.Lock()
+
+
+def observe(callback: Observer) -> Observer:
+    """Pass every brace event to ``callback(event, fields)``; return ``callback``.
+
+    ``fields`` is a fresh dict with the fields structlog gets. An observer that raises is
+    reported once (``observer.failed``) and never breaks the call. Observing twice is one
+    observer. Usable as a decorator.
+
+    Raises:
+        TypeError: ``callback`` is not callable.
+    """
+    global _observers
+    if not callable(callback):
+        raise TypeError(f"observe() takes a callable(event, fields), got {callback!r}")
+    with _lock:
+        if callback not in _observers:
+            _observers = (*_observers, callback)
+    return callback
+
+
+def unobserve(callback: Observer) -> None:
+    """Stop passing events to ``callback`` (nothing happens if it was not observing)."""
+    global _observers
+    with _lock:
+        _observers = tuple(o for o in _observers if o != callback)
+        _failed.discard(id(callback))
 
 
 def _wanted(level: int) -> bool:
@@ -63,12 +110,24 @@ def _wanted(level: int) -> bool:
     except Exception:  # a wrapper class whose level lives on its instances: keep the event
         return True
 
-def describe(outcome: Future | None) -> str:
-    """One redacted line for an attempt's outcome: ``Type: message``, or the result's type."""
-    if outcome is None:
-        return "none"
-    exc = outcome.exception()
-    return describe_result(outcome.result()) if exc is None else describe_error(exc)
+
+def _emit(level: int, event: str, build: Callable[[], dict[str, Any]]) -> None:
+    # The one place events leave brace: built only when someone listens.
+    observers = _observers
+    logged = _wanted(level)
+    if not observers and not logged:
+        return
+    fields = build()
+    if logged:
+        getattr(_log, _LEVELS[level])(event, **fields)
+    for observer in observers:
+        try:
+            observer(event, dict(fields))
+        except Exception as exc:  # an observer's bug must never break the call
+            if id(observer) not in _failed:
+                _failed.add(id(observer))
+                _log.error(OBSERVER_FAILED, observer=repr(observer), event_name=event,
+                           error=describe_error(exc))
 
 
 def describe_error(exc: BaseException) -> str:
@@ -85,94 +144,116 @@ def describe_result(result: object) -> str:
     return f"result {kind}" + (f" status {status}" if isinstance(status, int) else "")
 
 
-def db_fields(outcome: Future | None) -> dict[str, str]:
-    """``{"db_code": "40001"}`` when the outcome's error carries a database code, else ``{}``.
-
-    The code is ``brace.predicates.db_code``'s: a SQLSTATE, a SQLite error name or a
-    MySQL error number.
-    """
-    exc = None if outcome is None else outcome.exception()
-    code = None if exc is None else predicates.db_code(exc)
-    return {} if code is None else {"db_code": code}
+def _outcome_fields(outcome: Future | None) -> dict[str, Any]:
+    """``error`` and ``error_type`` of an attempt's outcome, plus ``status`` and
+    ``db_code`` when it carries them."""
+    if outcome is None:
+        return {"error": "none", "error_type": "none"}
+    exc = outcome.exception()
+    value: object = exc if exc is not None else outcome.result()
+    status = predicates.status_of(value)
+    if exc is not None:
+        fields: dict[str, Any] = {"error": describe_error(exc),
+                                  "error_type": type(exc).__name__}
+        code = predicates.db_code(exc)
+        if code is not None:
+            fields["db_code"] = code
+    else:
+        fields = {"error": describe_result(value),
+                  "error_type": f"HTTP {status}" if status is not None else type(value).__name__}
+    if status is not None:
+        fields["status"] = status
+    return fields
 
 
 def _name(callable_name: str | Callable[[], str]) -> str:
-    return callable_name if isinstance(callable_name, str) else callable_name()
+    return redact(callable_name if isinstance(callable_name, str) else callable_name())
 
 
-def retry_scheduled(
-    callable_name: str | Callable[[], str], preset: str, attempt: int, wait_s: float,
-    outcome: Future | None, **extra: Any,
-) -> None:
+def retry_scheduled(callable_name: str | Callable[[], str], preset: str, attempt: int,
+                    wait_s: float, outcome: Future | None,
+                    wait_source: str | Callable[[], str]) -> None:
     """Attempt ``attempt`` failed and another follows after ``wait_s`` seconds.
 
-    Carries ``db_code`` when the error is a database error with a code.
+    ``wait_source`` says where the wait came from: ``backoff`` or ``retry_after``.
     """
-    if not _wanted(logging.WARNING):
-        return
-    _log.warning(RETRY_SCHEDULED, callable=_name(callable_name), preset=preset, attempt=attempt,
-                 wait_s=round(wait_s, 6), error=describe(outcome), **db_fields(outcome),
-                 **extra)
+    _emit(logging.WARNING, RETRY_SCHEDULED, lambda: {
+        "callable": _name(callable_name), "preset": preset, "attempt": attempt,
+        "wait_s": round(wait_s, 6), "wait_source": _name(wait_source),
+        **_outcome_fields(outcome)})
 
 
-def retry_gave_up(
-    callable_name: str | Callable[[], str], preset: str, attempts: int, elapsed_s: float,
-    outcome: Future | None, reason: str, **extra: Any,
-) -> None:
-    """The policy stopped retrying after ``attempts`` attempts; ``reason`` says why.
-
-    Carries ``db_code`` when the error is a database error with a code.
-    """
-    if not _wanted(logging.ERROR):
-        return
-    _log.error(RETRY_GAVE_UP, callable=_name(callable_name), preset=preset, attempts=attempts,
-               elapsed_s=round(elapsed_s, 6), error=describe(outcome), reason=reason,
-               **db_fields(outcome), **extra)
+def retry_skipped(callable_name: str | Callable[[], str], preset: str, attempt: int,
+                  outcome: Future | None, reason: str) -> None:
+    """A failure the policy would retry was not resent: ``not_idempotent`` (a POST without
+    an Idempotency-Key) or ``streamed_body`` (a request body that cannot be replayed)."""
+    _emit(logging.INFO, RETRY_SKIPPED, lambda: {
+        "callable": _name(callable_name), "preset": preset, "attempt": attempt,
+        "reason": reason, **_outcome_fields(outcome)})
 
 
-def retry_budget_exhausted(callable_name: str, preset: str | None, budget: str,
-                           attempt: int) -> None:
-    """A retry was wanted but the retry budget ``budget`` refused it: the call gives up."""
-    _log.warning(RETRY_BUDGET_EXHAUSTED, callable=callable_name, preset=preset, budget=budget,
-                 attempt=attempt)
+def retry_gave_up(callable_name: str | Callable[[], str], preset: str, attempts: int,
+                  elapsed_s: float, outcome: Future | None, reason: str) -> None:
+    """The policy stopped retrying after ``attempts`` attempts; ``reason`` says why."""
+    _emit(logging.ERROR, RETRY_GAVE_UP, lambda: {
+        "callable": _name(callable_name), "preset": preset, "attempts": attempts,
+        "elapsed_s": round(elapsed_s, 6), "reason": reason, **_outcome_fields(outcome)})
 
 
 def retry_succeeded(callable_name: str | Callable[[], str], preset: str, attempts: int,
                     elapsed_s: float) -> None:
     """A call succeeded after at least one retry."""
-    if not _wanted(logging.INFO):
-        return
-    _log.info(RETRY_SUCCEEDED, callable=_name(callable_name), preset=preset, attempts=attempts,
-              elapsed_s=round(elapsed_s, 6))
+    _emit(logging.INFO, RETRY_SUCCEEDED, lambda: {
+        "callable": _name(callable_name), "preset": preset, "attempts": attempts,
+        "elapsed_s": round(elapsed_s, 6)})
 
 
-BREAKER_STATE_CHANGED = "breaker.state_changed"
-BREAKER_REJECTED = "breaker.rejected"
-BREAKER_STORAGE_ERROR = "breaker.storage_error"
-DEGRADED = "degraded"
+def retry_budget_exhausted(callable_name: str | Callable[[], str], preset: str | None,
+                           budget: str, attempt: int) -> None:
+    """A retry was wanted but the retry budget ``budget`` refused it: the call gives up."""
+    _emit(logging.WARNING, RETRY_BUDGET_EXHAUSTED, lambda: {
+        "callable": _name(callable_name), "preset": preset, "budget": budget,
+        "attempt": attempt})
 
 
-def breaker_state_changed(breaker: str, old: str | None, new: str) -> None:
-    """A circuit breaker moved from ``old`` to ``new`` (closed, open, half-open)."""
-    level = _log.warning if new == "open" else _log.info
-    level(BREAKER_STATE_CHANGED, breaker=breaker, old=old, new=new)
+def breaker_state_changed(breaker: str, old: str | None, new: str,
+                          tripped_by: tuple[str, BaseException] | None = None) -> None:
+    """A circuit breaker moved from ``old`` to ``new`` (closed, open, half-open).
+
+    On opening, ``callable`` and ``error`` say which call's failure tripped it.
+    """
+    def build() -> dict[str, Any]:
+        fields: dict[str, Any] = {"breaker": breaker, "old": old, "new": new}
+        if tripped_by is not None:
+            fields["callable"] = _name(tripped_by[0])
+            fields["error"] = describe_error(tripped_by[1])
+        return fields
+
+    _emit(logging.WARNING if new == "open" else logging.INFO, BREAKER_STATE_CHANGED, build)
 
 
-def breaker_rejected(breaker: str, callable_name: str, remaining_s: float) -> None:
-    """An open (or busy half-open) breaker refused a call without running it."""
-    _log.warning(BREAKER_REJECTED, breaker=breaker, callable=callable_name,
-                 remaining_s=round(remaining_s, 3))
+def breaker_rejected(breaker: str, callable_name: str, remaining_s: float | None) -> None:
+    """An open breaker (``reason=open``, with ``remaining_s`` until a trial) or a half-open
+    one whose trial is still running (``reason=trial_in_progress``) refused a call."""
+    def build() -> dict[str, Any]:
+        fields: dict[str, Any] = {"breaker": breaker, "callable": _name(callable_name),
+                                  "reason": "open" if remaining_s else "trial_in_progress"}
+        if remaining_s:
+            fields["remaining_s"] = round(remaining_s, 3)
+        return fields
+
+    _emit(logging.WARNING, BREAKER_REJECTED, build)
 
 
 def breaker_storage_error(breaker: str, message: str, error: BaseException | None) -> None:
     """The breaker's shared storage (Redis) failed; the breaker used its fallback state."""
-    described = "none" if error is None else describe_error(error)
-    _log.error(BREAKER_STORAGE_ERROR, breaker=breaker, message=message, error=described)
+    _emit(logging.ERROR, BREAKER_STORAGE_ERROR, lambda: {
+        "breaker": breaker, "message": redact(message),
+        "error": "none" if error is None else describe_error(error)})
 
 
 def degraded(callable_name: str, preset: str, reason: str, error: BaseException) -> None:
     """A fallback value was returned instead of the call's result; ``reason`` says why."""
-    if not _wanted(logging.WARNING):
-        return
-    _log.warning(DEGRADED, callable=callable_name, preset=preset, reason=reason,
-                 error=describe_error(error))
+    _emit(logging.WARNING, DEGRADED, lambda: {
+        "callable": _name(callable_name), "preset": preset, "reason": reason,
+        "error": describe_error(error)})

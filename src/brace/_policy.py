@@ -255,9 +255,11 @@ class Policy:
 
     def before_sleep(self, retry_state: RetryCallState) -> None:
         """Tenacity's ``before_sleep`` hook: the one emitter of ``retry.scheduled``."""
-        _events.retry_scheduled(retry_state.get_fn_name, self.preset,
-                                retry_state.attempt_number, retry_state.upcoming_sleep,
-                                retry_state.outcome)
+        _events.retry_scheduled(
+            retry_state.get_fn_name, self.preset, retry_state.attempt_number,
+            retry_state.upcoming_sleep, retry_state.outcome,
+            lambda: ("retry_after" if waits.server_delay(predicates.outcome_value(retry_state))
+                     is not None else "backoff"))
 
     def give_up(self, retry_state: RetryCallState) -> Any:
         """Tenacity's ``retry_error_callback``: report, then the real error or last result.
@@ -470,6 +472,11 @@ class _Reported(tenacity.retry_base):
             reason = "inner_exhausted"  # an inner policy gave up: never retried again here
         elif isinstance(exc, pybreaker.CircuitBreakerError):
             reason = "breaker_open"
+        elif self.policy.idempotent_only and self.policy.failure(retry_state):
+            # A failure that would be retried, but resending the request is not safe.
+            _events.retry_skipped(retry_state.get_fn_name, self.policy.preset,
+                                  retry_state.attempt_number, outcome, "not_idempotent")
+            return False
         elif retry_state.attempt_number > 1:
             reason = "not_retryable"
         else:

@@ -1,7 +1,11 @@
 """What may leave the process: every text brace logs or reports passes through ``redact``.
 
-URL userinfo, query and keyword secrets, DSN passwords, bearer tokens and SQL data are
-replaced by ``***``; call arguments, headers and results are never logged at all.
+Removed: URL userinfo (whatever characters the password holds), the value of every query
+parameter, keyword, header, JSON or dict entry whose name contains token, secret, password,
+passwd, pwd, key, auth, signature, sig, credential, session or cookie (``client_secret``,
+``X-Amz-Credential``, ``api%5Fkey``...), ``Authorization`` values of any scheme, bearer
+tokens, SQL parameters and PostgreSQL DETAIL lines. Call arguments, headers and results are
+never logged at all.
 """
 
 from __future__ import annotations
@@ -10,14 +14,29 @@ import re
 
 __all__ = ["redact"]
 
-_SENSITIVE = r"(?:token|access_token|api_key|apikey|key|password|passwd|pwd|secret|signature|sig)"
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@]+@")
-_QUERY_SECRET = re.compile(rf"(?P<key>[?&;]{_SENSITIVE}=)[^&#\s]*", re.IGNORECASE)
-# DSN-style "password=... " (libpq keyword strings) and "Bearer <token>".
-# Not after ?, & or ; : query parameters are _QUERY_SECRET's, and must keep their neighbours.
-_KEYWORD_SECRET = re.compile(rf"(?<![?&;])(?P<key>\b{_SENSITIVE}\s*=\s*)(?:'[^']*'|\S+)",
-                             re.IGNORECASE)
-_BEARER = re.compile(r"(?P<key>\bBearer\s+)\S+", re.IGNORECASE)
+# A name that says its value is secret: any name containing one of these (case-insensitive).
+_SENSITIVE = (r"(?:token|secret|password|passwd|pwd|key|auth|signature|sig|credential"
+              r"|session|cookie)")
+# Userinfo runs to the last @ before whitespace or a quote: a password may hold @ and /.
+_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^\s'\"<>]*@")
+# Query parameters: the value ends at the next & (or #, whitespace, a quote).
+_QUERY = re.compile(rf"(?P<key>[?&;][\w%.-]*{_SENSITIVE}[\w%.-]*=)[^&#\s'\"]*",
+                    re.IGNORECASE)
+# name=value elsewhere (DSN keywords, environment, keyword arguments): the value is quoted,
+# or runs to whitespace (a libpq password may hold & and ,). The name may be percent-encoded.
+_ASSIGNED = re.compile(
+    rf"(?P<key>(?<![\w%.?&;-])[\w%.-]*{_SENSITIVE}[\w%.-]*\s*=\s*)"
+    r"(?:\"[^\"]*\"|'[^']*'|\S+)", re.IGNORECASE)
+# "name": value and 'name': value (JSON, a Python dict's repr).
+_QUOTED = re.compile(
+    rf"(?P<key>[\"'][^\"'\n]*{_SENSITIVE}[^\"'\n]*[\"']\s*:\s*)"
+    r"(?:\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|[^,}\]\s]+)", re.IGNORECASE)
+# Name: value (headers, YAML, log lines): the value runs to the end of the line, or to the
+# next "Name:" on the same line.
+_HEADER = re.compile(
+    rf"(?P<key>(?<![\w-])[\w-]*{_SENSITIVE}[\w-]*\s*:[ \t]*)"
+    r"(?!//)[^\r\n]*?(?=\s*(?:$|[\r\n}]|,\s*[\w\"'-]+\s*:))", re.IGNORECASE | re.MULTILINE)
+_BEARER = re.compile(r"(?P<key>\bBearer\s+)[^\s,;\"']+", re.IGNORECASE)
 # SQLAlchemy appends a statement's bound parameters to its errors' text, and PostgreSQL's
 # DETAIL (which psycopg puts in the message) quotes row values: "Key (email)=(...) already
 # exists", "Failing row contains (...)". Both are data, so neither is logged.
@@ -28,13 +47,12 @@ _PG_DETAIL = re.compile(r"^DETAIL:[^\n]*(?:\n(?!HINT:|CONTEXT:|LINE \d+:|\[SQL|\
 
 
 def redact(text: str) -> str:
-    """Remove URL userinfo, query secrets, DSN passwords, bearer tokens and SQL data.
-
-    SQL data: SQLAlchemy's ``[parameters: ...]`` and PostgreSQL's DETAIL lines.
-    """
+    """``text`` without secrets: see the module's docstring for what is removed."""
     text = _USERINFO.sub(r"\g<scheme>***@", text)
-    text = _QUERY_SECRET.sub(r"\g<key>***", text)
-    text = _KEYWORD_SECRET.sub(r"\g<key>***", text)
+    text = _QUOTED.sub(r"\g<key>'***'", text)
+    text = _HEADER.sub(r"\g<key>***", text)
+    text = _QUERY.sub(r"\g<key>***", text)
+    text = _ASSIGNED.sub(r"\g<key>***", text)
     text = _SQL_PARAMETERS.sub("[parameters: ***]", text)
     text = _PG_DETAIL.sub("DETAIL:  ***", text)
     return _BEARER.sub(r"\g<key>***", text)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import tenacity
 
 from brace import _call, _config, _events, predicates
 from brace._deadline import Deadline
@@ -55,8 +56,20 @@ def _deadline_error(request: httpx.Request, error: TimeoutError) -> httpx.Timeou
 
 
 def _describe(request: httpx.Request) -> str:
-    # What events call this request: method and URL, userinfo and secrets redacted.
-    return _events.redact(f"{request.method} {request.url}")
+    # What events (and metric labels) call this request: bounded, so method, scheme, host
+    # and port only, never a path or query (nor userinfo).
+    url = request.url
+    port = f":{url.port}" if url.port is not None else ""
+    return f"{request.method} {url.scheme}://{url.host}{port}"
+
+
+def _skipped(policy: Policy, label: str, error: BaseException | None,
+             response: httpx.Response | None) -> None:
+    # A streamed body cannot be replayed: say so when the outcome would have been retried.
+    if policy.counts(error, response):
+        outcome = tenacity.Future.construct(1, error if error is not None else response,
+                                            error is not None)
+        _events.retry_skipped(label, policy.preset, 1, outcome, "streamed_body")
 
 
 def _replayable(request: httpx.Request) -> bool:
@@ -222,7 +235,12 @@ class RetryTransport(_Base, httpx.BaseTransport):
         label = _describe(request)
         original, deadline = request.extensions.get("timeout"), Deadline(policy.deadline)
         if not _replayable(request):  # a streamed body can be sent once only
-            once = self.transport.handle_request(request)
+            try:
+                once = self.transport.handle_request(request)
+            except Exception as error:
+                _skipped(policy, label, error, None)
+                raise
+            _skipped(policy, label, None, once)
             _report(once, {}, deadline)
             return once
         last: list[httpx.Response] = []
@@ -270,7 +288,12 @@ class AsyncRetryTransport(_Base, httpx.AsyncBaseTransport):
         label = _describe(request)
         original, deadline = request.extensions.get("timeout"), Deadline(policy.deadline)
         if not _replayable(request):
-            once = await self.transport.handle_async_request(request)
+            try:
+                once = await self.transport.handle_async_request(request)
+            except Exception as error:
+                _skipped(policy, label, error, None)
+                raise
+            _skipped(policy, label, None, once)
             _report(once, {}, deadline)
             return once
         last: list[httpx.Response] = []

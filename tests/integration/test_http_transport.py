@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import gc
 import socket
 import threading
 import time
@@ -140,11 +141,11 @@ def test_503_then_200_is_one_call_two_requests(
     assert fault_server.count("/flaky", "GET") == 2
     assert names(logs) == ["retry.scheduled", "retry.succeeded"]
     scheduled, succeeded = retry_events(logs)
-    assert scheduled["callable"] == f"GET {url}"
+    assert scheduled["callable"] == f"GET {fault_server.url}"  # bounded: no path
     assert scheduled["preset"] == "http" and scheduled["attempt"] == 1
     assert scheduled["error"] == "result Response status 503"
     assert 0 <= scheduled["wait_s"] <= 0.2  # http: first backoff window is initial=0.2
-    assert succeeded["attempts"] == 2 and succeeded["callable"] == f"GET {url}"
+    assert succeeded["attempts"] == 2 and succeeded["callable"] == f"GET {fault_server.url}"
 
 
 # ----------------------------------------------------------- 2. Retry-After
@@ -494,7 +495,8 @@ def test_post_to_refused_port_is_retried(mode: str, fault_server: FaultServer,
     assert names(logs) == ["retry.scheduled", "retry.scheduled", "retry.gave_up"]
     gave_up = retry_events(logs)[-1]
     assert gave_up["attempts"] == 3 and gave_up["reason"] == "attempts"
-    assert all(e["callable"] == f"POST {url}" for e in retry_events(logs))
+    origin = url.rsplit("/", 1)[0]  # bounded: method, scheme, host and port only
+    assert all(e["callable"] == f"POST {origin}" for e in retry_events(logs))
     assert fault_server.count() == 0  # and nothing went anywhere else
 
 
@@ -522,7 +524,9 @@ def test_streamed_upload_is_sent_once(mode: str, fault_server: FaultServer,
     assert ok(outcome, 503).content == b"busy"
     [seen] = fault_server.matching("/upload", "POST")
     assert seen.chunked and seen.body == b"part-1;part-2"
-    assert names(logs) == []
+    # The 503 would have been retried: the log says why it was not.
+    assert [(e["event"], e["reason"], e["status"]) for e in logs] == [
+        ("retry.skipped", "streamed_body", 503)]
 
 
 # ----------------------------------------------------------- 11. pool reuse
@@ -557,7 +561,7 @@ def test_proxied_requests_are_retried(mode: str, fault_server: FaultServer,
     assert len(seen) == 2
     assert all(r.absolute_form and r.host == "example.invalid" for r in seen)
     assert names(logs) == ["retry.scheduled", "retry.succeeded"]
-    assert retry_events(logs)[0]["callable"] == "GET http://example.invalid/p"
+    assert retry_events(logs)[0]["callable"] == "GET http://example.invalid"
 
 
 @mode_param
@@ -596,7 +600,7 @@ def test_events_never_contain_secrets(mode: str, fault_server: FaultServer,
                    "dXNlcjpzM2NyZXQ="):  # the last: base64 of user:s3cret (Basic auth)
         assert secret not in text, secret
     for event in retry_events(logs):
-        assert "page=2" in event["callable"], event["callable"]
+        assert event["callable"] == f"GET http://127.0.0.1:{fault_server.port}"
 
 
 # ----------------------------------------------------------- 14. breakers
@@ -655,9 +659,15 @@ def test_async_deadline_holds_under_concurrency_next_to_plain_httpx(
         async with client:
             return max(await asyncio.gather(*(one() for _ in range(100))))
 
-    plain = asyncio.run(overruns(httpx.AsyncClient(timeout=0.5, limits=limits,
-                                                   trust_env=False)))
-    braced = asyncio.run(overruns(brace.http(deadline=0.5).async_client(
-        timeout=5, limits=limits, trust_env=False)))
+    # Timing, not heap scanning: the objects earlier tests left must not be collected here.
+    gc.collect()
+    gc.freeze()
+    try:
+        plain = asyncio.run(overruns(httpx.AsyncClient(timeout=0.5, limits=limits,
+                                                       trust_env=False)))
+        braced = asyncio.run(overruns(brace.http(deadline=0.5).async_client(
+            timeout=5, limits=limits, trust_env=False)))
+    finally:
+        gc.unfreeze()
     assert braced >= 0  # the deadline is a deadline, not earlier
     assert braced <= plain + 0.05, (braced, plain)
