@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx
 import pytest
 import tenacity
 from structlog.testing import capture_logs
@@ -149,3 +150,128 @@ def test_retried_results_are_named_not_repr_d() -> None:
         policy(lambda: Response())()
     assert logs[0]["error"] == "result Response status 503"
     assert "secret-body" not in repr(logs)
+
+
+# -- observers ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def observed() -> Any:
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    def observer(event: str, fields: dict[str, Any]) -> None:
+        seen.append((event, fields))
+
+    brace.observe(observer)
+    try:
+        yield seen
+    finally:
+        brace.unobserve(observer)
+
+
+def test_observers_get_every_event_with_the_fields_structlog_gets(observed: Any) -> None:
+    fn = brace.http(make_flaky(2, ConnectionResetError("reset by peer")))
+    with no_waits(), capture_logs() as logs:
+        fn("inv-1", token="t")
+    assert [event for event, _ in observed] == [e["event"] for e in logs]
+    for (_, fields), logged in zip(observed, logs, strict=True):
+        assert fields == {k: v for k, v in logged.items() if k not in ("event", "log_level")}
+
+
+def test_an_observer_that_raises_never_breaks_the_call(observed: Any) -> None:
+    def broken(event: str, fields: dict[str, Any]) -> None:
+        raise RuntimeError("observer bug")
+
+    brace.observe(broken)
+    try:
+        fn = brace.network(make_flaky(3, ConnectionError("x")))
+        with no_waits(), capture_logs() as logs:
+            assert fn("inv", token="t") == "paid"
+            assert fn.__wrapped__("inv", token="t") == "paid"  # type: ignore[attr-defined]
+    finally:
+        brace.unobserve(broken)
+    failures = [e for e in logs if e["event"] == "observer.failed"]
+    assert len(failures) == 1  # reported once, not per event
+    assert "observer bug" in failures[0]["error"]
+    assert [event for event, _ in observed].count("retry.scheduled") == 3  # others still fed
+
+
+def test_observe_says_no_to_what_cannot_observe() -> None:
+    with pytest.raises(TypeError, match="observe"):
+        brace.observe("not callable")  # type: ignore[arg-type]
+
+
+def test_nothing_is_built_when_nobody_listens(monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    import structlog
+
+    from brace import _events
+
+    built = 0
+    describe = _events.describe_error
+
+    def counting(exc: BaseException) -> str:
+        nonlocal built
+        built += 1
+        return describe(exc)
+
+    monkeypatch.setattr(_events, "describe_error", counting)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
+    try:
+        with no_waits(), pytest.raises(ConnectionError):
+            brace.network(make_flaky(9, ConnectionError("x")))("i", token="t")
+    finally:
+        structlog.reset_defaults()
+    assert built == 0
+
+
+# -- fields an on-call engineer can act on ------------------------------------------------------
+
+
+def _response(status: int, method: str = "GET", **headers: str) -> httpx.Response:
+    return httpx.Response(status, headers=headers, request=httpx.Request(method, "http://a.test/"))
+
+
+def test_scheduled_carries_status_and_where_the_wait_came_from(observed: Any) -> None:
+    answers = iter([_response(503), _response(429, **{"Retry-After": "3"}), _response(200)])
+
+    @brace.http
+    def fetch() -> httpx.Response:
+        return next(answers)
+
+    with no_waits():
+        assert fetch().status_code == 200
+    scheduled = [fields for event, fields in observed if event == "retry.scheduled"]
+    assert [(f["status"], f["wait_source"], f["error_type"]) for f in scheduled] == [
+        (503, "backoff", "HTTP 503"), (429, "retry_after", "HTTP 429")]
+    assert scheduled[1]["wait_s"] == 3
+
+
+def test_a_post_not_resent_says_why(observed: Any) -> None:
+    @brace.http
+    def create() -> httpx.Response:
+        return _response(503, method="POST")
+
+    assert create().status_code == 503
+    assert [(event, fields["reason"], fields["status"]) for event, fields in observed] == [
+        ("retry.skipped", "not_idempotent", 503)]
+
+
+def test_breaker_events_say_what_tripped_it_and_why_a_call_was_refused(
+        observed: Any, brace_reset_breakers: None) -> None:
+    brace.breaker("ev-dep", fail_max=1, reset_timeout=30)
+
+    @brace.network(attempts=1, breaker="ev-dep")
+    def dependency() -> None:
+        raise ConnectionRefusedError("refused by db-7")
+
+    with pytest.raises(ConnectionRefusedError):
+        dependency()
+    with pytest.raises(brace.CircuitOpenError):
+        dependency()
+    [opened] = [f for e, f in observed if e == "breaker.state_changed" and f["new"] == "open"]
+    assert opened["error"] == "ConnectionRefusedError: refused by db-7"
+    assert opened["callable"].endswith("dependency")
+    [rejected] = [f for e, f in observed if e == "breaker.rejected"]
+    assert rejected["reason"] == "open" and 0 < rejected["remaining_s"] <= 30

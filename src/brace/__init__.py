@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from brace import predicates, presets, stops, waits
+from brace import metrics, predicates, presets, stops, waits
 from brace._breakers import BreakerInfo, CircuitOpenError, breaker, breakers
 from brace._budget import Budget, budget
 from brace._config import NO_FALLBACK, is_active, set_active
+from brace._events import observe, unobserve
 from brace._policy import Policy, Retried
 from brace.presets import Preset, background, database, http, interactive, llm, network
 
@@ -40,11 +41,14 @@ __all__ = [
     "interactive",
     "is_active",
     "llm",
+    "metrics",
     "network",
+    "observe",
     "predicates",
     "presets",
     "set_active",
     "stops",
+    "unobserve",
     "waits",
 ]
 

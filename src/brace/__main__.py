@@ -22,6 +22,7 @@ from typing import NoReturn
 
 from brace import presets
 from brace._explain import explain, preset_lines, render_chart, render_text
+from brace._redact import redact
 from brace._policy import Policy
 
 __all__ = ["cli", "explain", "main"]
@@ -115,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         lines = _run(argv)
     except _Error as exc:
-        print(f"brace: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        # Redacted: an import error of a team's module may quote a DSN or a token.
+        print(f"brace: error: {redact(' '.join(str(exc).split()))}", file=sys.stderr)
         return 2
     try:
         print("\n".join(lines))

@@ -268,8 +268,7 @@ class Gate:
             self.record(trial, CountedResult(_events.describe_result(result)), name)
 
     def record(self, trial: bool, failure: BaseException | None, name: str = "") -> None:
-        """Record one outcome: ``failure`` (of the callable ``name``) counts against the
-        breaker, None is a success."""
+        """Record one outcome: a ``failure`` (of ``name``) counts, None is a success."""
         cb = self.breaker
         if failure is None and not trial and self.quiet():
             return

@@ -145,8 +145,7 @@ def describe_result(result: object) -> str:
 
 
 def _outcome_fields(outcome: Future | None) -> dict[str, Any]:
-    """``error`` and ``error_type`` of an attempt's outcome, plus ``status`` and
-    ``db_code`` when it carries them."""
+    """``error`` and ``error_type`` of an outcome; ``status`` and ``db_code`` when it has them."""
     if outcome is None:
         return {"error": "none", "error_type": "none"}
     exc = outcome.exception()
@@ -185,8 +184,11 @@ def retry_scheduled(callable_name: str | Callable[[], str], preset: str, attempt
 
 def retry_skipped(callable_name: str | Callable[[], str], preset: str, attempt: int,
                   outcome: Future | None, reason: str) -> None:
-    """A failure the policy would retry was not resent: ``not_idempotent`` (a POST without
-    an Idempotency-Key) or ``streamed_body`` (a request body that cannot be replayed)."""
+    """A failure the policy would retry was not resent, and ``reason`` says why.
+
+    ``not_idempotent``: a POST without an Idempotency-Key; ``streamed_body``: a request body
+    that cannot be replayed.
+    """
     _emit(logging.INFO, RETRY_SKIPPED, lambda: {
         "callable": _name(callable_name), "preset": preset, "attempt": attempt,
         "reason": reason, **_outcome_fields(outcome)})
@@ -233,8 +235,10 @@ def breaker_state_changed(breaker: str, old: str | None, new: str,
 
 
 def breaker_rejected(breaker: str, callable_name: str, remaining_s: float | None) -> None:
-    """An open breaker (``reason=open``, with ``remaining_s`` until a trial) or a half-open
-    one whose trial is still running (``reason=trial_in_progress``) refused a call."""
+    """A breaker refused a call: ``reason=open`` or ``trial_in_progress``.
+
+    Open: ``remaining_s`` until it admits a trial; half-open: its one trial still runs.
+    """
     def build() -> dict[str, Any]:
         fields: dict[str, Any] = {"breaker": breaker, "callable": _name(callable_name),
                                   "reason": "open" if remaining_s else "trial_in_progress"}
