@@ -187,6 +187,27 @@ def table(title: str, results: dict[str, float], reference: str) -> None:
               f"{ns / results[composed]:24.3f}")
 
 
+def observed(number: int, repeat: int) -> None:
+    """What the Prometheus observer adds: nothing on a healthy call, one count per event."""
+    from prometheus_client import CollectorRegistry
+
+    rows = {}
+    with no_waits():
+        for healthy in (True, False):
+            label = "healthy" if healthy else "2 failures, then success"
+            count = number if healthy else number // 10
+            fn = brace.network()((lambda: 1) if healthy else flaky())
+            rows[f"brace.network(), {label}"] = measure(fn, count, repeat)
+            observer = brace.metrics.prometheus(registry=CollectorRegistry())
+            try:
+                rows[f"  + prometheus observer, {label}"] = measure(fn, count, repeat)
+            finally:
+                brace.unobserve(observer)
+    print("\nsync, with brace.metrics.prometheus() installed")
+    for name, ns in rows.items():
+        print(f"{name:50} {ns:10.0f} ns")
+
+
 #: The call path's goals: (table, row, reference row, largest ratio).
 GOALS = [
     ("sync: healthy call", "brace.network()", "tenacity.retry", 0.03),
@@ -254,6 +275,7 @@ def main() -> None:
         trio_healthy = {name: measure_trio(call, number // 4, repeat)
                         for name, call in trio_contenders().items()}
     table("trio: healthy call", trio_healthy, "tenacity.AsyncRetrying")
+    observed(number, repeat)
     goals(tables)
     stamina.set_testing(False)
     reset_breakers()

@@ -137,3 +137,13 @@ def test_readme_shows_the_real_output(capsys: pytest.CaptureFixture[str]) -> Non
     assert shown == out
 
 
+
+
+def test_errors_never_print_a_secret(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "leaky_settings.py").write_text(
+        'raise RuntimeError("cannot reach postgresql://app:s3cr3t-pw@db/orders")\n')
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "explain", "leaky_settings:policy")
+    assert code == 2 and out == ""
+    assert "s3cr3t-pw" not in err and "postgresql://***@db/orders" in err

@@ -9,6 +9,7 @@ built only when someone listens: an observer, or structlog at that level.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -166,7 +167,13 @@ def _outcome_fields(outcome: Future | None) -> dict[str, Any]:
 
 
 def _name(callable_name: str | Callable[[], str]) -> str:
-    return redact(callable_name if isinstance(callable_name, str) else callable_name())
+    return _redacted_name(callable_name if isinstance(callable_name, str) else callable_name())
+
+
+@functools.lru_cache(maxsize=1024)
+def _redacted_name(name: str) -> str:
+    # Callable names repeat (one per function or host): redact each once.
+    return redact(name)
 
 
 def retry_scheduled(callable_name: str | Callable[[], str], preset: str, attempt: int,
