@@ -148,7 +148,6 @@ def _next_sleep(policy: Policy, stats: dict[str, Any],
     stats["delay_since_first_attempt"] = state.seconds_since_start
     if policy.stop_object(state):
         return False, policy.give_up(state)
-    state.next_action = tenacity.RetryAction(upcoming)
     state.idle_for += upcoming
     stats["idle_for"] += upcoming
     stats["attempt_number"] += 1

@@ -90,7 +90,7 @@ class PolicyStop(tenacity.stop.stop_base):
         """Return True (and remember why) when the call must give up now."""
         if retry_state.attempt_number >= self.attempts:
             reason = "attempts"
-        elif self.deadline(retry_state):
+        elif self._past_deadline(retry_state):
             reason = "deadline"
         elif self.breaker is not None and gate_for(self.breaker).is_open():
             # This attempt's failure tripped (or met) an open breaker: stop here with the
@@ -102,6 +102,14 @@ class PolicyStop(tenacity.stop.stop_base):
             return False
         self.reasons[retry_state] = reason
         return True
+
+    def _past_deadline(self, retry_state: RetryCallState) -> bool:
+        # ``deadline``'s rule; the policy's wait already is a server's Retry-After in full,
+        # so there is no capped wait to compare the server's delay with again.
+        elapsed = retry_state.seconds_since_start or 0.0
+        if waits.waits_disabled():
+            elapsed += retry_state.idle_for
+        return past(elapsed, retry_state.upcoming_sleep, self.deadline.max_delay)
 
     def __repr__(self) -> str:
         return (f"brace.stops.limits(attempts={self.attempts}, "
