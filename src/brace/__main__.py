@@ -22,8 +22,8 @@ from typing import NoReturn
 
 from brace import presets
 from brace._explain import explain, preset_lines, render_chart, render_text
-from brace._redact import redact
 from brace._policy import Policy
+from brace._redact import redact
 
 __all__ = ["cli", "explain", "main"]
 
