@@ -316,13 +316,18 @@ def test_half_open_admits_exactly_one_trial_across_threads(breaker_clock: Clock)
                 release.set()
 
     threads = [threading.Thread(target=worker) for _ in range(50)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
+    with capture_logs() as logs:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
     assert trial_calls == 1
     assert sorted(outcomes) == ["ok"] + ["rejected"] * 49
     assert brace.breakers()["trial"].state == "closed"
+    rejected = [e for e in logs if e["event"] == "breaker.rejected"]
+    assert len(rejected) == 49
+    # Half-open with its trial running: no time left to wait, a reason to read instead.
+    assert all(e["reason"] == "trial_in_progress" and "remaining_s" not in e for e in rejected)
 
 
 def test_half_open_admits_exactly_one_trial_across_tasks(breaker_clock: Clock) -> None:
