@@ -166,18 +166,32 @@ class Gate:
         self.name = cb.name or f"<breaker {id(cb):x}>"
         self._lock = threading.Lock()
         self._trial = False  # a half-open trial call is in flight in this process
-        self._in_memory = type(storage) is pybreaker.CircuitMemoryStorage
+        # A success that changes nothing need not be recorded when the storage is read
+        # locally (in memory, or brace's Redis storage and its local copy).
+        self._in_memory = (type(storage) is pybreaker.CircuitMemoryStorage
+                           or getattr(storage, "local_reads", False) is True)
+        self._fleet = getattr(storage, "acquire_trial", None)  # one trial across processes
         # Whether a call may skip the gate: closed, nothing counted, nobody listening for
         # successes. Kept up to date by brace's listener on brace's own breakers; a breaker
         # built elsewhere may change unseen, so its calls always take the checked path.
         self._watched = isinstance(cb, _Breaker)
+        self._memory = type(storage) is pybreaker.CircuitMemoryStorage
         self.recording: tuple[str, BaseException] | None = None  # the failure being recorded
         self.fast = False
+        # A Redis-shared breaker is healthy as of its local copy, until the copy is due for
+        # a refresh: the healthy path checks the clock against this instead of the flag.
+        self.fresh_until = 0.0
+        if hasattr(storage, "on_refresh"):
+            storage.on_refresh = self.refresh
         self.refresh()
 
     def refresh(self) -> None:
         """Re-check whether calls may take the healthy path."""
-        self.fast = self._watched and self.quiet()
+        quiet = self._watched and self.quiet()
+        if self._memory:
+            self.fast = quiet
+        else:
+            self.fresh_until = getattr(self.storage, "fresh_until", 0.0) if quiet else 0.0
 
     def remaining_open(self) -> float:
         """Seconds until an open breaker may admit a trial call."""
@@ -208,8 +222,8 @@ class Gate:
                 if remaining > 0:
                     self._reject(callable_name, remaining)
                 self.breaker.half_open()
-            if self._trial:
-                self._reject(callable_name, 0.0)
+            if self._trial or (self._fleet is not None and not self._fleet()):
+                self._reject(callable_name, 0.0)  # a trial runs here, or elsewhere
             self._trial = True
             return True
 
@@ -313,8 +327,10 @@ class Gate:
         return self.storage.state == _OPEN
 
     def release(self) -> None:
-        """End a trial without recording (cancelled or interrupted): admit a new trial."""
+        """End a trial (recorded, cancelled or interrupted): admit a new trial."""
         with self._lock:
+            if self._trial and self._fleet is not None:
+                self.storage.release_trial()  # type: ignore[attr-defined]
             self._trial = False
 
     def info(self) -> BreakerInfo:
@@ -343,6 +359,7 @@ def breaker(
     redis: Any = _UNSET,
     redis_url: str = _UNSET,
     fallback_state: str = _UNSET,
+    sync_s: float = _UNSET,
 ) -> pybreaker.CircuitBreaker:
     """Return the process-wide ``pybreaker.CircuitBreaker`` called ``name``, creating it once.
 
@@ -354,8 +371,10 @@ def breaker(
         exclude: Exception types or predicates that never count (pybreaker ``exclude``).
         redis: A ``redis.Redis`` client: state is shared by every process using the name.
         redis_url: Same as ``redis=`` with a client brace builds with 0.25 s timeouts.
-        fallback_state: State assumed while Redis is unreachable (``"closed"`` default: calls
-            proceed; ``"open"``: calls fail fast).
+        fallback_state: While Redis is unreachable: ``"closed"`` (default) goes on as a
+            local, in-process breaker; ``"open"`` fails fast.
+        sync_s: With Redis: the local copy of the shared state is at most this old, in
+            seconds (0.01-60, default 1): a healthy call makes no Redis round trip.
 
     Raises:
         ValueError: a setting is out of range, or the breaker exists with other settings.
@@ -366,7 +385,8 @@ def breaker(
     given = {key: value for key, value in {
         "fail_max": fail_max, "reset_timeout": reset_timeout,
         "success_threshold": success_threshold, "exclude": exclude, "redis": redis,
-        "redis_url": redis_url, "fallback_state": fallback_state}.items() if value is not _UNSET}
+        "redis_url": redis_url, "fallback_state": fallback_state,
+        "sync_s": sync_s}.items() if value is not _UNSET}
     with _registry_lock:
         existing = registry.get(name)
         if existing is not None:
@@ -403,6 +423,9 @@ def _create(name: str, given: dict[str, Any]) -> Gate:
         raise ValueError(f"fallback_state must be 'closed' or 'open', got {fallback_state!r}")
     if "redis" in given and "redis_url" in given:
         raise TypeError("pass redis= or redis_url=, not both")
+    if "sync_s" in given and "redis" not in given and "redis_url" not in given:
+        raise TypeError("sync_s= applies to a breaker shared through Redis: pass redis= or "
+                        "redis_url= too")
     storage: pybreaker.CircuitBreakerStorage
     if "redis_url" in given or "redis" in given:
         from brace import _redis  # the redis client only when a breaker is shared
@@ -411,7 +434,9 @@ def _create(name: str, given: dict[str, Any]) -> Gate:
                   else given["redis"])
         if client is None:
             raise TypeError("redis= must be a redis.Redis client, got None")
-        storage = _redis.RedisStorage(name, client, fallback_state)
+        sync = _validate.number(given.get("sync_s", 1.0), "sync_s", low=0.01, high=60.0,
+                                unit=" of seconds")
+        storage = _redis.RedisStorage(name, client, fallback_state, sync)
     else:
         storage = pybreaker.CircuitMemoryStorage(_CLOSED)
     listener = _Listener()

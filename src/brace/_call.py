@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import time
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 __all__ = ["async_path", "callable_name", "decorate", "is_async", "sync_path"]
 
 _state = _config.state
+# A Redis-shared breaker's local copy is timed on the clock its storage uses.
+_monotonic = time.monotonic
 # asyncio's own; under another async library get_running_loop raises RuntimeError.
 _running_loop = asyncio.get_running_loop
 _current_task = asyncio.current_task
@@ -114,11 +117,12 @@ class _CallState(tenacity.RetryCallState):
     after_mark = 0
 
 
-def _seed(policy: Policy, stats: dict[str, Any], fn: Callable[..., Any], label: str | None,
+def _seed(policy: Policy, stats: dict[str, Any], name: str, label: str | None,
           started: float, mark: int, exc: BaseException | None, result: Any, args: Any,
           kwargs: Any) -> tenacity.RetryCallState:
     """Tenacity's call state for a call whose first attempt ran on the fast path."""
-    state = _CallState(policy.retryer, fn if label is None else _Named(label), args, kwargs)
+    # Named as brace names it (a callable object's class, not its repr with an address).
+    state = _CallState(policy.retryer, _Named(label or name), args, kwargs)
     state.after_mark = mark
     # Attempt 1 ran before tenacity would have started its clock.
     state.start_time = started
@@ -157,10 +161,10 @@ def _next_sleep(policy: Policy, stats: dict[str, Any],
 
 
 def _replay(policy: Policy, stats: dict[str, Any], attempt: Callable[..., Any],
-            fn: Callable[..., Any], label: str | None, started: float, mark: int,
+            name: str, label: str | None, started: float, mark: int,
             exc: BaseException | None, result: Any, args: Any, kwargs: Any) -> Any:
     """Hand a failed (or retried) first attempt to the policy's tenacity objects."""
-    state = _seed(policy, stats, fn, label, started, mark, exc, result, args, kwargs)
+    state = _seed(policy, stats, name, label, started, mark, exc, result, args, kwargs)
     while True:
         again, value = _next_sleep(policy, stats, state)
         if not again:
@@ -175,10 +179,10 @@ def _replay(policy: Policy, stats: dict[str, Any], attempt: Callable[..., Any],
 
 
 async def _areplay(policy: Policy, stats: dict[str, Any], attempt: Callable[..., Any],
-                   fn: Callable[..., Any], label: str | None, started: float, mark: int,
+                   name: str, label: str | None, started: float, mark: int,
                    exc: BaseException | None, result: Any, args: Any, kwargs: Any) -> Any:
     """The async twin of ``_replay``."""
-    state = _seed(policy, stats, fn, label, started, mark, exc, result, args, kwargs)
+    state = _seed(policy, stats, name, label, started, mark, exc, result, args, kwargs)
     while True:
         again, value = _next_sleep(policy, stats, state)
         if not again:
@@ -201,7 +205,7 @@ def _gated(policy: Policy, fn: Callable[..., Any], name: str,
     def attempt(*args: Any, **kwargs: Any) -> Any:
         # Looked up per call (reset_breakers() forgets breakers): one dict look-up.
         gate = gates.get(breaker) or gate_for(breaker)  # type: ignore[arg-type]
-        if not gate.fast:
+        if not (gate.fast or gate.fresh_until > _monotonic()):
             return gate.call(policy, name, fn, *args, **kwargs)
         # Closed with nothing counted: admitted, and a plain success has nothing to record.
         try:
@@ -209,7 +213,7 @@ def _gated(policy: Policy, fn: Callable[..., Any], name: str,
         except BaseException as exc:
             gate.settle(policy, name, False, exc, None)
             raise
-        if (check is not None and check(result)) or not gate.fast:
+        if (check is not None and check(result)) or not (gate.fast or gate.fresh_until):
             gate.settle(policy, name, False, None, result)
         return result
 
@@ -224,14 +228,14 @@ def _agated(policy: Policy, fn: Callable[..., Any], name: str,
 
     async def attempt(*args: Any, **kwargs: Any) -> Any:
         gate = gates.get(breaker) or gate_for(breaker)  # type: ignore[arg-type]
-        if not gate.fast:
+        if not (gate.fast or gate.fresh_until > _monotonic()):
             return await gate.acall(policy, name, fn, *args, **kwargs)
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
             gate.settle(policy, name, False, exc, None)
             raise
-        if (check is not None and check(result)) or not gate.fast:
+        if (check is not None and check(result)) or not (gate.fast or gate.fresh_until):
             gate.settle(policy, name, False, None, result)
         return result
 
@@ -262,10 +266,10 @@ def sync_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str |
         except NEVER_RETRY:
             raise  # an interrupt or exit: at once, no machinery
         except BaseException as exc:
-            return _replay(policy, stats, attempt, fn, label, started, mark, exc, None, args,
+            return _replay(policy, stats, attempt, name, label, started, mark, exc, None, args,
                            kwargs)
         if check is not None and check(result):
-            return _replay(policy, stats, attempt, fn, label, started, mark, None, result,
+            return _replay(policy, stats, attempt, name, label, started, mark, None, result,
                            args, kwargs)
         stats["start_time"] = started
         stats["attempt_number"] = 1
@@ -335,7 +339,7 @@ def async_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str 
         # Later attempts read the call's watch to tell its deadline from other cancellations.
         token = current_call.set(call)
         try:
-            return await _areplay(policy, stats, inner, fn, label, started, mark, exc, result,
+            return await _areplay(policy, stats, inner, name, label, started, mark, exc, result,
                                   args, kwargs)
         finally:
             current_call.reset(token)

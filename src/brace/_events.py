@@ -27,6 +27,7 @@ __all__ = [
     "BREAKER_REJECTED",
     "BREAKER_STATE_CHANGED",
     "BREAKER_STORAGE_ERROR",
+    "BREAKER_STORAGE_RECOVERED",
     "DEGRADED",
     "OBSERVER_FAILED",
     "RETRY_BUDGET_EXHAUSTED",
@@ -38,6 +39,7 @@ __all__ = [
     "breaker_rejected",
     "breaker_state_changed",
     "breaker_storage_error",
+    "breaker_storage_recovered",
     "degraded",
     "describe_error",
     "describe_result",
@@ -59,6 +61,7 @@ RETRY_BUDGET_EXHAUSTED = "retry.budget_exhausted"
 BREAKER_STATE_CHANGED = "breaker.state_changed"
 BREAKER_REJECTED = "breaker.rejected"
 BREAKER_STORAGE_ERROR = "breaker.storage_error"
+BREAKER_STORAGE_RECOVERED = "breaker.storage_recovered"
 DEGRADED = "degraded"
 OBSERVER_FAILED = "observer.failed"
 
@@ -261,6 +264,11 @@ def breaker_storage_error(breaker: str, message: str, error: BaseException | Non
     _emit(logging.ERROR, BREAKER_STORAGE_ERROR, lambda: {
         "breaker": breaker, "message": redact(message),
         "error": "none" if error is None else describe_error(error)})
+
+
+def breaker_storage_recovered(breaker: str) -> None:
+    """The breaker's shared storage (Redis) answers again: sharing resumes."""
+    _emit(logging.INFO, BREAKER_STORAGE_RECOVERED, lambda: {"breaker": breaker})
 
 
 def degraded(callable_name: str, preset: str, reason: str, error: BaseException) -> None:

@@ -1,12 +1,15 @@
-"""Everything that talks to Redis: the shared breaker storage and a client that cools down.
+"""Everything that talks to Redis: the shared breaker storage.
 
 The redis client is imported only when a breaker is given ``redis=`` or ``redis_url=``.
 """
 
 from __future__ import annotations
 
-import sys
+import threading
 import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 import pybreaker
@@ -14,76 +17,219 @@ import pybreaker
 from brace import _events
 from brace._redact import redact
 
-__all__ = ["REDIS_COOLDOWN_S", "REDIS_TIMEOUT_S", "RedisStorage", "client_from_url"]
+__all__ = ["REDIS_TIMEOUT_S", "RedisStorage", "client_from_url"]
 
 #: Seconds Redis may take per operation before the breaker falls back (see the docs).
 REDIS_TIMEOUT_S = 0.25
-#: After a Redis error, storage calls fail at once for this long instead of each waiting
-#: for its own timeout: a frozen Redis must not cost every call several timeouts.
-REDIS_COOLDOWN_S = 1.0
 
 
-class _StorageErrorLog:
-    """Stands in for CircuitRedisStorage's logger: its ``exception()`` becomes an event."""
+_TRIAL_S = 10.0  # a half-open trial's lease expires after this, should its owner die
 
-    def __init__(self, breaker: str) -> None:
-        self.breaker = breaker
+# One hash per breaker; a transition and its opening time are written together.
+_SET_STATE = """
+redis.call('HSET', KEYS[1], 'state', ARGV[1])
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'opened_at', ARGV[2]) end
+return redis.call('HINCRBY', KEYS[1], 'version', 1)
+"""
+# Release a trial lease only if it is still ours.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
-    def exception(self, message: str, *args: Any, **kwargs: Any) -> None:
-        _events.breaker_storage_error(self.breaker, message, sys.exc_info()[1])
 
+class RedisStorage(pybreaker.CircuitBreakerStorage):
+    """A pybreaker storage shared through Redis, read from a local copy at most ``sync_s`` old.
 
-class _CoolingRedis:
-    """A Redis client stand-in that, after an error, fails fast for REDIS_COOLDOWN_S.
-
-    pybreaker makes several Redis calls per guarded call; each would otherwise wait out
-    its socket timeout against a Redis that accepts connections but never answers.
+    A healthy call reads the local copy: no Redis round trip (one refresh per ``sync_s``
+    per process). Failures, transitions and opening times are written at once (one round
+    trip each; a transition atomically, in Lua). While Redis is unreachable the breaker
+    goes on as a local, in-process breaker (or, with ``fallback_state="open"``, fails
+    fast), paying at most one Redis timeout per ``sync_s``; it reports the loss once and the
+    return once, and shares again from the next refresh. A half-open breaker admits one
+    trial across the fleet through a lease (``acquire_trial``).
     """
 
-    def __init__(self, client: Any) -> None:
-        from redis.exceptions import ConnectionError as RedisConnectionError
+    local_reads = True  # the gate may treat a quiet success as nothing to record
+
+    def __init__(self, name: str, client: Any, fallback_state: str, sync_s: float) -> None:
+        super().__init__("redis")
+        self.breaker = name
+        self._client = client
+        self._key = f"brace:breaker:{name}"
+        self._trial_key = f"{self._key}:trial"
+        self._fallback_state = fallback_state
+        self.sync_s = sync_s
+        self._lock = threading.Lock()
+        self._set_state = client.register_script(_SET_STATE)
+        self._release = client.register_script(_RELEASE)
+        # The local copy.
+        self._local_state = pybreaker.STATE_CLOSED
+        self._counter = 0
+        self._successes = 0
+        self._opened_at: float | None = None
+        self._fresh_until = 0.0  # monotonic time the copy must be refreshed after
+        self._retry_at = 0.0  # after a Redis error: no Redis until then
+        self.lost = False  # Redis unreachable: a local breaker until it answers again
+        self._token = f"{uuid.uuid4()}"
+        #: Called after each refresh of the local copy (the gate re-checks its healthy path).
+        self.on_refresh: Callable[[], None] | None = None
+        self._sync()
+
+    @property
+    def fresh_until(self) -> float:
+        """``time.monotonic()`` until which the local copy is trusted."""
+        return self._fresh_until
+
+    # -- talking to Redis: every call bounded, errors reported once per outage --------------
+
+    def _redis(self, operation: Callable[[], Any]) -> Any:
+        """Run ``operation`` against Redis; None (and local mode) when it is unreachable."""
         from redis.exceptions import RedisError
 
-        self._client = client
-        self._errors: tuple[type[BaseException], ...] = (RedisError,)
-        self._unavailable = RedisConnectionError
-        self._retry_at = 0.0
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._client, name)
-        if not callable(method):
-            return method
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            if time.monotonic() < self._retry_at:
-                raise self._unavailable("Redis unavailable (cooling down after an error)")
-            try:
-                return method(*args, **kwargs)
-            except self._errors:
-                self._retry_at = time.monotonic() + REDIS_COOLDOWN_S
-                raise
-
-        return call
-
-
-class RedisStorage(pybreaker.CircuitRedisStorage):
-    """pybreaker's Redis storage, reporting errors as ``breaker.storage_error`` events."""
-
-    def __init__(self, name: str, client: Any, fallback_state: str) -> None:
-        # pybreaker logs Redis errors through `self.logger.exception`; route them to events.
-        self.logger = _StorageErrorLog(name)  # type: ignore[assignment]
-        super().__init__(pybreaker.STATE_CLOSED, _CoolingRedis(client),  # type: ignore[arg-type]
-                         namespace=f"brace:{name}", fallback_circuit_state=fallback_state)
-
-    def _initialize_redis_state(self, state: str) -> None:
-        # The one override of a pybreaker internal: its constructor lets a Redis error escape
-        # (a breaker must not crash start-up because Redis is down; the state getter
-        # re-initialises the keys later). Pinned by
-        # test_breaker_created_while_redis_down_recovers_when_redis_starts.
+        now = time.monotonic()
+        if now < self._retry_at:
+            return None
         try:
-            super()._initialize_redis_state(state)
-        except Exception:
-            self.logger.exception("RedisError: could not initialise breaker state")
+            result = operation()
+        except RedisError as exc:
+            self._retry_at = time.monotonic() + self.sync_s
+            if not self.lost:
+                self.lost = True
+                _events.breaker_storage_error(self.breaker, "Redis is unreachable: the "
+                                              "breaker counts locally until it answers", exc)
+            return None
+        if self.lost:
+            self.lost = False
+            _events.breaker_storage_recovered(self.breaker)
+        return result
+
+    def _sync(self) -> None:
+        """Refresh the local copy when it is older than ``sync_s``."""
+        now = time.monotonic()
+        if now < self._fresh_until:
+            return
+        self._refresh(now)
+        if self.on_refresh is not None:
+            self.on_refresh()
+
+    def _refresh(self, now: float) -> None:
+        with self._lock:
+            if now < self._fresh_until:
+                return
+            was_lost = self.lost
+            shared = self._redis(lambda: self._client.hgetall(self._key))
+            self._fresh_until = time.monotonic() + self.sync_s
+            if shared is None:
+                return
+            if was_lost and self._local_state == pybreaker.STATE_OPEN and not shared:
+                self._write_state()  # what this process learned while alone
+                return
+            fields = {_text(key): _text(value) for key, value in shared.items()}
+            # An empty (restarted) Redis reads as closed.
+            self._local_state = fields.get("state") or pybreaker.STATE_CLOSED
+            self._counter = int(fields.get("failures") or 0)
+            self._successes = int(fields.get("successes") or 0)
+            opened = fields.get("opened_at")
+            self._opened_at = float(opened) if opened else None
+
+    def _write_state(self) -> None:
+        opened = "" if self._opened_at is None else repr(self._opened_at)
+        self._redis(lambda: self._set_state(keys=[self._key], args=[self._local_state, opened]))
+
+    # -- pybreaker's storage interface ---------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """The breaker's state, from the local copy (refreshed every ``sync_s``)."""
+        self._sync()
+        if self.lost and self._fallback_state == pybreaker.STATE_OPEN:
+            return pybreaker.STATE_OPEN
+        return self._local_state
+
+    @state.setter
+    def state(self, state: str) -> None:
+        self._local_state = state
+        self._write_state()
+
+    def increment_counter(self) -> None:
+        """Count a failure, fleet-wide."""
+        self._counter += 1
+        shared = self._redis(lambda: self._client.hincrby(self._key, "failures", 1))
+        if shared is not None:
+            self._counter = int(shared)
+
+    def reset_counter(self) -> None:
+        """Forget the consecutive failures (a Redis write only when there were some)."""
+        if self._counter:
+            self._counter = 0
+            self._redis(lambda: self._client.hset(self._key, "failures", 0))
+
+    def increment_success_counter(self) -> None:
+        """Count a successful half-open trial, fleet-wide."""
+        self._successes += 1
+        shared = self._redis(lambda: self._client.hincrby(self._key, "successes", 1))
+        if shared is not None:
+            self._successes = int(shared)
+
+    def reset_success_counter(self) -> None:
+        """Forget the successful trials."""
+        if self._successes:
+            self._successes = 0
+            self._redis(lambda: self._client.hset(self._key, "successes", 0))
+
+    @property
+    def counter(self) -> int:
+        """Consecutive failures, from the local copy."""
+        return self._counter
+
+    @property
+    def success_counter(self) -> int:
+        """Successful half-open trials, from the local copy."""
+        return self._successes
+
+    @property
+    def opened_at(self) -> datetime | None:
+        """When the breaker opened (to the microsecond, fleet-wide)."""
+        self._sync()
+        if self._opened_at is None:
+            return None
+        return datetime.fromtimestamp(self._opened_at, timezone.utc)
+
+    @opened_at.setter
+    def opened_at(self, when: datetime) -> None:
+        self._opened_at = when.timestamp()
+        # Written with the transition that follows (pybreaker sets the time, then the state);
+        # written now too, so a breaker already open restarts its clock fleet-wide.
+        self._redis(lambda: self._client.hset(self._key, "opened_at", repr(self._opened_at)))
+
+    # -- one trial across the fleet --------------------------------------------------------------
+
+    def acquire_trial(self) -> bool:
+        """Take the fleet's half-open trial lease; False when another process holds it.
+
+        Without Redis, each process runs its own trial (the breaker is local then).
+        """
+        taken = self._redis(lambda: self._client.set(self._trial_key, self._token, nx=True,
+                                                     px=int(_TRIAL_S * 1000)))
+        if self.lost:
+            return True
+        return bool(taken)  # redis-py answers None when another process holds the lease
+
+    def release_trial(self) -> None:
+        """Give the trial lease back (the trial ended, or was cancelled)."""
+        self._redis(lambda: self._release(keys=[self._trial_key], args=[self._token]))
+
+    def forget(self) -> None:
+        """Delete the shared state (``reset_breakers()`` in tests)."""
+        self._redis(lambda: self._client.delete(self._key, self._trial_key))
+        self._local_state, self._counter, self._successes, self._opened_at = (
+            pybreaker.STATE_CLOSED, 0, 0, None)
+
+
+def _text(value: bytes | str) -> str:
+    # A client made with decode_responses=True answers str, the default bytes.
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def client_from_url(url: str) -> Any:

@@ -1,0 +1,98 @@
+"""A healthy call through a breaker shared on Redis, next to the in-memory breaker and to
+pybreaker's own CircuitRedisStorage, against a real redis-server on 127.0.0.1.
+
+    python benchmarks/redis_breaker.py            # needs redis-server on PATH
+    python benchmarks/redis_breaker.py --quick    # tiny counts: proves it runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pybreaker
+import redis
+import structlog
+
+import brace
+from brace.testing import reset_breakers
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def measure(call: Callable[[], Any], number: int, repeat: int) -> float:
+    runs = []
+    for _ in range(repeat):
+        started = time.perf_counter_ns()
+        for _ in range(number):
+            call()
+        runs.append((time.perf_counter_ns() - started) / number)
+    return statistics.median(runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny counts (smoke test)")
+    number, repeat = (200, 2) if parser.parse_args().quick else (20_000, 5)
+    executable = shutil.which("redis-server")
+    if executable is None:
+        raise SystemExit("redis-server is not on PATH (Debian: apt-get install redis-server)")
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
+    port = free_port()
+    with tempfile.TemporaryDirectory() as directory:
+        server = subprocess.Popen([executable, "--port", str(port), "--bind", "127.0.0.1",
+                                   "--save", "", "--appendonly", "no", "--dir", directory],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            client = redis.Redis(host="127.0.0.1", port=port)
+            for _ in range(500):  # bounded: 5 s for the server to answer
+                try:
+                    client.ping()
+                    break
+                except redis.ConnectionError:
+                    time.sleep(0.01)
+            run(client, port, number, repeat)
+        finally:
+            server.terminate()
+            server.wait(10)
+
+
+def run(client: redis.Redis, port: int, number: int, repeat: int) -> None:
+    reset_breakers()
+    brace.breaker("bench-memory", fail_max=10**9)
+    brace.breaker("bench-redis", fail_max=10**9, redis_url=f"redis://127.0.0.1:{port}/0")
+    shared = pybreaker.CircuitBreaker(fail_max=10**9, state_storage=pybreaker.CircuitRedisStorage(
+        pybreaker.STATE_CLOSED, redis.Redis(host="127.0.0.1", port=port), namespace="bench"))
+    contenders = {
+        "brace.network(breaker=in-memory)": brace.network(breaker="bench-memory")(lambda: 1),
+        "brace.network(breaker=redis)": brace.network(breaker="bench-redis")(lambda: 1),
+        "pybreaker + CircuitRedisStorage": shared(lambda: 1),
+    }
+    print(f"{'healthy call':34} {'ns/call':>10} {'x in-memory':>12} {'Redis cmds/call':>16}")
+    results = {}
+    for name, call in contenders.items():
+        call()
+        before = int(client.info("stats")["total_commands_processed"])
+        results[name] = measure(call, number, repeat)
+        used = int(client.info("stats")["total_commands_processed"]) - before - 1
+        per_call = used / (number * repeat)
+        reference = results["brace.network(breaker=in-memory)"]
+        print(f"{name:34} {results[name]:10.0f} {results[name] / reference:12.2f} "
+              f"{per_call:16.3f}")
+    reset_breakers()
+
+
+if __name__ == "__main__":
+    main()
