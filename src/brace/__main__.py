@@ -6,6 +6,8 @@
     python -m brace explain http --attempts 6 --deadline 10 --format json
     python -m brace explain mypkg.resilience:payments   # a team's own Policy, by import path
     python -m brace presets                         # every preset, one line each
+    python -m brace breakers --redis-url URL        # every breaker the fleet shares
+    python -m brace breakers open NAME --redis-url URL   # isolate a dependency (or close)
 
 The ``brace`` console script is the same program. It parses arguments, calls the library
 (``brace._explain``, which ``Policy.explain()`` uses too) and prints.
@@ -20,7 +22,8 @@ import os
 import sys
 from typing import NoReturn
 
-from brace import presets
+import brace
+from brace import _redis, presets
 from brace._explain import explain, preset_lines, render_chart, render_text
 from brace._policy import Policy
 from brace._redact import redact
@@ -82,13 +85,46 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--chart", action="store_true", help="add a chart of the waits")
     ex.add_argument("--format", choices=("text", "json"), default="text")
     commands.add_parser("presets", help="list every preset with a one-line summary")
+    br = commands.add_parser("breakers", help="list breakers (every one shared in Redis with "
+                             "--redis-url), or force one open or closed")
+    br.add_argument("action", nargs="?", choices=("list", "open", "close"), default="list")
+    br.add_argument("name", nargs="?", help="the breaker to force open or closed")
+    br.add_argument("--redis-url", help="the Redis the fleet shares its breakers through")
+    br.add_argument("--format", choices=("text", "json"), default="text")
     return parser
+
+
+def _breakers(args: argparse.Namespace) -> list[str]:
+    if args.action != "list" and (not args.name or not args.redis_url):
+        raise _Error(f"breakers {args.action} needs a breaker NAME and --redis-url URL")
+    if args.redis_url is None:
+        rows = [info._asdict() for info in brace.breakers().values()]
+    else:
+        try:
+            client = _redis.client_from_url(args.redis_url)
+            if args.action != "list":
+                _redis.force(client, args.name, "open" if args.action == "open" else "closed")
+                return [f"breaker {args.name!r} forced {args.action}: every process sharing "
+                        "it obeys within its sync_s"]
+            rows = _redis.shared_breakers(client)
+        except Exception as exc:  # redis's errors, a malformed URL: one line, exit 2
+            raise _Error(f"Redis at {args.redis_url}: {type(exc).__name__}: {exc}") from None
+    if args.format == "json":
+        return [json.dumps(rows, indent=2)]
+    columns = ("name", "state", "failures", "fail_max", "reset_timeout", "next_trial_s")
+    table = [[("-" if row.get(c) is None else str(row.get(c))) for c in columns]
+             for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in table)]) for i, c in enumerate(columns)]
+    return [" ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
+            for r in [list(columns), *table]]
 
 
 def _run(argv: list[str] | None) -> list[str]:
     args = _parser().parse_args(argv)
     if args.command == "presets":
         return preset_lines(presets.get(name) for name in presets.names())
+    if args.command == "breakers":
+        return _breakers(args)
     try:
         policy = _load(args.target)
         overrides = {key: value for key, value in (

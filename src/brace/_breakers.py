@@ -436,7 +436,8 @@ def _create(name: str, given: dict[str, Any]) -> Gate:
             raise TypeError("redis= must be a redis.Redis client, got None")
         sync = _validate.number(given.get("sync_s", 1.0), "sync_s", low=0.01, high=60.0,
                                 unit=" of seconds")
-        storage = _redis.RedisStorage(name, client, fallback_state, sync)
+        storage = _redis.RedisStorage(name, client, fallback_state, sync, {
+            "fail_max": fail_max, "reset_timeout": reset_timeout})
     else:
         storage = pybreaker.CircuitMemoryStorage(_CLOSED)
     listener = _Listener()

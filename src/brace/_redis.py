@@ -17,7 +17,7 @@ import pybreaker
 from brace import _events
 from brace._redact import redact
 
-__all__ = ["REDIS_TIMEOUT_S", "RedisStorage", "client_from_url"]
+__all__ = ["REDIS_TIMEOUT_S", "RedisStorage", "client_from_url", "force", "shared_breakers"]
 
 #: Seconds Redis may take per operation before the breaker falls back (see the docs).
 REDIS_TIMEOUT_S = 0.25
@@ -52,7 +52,8 @@ class RedisStorage(pybreaker.CircuitBreakerStorage):
 
     local_reads = True  # the gate may treat a quiet success as nothing to record
 
-    def __init__(self, name: str, client: Any, fallback_state: str, sync_s: float) -> None:
+    def __init__(self, name: str, client: Any, fallback_state: str, sync_s: float,
+                 settings: dict[str, Any]) -> None:
         super().__init__("redis")
         self.breaker = name
         self._client = client
@@ -75,6 +76,8 @@ class RedisStorage(pybreaker.CircuitBreakerStorage):
         #: Called after each refresh of the local copy (the gate re-checks its healthy path).
         self.on_refresh: Callable[[], None] | None = None
         self._sync()
+        # What operators see (python -m brace breakers): the breaker's settings.
+        self._redis(lambda: client.hset(self._key, mapping=settings))
 
     @property
     def fresh_until(self) -> float:
@@ -225,6 +228,49 @@ class RedisStorage(pybreaker.CircuitBreakerStorage):
         self._redis(lambda: self._client.delete(self._key, self._trial_key))
         self._local_state, self._counter, self._successes, self._opened_at = (
             pybreaker.STATE_CLOSED, 0, 0, None)
+
+
+_FORCE = """
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'failures', 0, 'successes', 0)
+if ARGV[1] == 'open' then redis.call('HSET', KEYS[1], 'opened_at', ARGV[2]) end
+redis.call('DEL', KEYS[1] .. ':trial')
+return redis.call('HINCRBY', KEYS[1], 'version', 1)
+"""
+
+
+def shared_breakers(client: Any) -> list[dict[str, Any]]:
+    """Every breaker shared in this Redis, with its state as the fleet sees it.
+
+    Each: ``name``, ``state``, ``failures``, ``fail_max``, ``reset_timeout``,
+    ``next_trial_s`` (seconds until an open breaker admits a trial, else None).
+    """
+    rows = []
+    for key in sorted(client.scan_iter(match="brace:breaker:*", count=500)):
+        name = _text(key)[len("brace:breaker:"):]
+        if name.endswith(":trial"):
+            continue
+        fields = {_text(k): _text(v) for k, v in client.hgetall(key).items()}
+        state = fields.get("state") or pybreaker.STATE_CLOSED
+        reset = float(fields["reset_timeout"]) if "reset_timeout" in fields else None
+        opened = float(fields["opened_at"]) if fields.get("opened_at") else None
+        next_trial = None
+        if state == pybreaker.STATE_OPEN and reset is not None and opened is not None:
+            next_trial = round(max(0.0, opened + reset - time.time()), 3)
+        rows.append({"name": name, "state": state, "failures": int(fields.get("failures") or 0),
+                     "fail_max": int(fields["fail_max"]) if "fail_max" in fields else None,
+                     "reset_timeout": reset, "next_trial_s": next_trial})
+    return rows
+
+
+def force(client: Any, name: str, state: str) -> None:
+    """Force the shared breaker ``name`` open (isolate a dependency) or closed (restore it).
+
+    Every process sharing it obeys when its local copy refreshes (within its ``sync_s``).
+    """
+    if state not in (pybreaker.STATE_OPEN, pybreaker.STATE_CLOSED):
+        raise ValueError(f"state must be 'open' or 'closed', got {state!r}")
+    client.register_script(_FORCE)(keys=[f"brace:breaker:{name}"],
+                                   args=[state, repr(time.time())])
 
 
 def _text(value: bytes | str) -> str:

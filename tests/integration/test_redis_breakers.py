@@ -438,3 +438,53 @@ def test_a_redis_outage_under_load_costs_at_most_one_timeout_per_window(
                       mapping={"state": "open", "opened_at": time.time()})
     poll_until(lambda: isinstance(timed(call)[1], brace.CircuitOpenError),
                "the shared state is read again", timeout=3)
+
+
+def brace_cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "BRACE_ACTIVE"}
+    return subprocess.run([sys.executable, "-m", "brace", *argv], capture_output=True,
+                          text=True, timeout=30, env=env, check=False)
+
+
+def test_operators_see_and_steer_shared_breakers_from_the_cli(
+        redis_server: Any, redis_client: Any, breaker_name: str) -> None:
+    brace.breaker(breaker_name, redis_url=redis_server.url, fail_max=3, reset_timeout=60,
+                  sync_s=0.2)
+    dep = Dependency()
+    call = brace.network(breaker=breaker_name, attempts=1)(dep)
+    assert call() == "value"
+
+    # Another process trips it; this one rejects within sync_s.
+    assert run_worker(redis_server.url, breaker_name, "fail")["state"] == "open"
+    poll_until(lambda: isinstance(timed(call)[1], brace.CircuitOpenError), "rejected here",
+               timeout=0.2 + 0.5)
+    listed = brace_cli("breakers", "--redis-url", redis_server.url, "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    [row] = [r for r in json.loads(listed.stdout) if r["name"] == breaker_name]
+    assert (row["state"], row["fail_max"], row["reset_timeout"]) == ("open", 3, 60.0)
+    assert 50 < row["next_trial_s"] <= 60
+    table = brace_cli("breakers", "--redis-url", redis_server.url)
+    assert table.stdout.splitlines()[0].split()[:3] == ["name", "state", "failures"]
+
+    # An operator restores it: both processes let calls through again.
+    closed = brace_cli("breakers", "close", breaker_name, "--redis-url", redis_server.url)
+    assert closed.returncode == 0 and "forced close" in closed.stdout, closed.stderr
+    poll_until(lambda: timed(call)[1] == "value", "admitted here again", timeout=0.2 + 0.5)
+    assert run_worker(redis_server.url, breaker_name, "succeed")["outcomes"] == ["ok"]
+
+    # ... and can isolate it again, everywhere.
+    assert brace_cli("breakers", "open", breaker_name,
+                     "--redis-url", redis_server.url).returncode == 0
+    poll_until(lambda: isinstance(timed(call)[1], brace.CircuitOpenError), "isolated",
+               timeout=0.2 + 0.5)
+
+
+def test_the_cli_says_no_in_one_line(redis_server: Any, breaker_name: str) -> None:
+    missing_name = brace_cli("breakers", "open", "--redis-url", redis_server.url)
+    dead_port = redis_server.url.rsplit(":", 1)[0] + ":1/0"
+    unreachable = brace_cli("breakers", "--redis-url", dead_port)
+    for result in (missing_name, unreachable):
+        assert result.returncode == 2
+        assert result.stderr.startswith("brace: error: ") and result.stderr.count("\n") == 1
+    assert "needs a breaker NAME" in missing_name.stderr
+    assert "Redis at" in unreachable.stderr
