@@ -45,7 +45,8 @@ class Budget(tenacity.retry_base):
     call ``record_call`` once per logical call).
     """
 
-    def __init__(self, name: str, ratio: float, min_per_s: float, window_s: float) -> None:
+    def __init__(self, name: str, ratio: float, min_per_s: float, window_s: float,
+                 shared: Any = None) -> None:
         self.name = name
         self.ratio = _validate.number(ratio, "ratio", high=1.0)
         self.min_per_s = _validate.number(min_per_s, "min_per_s", unit=" of retries per second")
@@ -58,6 +59,7 @@ class Budget(tenacity.retry_base):
         self._buckets = [[-1, 0, 0] for _ in range(_BUCKETS)]
         self._pending = 0  # calls not yet in a bucket
         self._since = 0.0  # when the first of them was made
+        self._shared = shared  # a brace._redis.SharedBudget: the fleet's counts
 
     def _bucket(self, now: float) -> list[int]:
         number = int(now * self._per_s)
@@ -89,9 +91,9 @@ class Budget(tenacity.retry_base):
                 self._flush()
 
     def _flush(self) -> None:
-        # Under the lock: the pending batch goes into the bucket of its first call.
+        # Under the lock: the pending batch goes to Redis, or into the bucket of its first call.
         pending, self._pending = self._pending, 0
-        if pending:
+        if pending and (self._shared is None or self._shared.add_calls(pending) is None):
             self._bucket(self._since)[1] += pending
 
     def before(self, retry_state: RetryCallState) -> None:
@@ -102,6 +104,13 @@ class Budget(tenacity.retry_base):
     def try_spend(self) -> bool:
         """Spend one retry if the budget allows it; return whether it did."""
         with self._lock:
+            if self._shared is not None:
+                # The fleet's budget: the pending calls and the spending in one round trip.
+                verdict = self._shared.spend(self._pending, self.ratio,
+                                             self.min_per_s * self.window_s)
+                if verdict is not None:
+                    self._pending = 0
+                    return bool(verdict)
             self._flush()
             now = clock()
             calls, retries = self._totals(now)
@@ -139,7 +148,8 @@ _registry_lock = threading.Lock()
 
 
 def budget(name: str, ratio: float | None = None, min_per_s: float | None = None,
-           window_s: float | None = None) -> Budget:
+           window_s: float | None = None, *, redis: Any = None,
+           redis_url: str | None = None) -> Budget:
     """Return the retry budget called ``name``, creating it with these settings once.
 
     ``budget(name)`` with no settings returns the existing one (or creates it with
@@ -150,7 +160,12 @@ def budget(name: str, ratio: float | None = None, min_per_s: float | None = None
         name: The budget's name: the same name is the same budget everywhere.
         ratio: Share of calls that may be retries, in [0, 1].
         min_per_s: Retries per second always allowed, whatever the traffic (>= 0).
-        window_s: The sliding window in seconds (> 0).
+        window_s: The sliding window in seconds (0.01-1e7).
+        redis: A ``redis.Redis`` client: one budget for every process using the name, its
+            floor (``min_per_s`` x ``window_s``) the fleet's. Calls are counted in batches;
+            each retry is spent atomically in Redis. While Redis is unreachable the budget
+            counts locally.
+        redis_url: Same as ``redis=``, with a client brace builds (0.25 s timeouts).
 
     Raises:
         TypeError, ValueError: ``name`` is not a non-empty str, a setting is out of range,
@@ -159,7 +174,8 @@ def budget(name: str, ratio: float | None = None, min_per_s: float | None = None
     if not isinstance(name, str) or not name:
         raise TypeError(f"budget name must be a non-empty str, got {name!r}")
     given = {key: value for key, value in (("ratio", ratio), ("min_per_s", min_per_s),
-                                           ("window_s", window_s)) if value is not None}
+                                           ("window_s", window_s), ("redis", redis),
+                                           ("redis_url", redis_url)) if value is not None}
     with _registry_lock:
         existing = registry.get(name)
         if existing is not None:
@@ -168,7 +184,19 @@ def budget(name: str, ratio: float | None = None, min_per_s: float | None = None
                 shown = ", ".join(f"{k}={getattr(existing, k)!r}" for k in conflicts)
                 raise ValueError(f"budget {name!r} already exists with {shown}")
             return existing
-        created = registry[name] = Budget(name, **{**DEFAULTS, **given})
+        settings: dict[str, Any] = {**DEFAULTS, **given}
+        client = settings.pop("redis", None)
+        url = settings.pop("redis_url", None)
+        shared = None
+        if client is not None or url is not None:
+            if client is not None and url is not None:
+                raise TypeError("pass redis= or redis_url=, not both")
+            from brace import _redis  # the redis client only when a budget is shared
+
+            client = client if client is not None else _redis.client_from_url(url)
+            checked = Budget(name, **settings)  # validate before talking to Redis
+            shared = _redis.SharedBudget(name, client, checked.window_s)
+        created = registry[name] = Budget(name, **settings, shared=shared)
         return created
 
 

@@ -17,7 +17,8 @@ import pybreaker
 from brace import _events
 from brace._redact import redact
 
-__all__ = ["REDIS_TIMEOUT_S", "RedisStorage", "client_from_url", "force", "shared_breakers"]
+__all__ = ["REDIS_TIMEOUT_S", "RedisStorage", "SharedBudget", "client_from_url", "force",
+           "shared_breakers"]
 
 #: Seconds Redis may take per operation before the breaker falls back (see the docs).
 REDIS_TIMEOUT_S = 0.25
@@ -271,6 +272,79 @@ def force(client: Any, name: str, state: str) -> None:
         raise ValueError(f"state must be 'open' or 'closed', got {state!r}")
     client.register_script(_FORCE)(keys=[f"brace:breaker:{name}"],
                                    args=[state, repr(time.time())])
+
+
+# A retry budget's window as a ring of 10 buckets in one hash (b:SLOT holds the bucket's
+# number, c:SLOT its calls, r:SLOT its retries), timed by Redis's own clock so that hosts
+# with skewed clocks share one window. ARGV: width, calls to add, ratio, floor, spend?.
+_BUDGET = """
+local t = redis.call('TIME')
+local n = math.floor((tonumber(t[1]) + tonumber(t[2]) / 1000000) / tonumber(ARGV[1]))
+local slot = n % 10
+if tonumber(redis.call('HGET', KEYS[1], 'b:' .. slot) or -1) ~= n then
+  redis.call('HSET', KEYS[1], 'b:' .. slot, n, 'c:' .. slot, 0, 'r:' .. slot, 0)
+end
+if tonumber(ARGV[2]) > 0 then redis.call('HINCRBY', KEYS[1], 'c:' .. slot, ARGV[2]) end
+redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[1]) * 20000))
+if ARGV[5] ~= '1' then return 1 end
+local calls, retries = 0, 0
+for s = 0, 9 do
+  if tonumber(redis.call('HGET', KEYS[1], 'b:' .. s) or -1) > n - 10 then
+    calls = calls + tonumber(redis.call('HGET', KEYS[1], 'c:' .. s) or 0)
+    retries = retries + tonumber(redis.call('HGET', KEYS[1], 'r:' .. s) or 0)
+  end
+end
+if retries >= tonumber(ARGV[3]) * calls + tonumber(ARGV[4]) then return 0 end
+redis.call('HINCRBY', KEYS[1], 'r:' .. slot, 1)
+return 1
+"""
+
+
+class SharedBudget:
+    """A retry budget's counts shared through Redis.
+
+    Calls are added in batches, each retry spent atomically (one round trip, in Lua). While
+    Redis is unreachable ``add_calls`` and ``spend`` answer None and the budget counts
+    locally; the loss and the return are reported once each, and Redis is asked again after
+    ``cooldown_s``.
+    """
+
+    def __init__(self, name: str, client: Any, window_s: float, cooldown_s: float = 1.0) -> None:
+        self.name = name
+        self._key = f"brace:budget:{name}"
+        self._width = window_s / 10
+        self._script = client.register_script(_BUDGET)
+        self._cooldown_s = cooldown_s
+        self._retry_at = 0.0
+        self.lost = False
+
+    def _run(self, calls: int, ratio: float, floor: float, spend: bool) -> bool | None:
+        from redis.exceptions import RedisError
+
+        if time.monotonic() < self._retry_at:
+            return None
+        try:
+            verdict = self._script(keys=[self._key], args=[
+                repr(self._width), calls, repr(ratio), repr(floor), "1" if spend else "0"])
+        except RedisError as exc:
+            self._retry_at = time.monotonic() + self._cooldown_s
+            if not self.lost:
+                self.lost = True
+                _events.breaker_storage_error(f"budget:{self.name}", "Redis is unreachable: "
+                                              "the budget counts locally until it answers", exc)
+            return None
+        if self.lost:
+            self.lost = False
+            _events.breaker_storage_recovered(f"budget:{self.name}")
+        return bool(verdict)
+
+    def add_calls(self, calls: int) -> bool | None:
+        """Add ``calls`` to the fleet's count; None when Redis is unreachable."""
+        return self._run(calls, 0.0, 0.0, spend=False)
+
+    def spend(self, calls: int, ratio: float, floor: float) -> bool | None:
+        """Add ``calls``, then spend one retry if the fleet's budget allows; None: no Redis."""
+        return self._run(calls, ratio, floor, spend=True)
 
 
 def _text(value: bytes | str) -> str:

@@ -488,3 +488,56 @@ def test_the_cli_says_no_in_one_line(redis_server: Any, breaker_name: str) -> No
         assert result.stderr.startswith("brace: error: ") and result.stderr.count("\n") == 1
     assert "needs a breaker NAME" in missing_name.stderr
     assert "Redis at" in unreachable.stderr
+
+
+# -- 8. one retry budget for the fleet --------------------------------------------------------
+
+
+def run_budget_workers(url: str, name: str, ratio: float, calls: int) -> list[dict[str, int]]:
+    env = {k: v for k, v in os.environ.items() if k != "BRACE_ACTIVE"}
+    workers = [subprocess.Popen([sys.executable, str(WORKER.with_name("budget_worker.py")),
+                                 url, name, str(ratio), str(calls)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env) for _ in range(3)]
+    try:
+        return [json.loads(worker.communicate(timeout=60)[0].strip().splitlines()[-1])
+                for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait(5)
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.2])
+def test_a_shared_budget_bounds_the_fleets_retries(redis_server: Any, breaker_name: str,
+                                                   ratio: float) -> None:
+    # A total outage, 3 processes, 100 calls each: per-process budgets would let each
+    # process retry its own floor (10) plus its share.
+    results = run_budget_workers(redis_server.url, breaker_name, ratio, 100)
+    calls = sum(r["calls"] for r in results)
+    retries = sum(r["attempts"] - r["calls"] for r in results)
+    assert calls == 300
+    assert retries <= ratio * calls + 10, (retries, results)
+    assert retries >= 10  # the floor is the fleet's, and it is spent
+
+
+def test_a_shared_budget_counts_locally_while_redis_is_down(redis_server: Any,
+                                                            breaker_name: str) -> None:
+    brace.budget(breaker_name, ratio=0, min_per_s=0.2, window_s=10,  # 2 retries
+                 redis_url=redis_server.url)
+    redis_server.stop()
+    attempts = 0
+
+    @brace.network(attempts=3, budget=breaker_name)
+    def down() -> None:
+        nonlocal attempts
+        attempts += 1
+        raise ConnectionError("dependency is down")
+
+    with capture_logs() as logs:
+        for _ in range(5):
+            outcome, error, elapsed = timed(down)
+            assert outcome == "raised" and type(error) is ConnectionError
+            assert elapsed < CALL_BOUND_S
+    assert attempts == 5 + 2  # the local budget's floor: 2 retries
+    assert len([e for e in logs if e["event"] == "breaker.storage_error"]) == 1
