@@ -44,7 +44,15 @@ def measure(call: Callable[[], Any], number: int, repeat: int) -> float:
     return statistics.median(runs)
 
 
-def measure_async(make: Callable[[], Awaitable[Any]], number: int, repeat: int) -> float:
+def _asyncio_run(main: Callable[[], Awaitable[float]]) -> float:
+    return asyncio.run(main())  # type: ignore[arg-type]
+
+
+def measure_async(make: Callable[[], Awaitable[Any]], number: int, repeat: int,
+                  run: Callable[[Callable[[], Awaitable[float]]], float] = _asyncio_run
+                  ) -> float:
+    """Median ns per awaited call, in the event loop ``run`` starts (asyncio or trio)."""
+
     async def loop() -> float:
         runs = []
         for _ in range(repeat):
@@ -54,7 +62,7 @@ def measure_async(make: Callable[[], Awaitable[Any]], number: int, repeat: int) 
             runs.append((time.perf_counter_ns() - started) / number)
         return statistics.median(runs)
 
-    return asyncio.run(loop())
+    return run(loop)
 
 
 def flaky() -> Callable[[], int]:
@@ -149,19 +157,6 @@ def async_contenders(healthy: bool) -> dict[str, Callable[[], Awaitable[Any]]]:
         "brace.http(breaker=, budget=)": brace.http(breaker="bench-async",
                                                    budget="bench")(make()),
     }
-
-
-def measure_trio(make: Callable[[], Awaitable[Any]], number: int, repeat: int) -> float:
-    async def loop() -> float:
-        runs = []
-        for _ in range(repeat):
-            started = time.perf_counter_ns()
-            for _ in range(number):
-                await make()
-            runs.append((time.perf_counter_ns() - started) / number)
-        return statistics.median(runs)
-
-    return trio.run(loop)  # type: ignore[no-any-return]
 
 
 def trio_contenders() -> dict[str, Callable[[], Awaitable[Any]]]:
@@ -272,7 +267,7 @@ def main() -> None:
                             for name, call in async_contenders(healthy).items()}
             table(f"async: {label}", asynchronous, "tenacity.AsyncRetrying")
             tables[f"sync: {label}"], tables[f"async: {label}"] = sync, asynchronous
-        trio_healthy = {name: measure_trio(call, number // 4, repeat)
+        trio_healthy = {name: measure_async(call, number // 4, repeat, trio.run)
                         for name, call in trio_contenders().items()}
     table("trio: healthy call", trio_healthy, "tenacity.AsyncRetrying")
     observed(number, repeat)

@@ -11,16 +11,14 @@ import argparse
 import logging
 import shutil
 import socket
-import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
-from typing import Any
 
 import pybreaker
 import redis
 import structlog
+from overhead import measure  # the same timing loop as the overhead benchmark
 
 import brace
 from brace.testing import reset_breakers
@@ -30,16 +28,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def measure(call: Callable[[], Any], number: int, repeat: int) -> float:
-    runs = []
-    for _ in range(repeat):
-        started = time.perf_counter_ns()
-        for _ in range(number):
-            call()
-        runs.append((time.perf_counter_ns() - started) / number)
-    return statistics.median(runs)
 
 
 def main() -> None:

@@ -87,6 +87,25 @@ def run_worker(url: str, name: str, mode: str) -> dict[str, Any]:
     return json.loads(lines[-1])
 
 
+def run_workers(script: str, argvs: list[list[str]],
+                started: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+    """Run one worker process per argv at once; return each one's JSON line."""
+    env = {k: v for k, v in os.environ.items() if k != "BRACE_ACTIVE"}
+    workers = [subprocess.Popen([sys.executable, str(WORKER.with_name(script)), *argv],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env) for argv in argvs]
+    try:
+        if started is not None:
+            started()
+        return [json.loads(worker.communicate(timeout=60)[0].strip().splitlines()[-1])
+                for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait(5)
+
+
 def test_breaker_tripped_in_one_process_fails_fast_in_another(
         redis_server: Any, redis_client: Any, breaker_name: str) -> None:
     a = run_worker(redis_server.url, breaker_name, "fail")
@@ -383,22 +402,13 @@ def test_half_open_admits_one_trial_across_the_fleet(
     # is the trial, and the trial takes 0.5 s while 31 other calls arrive.
     redis_client.hset(f"brace:breaker:{breaker_name}",
                       mapping={"state": "open", "failures": 1, "opened_at": time.time() - 5})
-    env = {k: v for k, v in os.environ.items() if k != "BRACE_ACTIVE"}
-    workers = [subprocess.Popen([sys.executable, str(WORKER.with_name("trial_worker.py")),
-                                 redis_server.url, breaker_name, str(i)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=env) for i in range(4)]
-    try:
+    def start() -> None:
         poll_until(lambda: all(redis_client.get(f"{breaker_name}:ready:{i}")
                                for i in range(4)), "every worker is ready", timeout=20)
         redis_client.set(f"{breaker_name}:go", 1)
-        results = [json.loads(worker.communicate(timeout=30)[0].strip().splitlines()[-1])
-                   for worker in workers]
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
-                worker.wait(5)
+
+    results = run_workers("trial_worker.py", [[redis_server.url, breaker_name, str(i)]
+                                               for i in range(4)], start)
     outcomes = sorted(o for result in results for o in result["outcomes"])
     assert int(redis_client.get(f"{breaker_name}:calls") or 0) == 1  # the dependency saw one
     assert outcomes == ["ok"] + ["rejected"] * 31, outcomes
@@ -493,27 +503,13 @@ def test_the_cli_says_no_in_one_line(redis_server: Any, breaker_name: str) -> No
 # -- 8. one retry budget for the fleet --------------------------------------------------------
 
 
-def run_budget_workers(url: str, name: str, ratio: float, calls: int) -> list[dict[str, int]]:
-    env = {k: v for k, v in os.environ.items() if k != "BRACE_ACTIVE"}
-    workers = [subprocess.Popen([sys.executable, str(WORKER.with_name("budget_worker.py")),
-                                 url, name, str(ratio), str(calls)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=env) for _ in range(3)]
-    try:
-        return [json.loads(worker.communicate(timeout=60)[0].strip().splitlines()[-1])
-                for worker in workers]
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
-                worker.wait(5)
-
-
 @pytest.mark.parametrize("ratio", [0.0, 0.2])
 def test_a_shared_budget_bounds_the_fleets_retries(redis_server: Any, breaker_name: str,
                                                    ratio: float) -> None:
     # A total outage, 3 processes, 100 calls each: per-process budgets would let each
     # process retry its own floor (10) plus its share.
-    results = run_budget_workers(redis_server.url, breaker_name, ratio, 100)
+    results = run_workers("budget_worker.py",
+                          [[redis_server.url, breaker_name, str(ratio), "100"]] * 3)
     calls = sum(r["calls"] for r in results)
     retries = sum(r["attempts"] - r["calls"] for r in results)
     assert calls == 300
