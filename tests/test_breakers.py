@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -524,3 +525,72 @@ def test_policies_with_fallbacks_stay_hashable() -> None:
     policy = brace.network(fallback={"unhashable": []}, breaker="h")
     assert hash(policy) == hash(brace.network(fallback={"other": []}, breaker="h"))
     assert policy != brace.network(fallback={"other": []}, breaker="h")
+
+
+# -- failure-ratio and slow-call breakers -------------------------------------------------------
+
+SIXTY = [False, False, True, False, True]  # 60 % failures, never 5 in a row (True: success)
+THIRTY = [False, True, True, False, True, True, True, False, True, True]
+
+
+def run_pattern(name: str, pattern: list[bool], calls: int) -> tuple[int, str]:
+    """Make ``calls`` calls failing as ``pattern`` says; return how many ran, and the state."""
+    ran = 0
+    outcomes = iter(pattern * (calls // len(pattern) + 1))
+
+    @brace.network(attempts=1, breaker=name)
+    def dependency() -> str:
+        nonlocal ran
+        ran += 1
+        if not next(outcomes):
+            raise ConnectionError("down")
+        return "ok"
+
+    for _ in range(calls):
+        with contextlib.suppress(ConnectionError, brace.CircuitOpenError):
+            dependency()
+    return ran, brace.breakers()[name].state
+
+
+@pytest.mark.parametrize(("pattern", "opens"), [(SIXTY, True), (THIRTY, False)],
+                         ids=["60%", "30%"])
+def test_a_failure_ratio_opens_without_consecutive_failures(
+        pattern: list[bool], opens: bool, brace_reset_breakers: None) -> None:
+    brace.breaker("ratio", failure_ratio=0.5, min_calls=20, window_s=30)  # fail_max stays 5
+    ran, state = run_pattern("ratio", pattern, 60)
+    assert state == ("open" if opens else "closed")
+    # 60 %: it opens at the first failure once 20 calls were made (call 21), then rejects.
+    assert ran == (21 if opens else 60)
+
+
+def test_fewer_calls_than_min_calls_never_open_it(brace_reset_breakers: None) -> None:
+    brace.breaker("few", failure_ratio=0.5, min_calls=20, window_s=30)
+    ran, state = run_pattern("few", [False, False, True, False], 19)  # 75 %, 19 calls
+    assert (ran, state) == (19, "closed")
+
+
+def test_slow_calls_count_as_failures(clock: Any, brace_reset_breakers: None) -> None:
+    brace.breaker("slow", fail_max=2, slow_call_s=2.0)
+    ran = 0
+
+    @brace.network(attempts=1, breaker="slow")
+    def sluggish() -> str:
+        nonlocal ran
+        ran += 1
+        clock.advance(3.0)  # answers, but after 3 s
+        return "late"
+
+    assert sluggish() == "late"  # a slow call still returns its value ...
+    assert sluggish() == "late"
+    with pytest.raises(brace.CircuitOpenError):  # ... and two of them opened the breaker
+        sluggish()
+    assert ran == 2
+
+
+def test_ratio_settings_say_no_when_they_cannot_apply(brace_reset_breakers: None) -> None:
+    with pytest.raises(TypeError, match="min_calls= and window_s= belong to a failure-ratio"):
+        brace.breaker("lonely", min_calls=10)
+    with pytest.raises(ValueError, match=r"failure_ratio must be a finite number in \(0, 1\]"):
+        brace.breaker("zero", failure_ratio=0)
+    with pytest.raises(ValueError, match="slow_call_s"):
+        brace.breaker("never", slow_call_s=0)

@@ -1,11 +1,10 @@
 """Named pybreaker circuit breakers, and the gate every attempt passes through.
 
-``pybreaker.CircuitBreaker.call`` holds the breaker's lock while the guarded function runs,
-which serialises every call through one breaker. brace keeps pybreaker as the state machine
-and storage but runs the function outside that lock: ``Gate`` admits or rejects an
-attempt (moving an expired open breaker to half-open, admitting one trial at a time), the
-attempt runs, and its outcome is recorded through ``breaker.call`` so counters, listeners,
-``exclude`` and storage stay pybreaker's. Decorators and transports both call the gate.
+pybreaker's ``call`` holds the breaker's lock while the function runs (serialising every
+call). ``Gate`` keeps pybreaker as the state machine but runs the attempt outside that lock:
+it admits or rejects, the attempt runs, and the outcome is recorded through ``breaker.call``
+(counters, listeners, ``exclude`` and storage stay pybreaker's). Decorators and transports
+both call the gate.
 """
 
 from __future__ import annotations
@@ -19,7 +18,8 @@ from typing import Any, NamedTuple, Protocol
 
 import pybreaker
 
-from brace import _events, _validate
+from brace import _budget, _events, _validate
+from brace._deadline import clock
 from brace.predicates import NEVER_RETRY as _NEVER_COUNTED
 
 __all__ = [
@@ -73,10 +73,7 @@ class BreakerInfo(NamedTuple):
 
 
 class _Listener(pybreaker.CircuitBreakerListener):
-    """Turns state changes into ``breaker.state_changed`` events; keeps the gate current.
-
-    Every notification may change whether calls can take the healthy path.
-    """
+    """Turns state changes into ``breaker.state_changed`` events; keeps the gate current."""
 
     def __init__(self) -> None:
         self.gate: Gate | None = None
@@ -90,6 +87,8 @@ class _Listener(pybreaker.CircuitBreakerListener):
                           and new_state.name == _OPEN else None)
             _events.breaker_state_changed(cb.name or "<unnamed>", old, new_state.name,
                                           tripped_by)
+            if new_state.name == _CLOSED and self.gate is not None and self.gate._ratio:
+                self.gate._ratio.reset()  # a closed breaker starts a fresh window
         self._refresh()
 
     def failure(self, cb: pybreaker.CircuitBreaker, exc: BaseException) -> None:
@@ -122,8 +121,12 @@ class _Breaker(pybreaker.CircuitBreaker):
 class CountedResult(Exception):
     """A returned result the policy retries (say a 503 response), as a breaker failure."""
 
-    def __init__(self, description: str) -> None:
-        super().__init__(description)
+
+class SlowCall(Exception):
+    """A call slower than the breaker's ``slow_call_s``: it counts as a failure."""
+
+    def __init__(self, took_s: float, limit_s: float) -> None:
+        super().__init__(f"took {took_s:.3f} s, slow_call_s is {limit_s:g} s")
 
 
 class Judge(Protocol):
@@ -153,15 +156,17 @@ def _reraise(exc: BaseException) -> None:
 
 
 def _noop() -> None:
-    return None
+    pass
 
 
 class Gate:
     """Admits attempts to one pybreaker breaker and records their outcomes through it."""
 
-    def __init__(self, cb: pybreaker.CircuitBreaker,
-                 storage: pybreaker.CircuitBreakerStorage) -> None:
+    def __init__(self, cb: pybreaker.CircuitBreaker, storage: pybreaker.CircuitBreakerStorage,
+                 ratio: _budget.FailureRatio | None = None, slow_s: float | None = None) -> None:
         self.breaker = cb
+        self._ratio = ratio  # also open on a failure ratio over a sliding window
+        self._slow = slow_s  # a call slower than this counts as a failure
         self.storage = storage
         self.name = cb.name or f"<breaker {id(cb):x}>"
         self._lock = threading.Lock()
@@ -187,7 +192,9 @@ class Gate:
 
     def refresh(self) -> None:
         """Re-check whether calls may take the healthy path."""
-        quiet = self._watched and self.quiet()
+        # A ratio or slow-call breaker counts every call: it has no skipping healthy path.
+        quiet = (self._watched and self._ratio is None and self._slow is None
+                 and self.quiet())
         if self._memory:
             self.fast = quiet
         else:
@@ -206,8 +213,8 @@ class Gate:
         if self.storage.state == _CLOSED:
             return False  # closed in storage: nothing to wait for, no lock needed
         with self._lock:
-            # `.state` syncs pybreaker's cached state with its storage (another process
-            # may have tripped a Redis-backed breaker) and notifies listeners of changes.
+            # `.state` syncs pybreaker's cached state with its (shared) storage, and
+            # notifies listeners of a change made elsewhere.
             state = self.breaker.state.name
             if state == _CLOSED:
                 return False
@@ -235,29 +242,38 @@ class Gate:
              **kwargs: Any) -> Any:
         """One attempt through the breaker: gate, call outside pybreaker's lock, record."""
         trial = self.enter(name)
+        started = clock() if self._slow is not None else 0.0
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
             self.settle(judge, name, trial, exc, None)
             raise
+        self._succeeded(judge, name, trial, result, started)
+        return result
+
+    def _succeeded(self, judge: Judge, name: str, trial: bool, result: Any,
+                   started: float) -> None:
+        if self._slow is not None and clock() - started >= self._slow:
+            self.settle(judge, name, trial, SlowCall(clock() - started, self._slow), None)
+            return
         # A healthy call through a closed, quiet breaker has nothing to record.
         check = judge.result_check
         if trial or (check is not None and check(result)) or not self.quiet():
             self.settle(judge, name, trial, None, result)
-        return result
+        elif self._ratio is not None:
+            self._ratio.window.call()  # a quiet success still counts in the window
 
     async def acall(self, judge: Judge, name: str, fn: Callable[..., Awaitable[Any]],
                     *args: Any, **kwargs: Any) -> Any:
         """The async twin of ``call``."""
         trial = self.enter(name)
+        started = clock() if self._slow is not None else 0.0
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
             self.settle(judge, name, trial, exc, None)
             raise
-        check = judge.result_check
-        if trial or (check is not None and check(result)) or not self.quiet():
-            self.settle(judge, name, trial, None, result)
+        self._succeeded(judge, name, trial, result, started)
         return result
 
     def settle(self, judge: Judge, name: str, trial: bool, exc: BaseException | None,
@@ -273,13 +289,18 @@ class Gate:
             check = judge.result_check  # the fast path's test: cheap for plain results
             counted = check is not None and check(result) and judge.counts(None, result)
         else:
-            counted = judge.counts(exc)
-        if not counted:
-            self.record(trial, None)  # like pybreaker's `exclude`: counts as a success
-        elif exc is not None:
-            self.record(trial, exc, name)
-        else:
-            self.record(trial, CountedResult(_events.describe_result(result)), name)
+            counted = isinstance(exc, SlowCall) or judge.counts(exc)
+        failure = None if not counted else exc if exc is not None else CountedResult(
+            _events.describe_result(result))
+        self.record(trial, failure, name)  # not counted: like pybreaker's exclude, a success
+        if self._ratio is not None and self._ratio.tally(failure):
+            self.recording = (name, failure)  # type: ignore[assignment]
+            try:
+                if self.breaker.current_state == _CLOSED:
+                    self.breaker.open()  # too many failures among the recent calls
+            finally:
+                self.recording = None
+                self.refresh()
 
     def record(self, trial: bool, failure: BaseException | None, name: str = "") -> None:
         """Record one outcome: a ``failure`` (of ``name``) counts, None is a success."""
@@ -310,11 +331,9 @@ class Gate:
             self.refresh()
 
     def quiet(self) -> bool:
-        """Return True when pybreaker would record a success as nothing at all.
+        """True when pybreaker would record a success as nothing: the path may skip it.
 
-        Closed, in memory, no failures counted, and no listener that wants successes:
-        pybreaker would only reset a counter that is already zero, so the healthy path
-        skips pybreaker's lock and calls.
+        Closed, read locally, no failure counted, no listener that wants successes.
         """
         storage = self.storage
         return (self._in_memory and not storage.counter and storage.state == _CLOSED
@@ -360,6 +379,10 @@ def breaker(
     redis_url: str = _UNSET,
     fallback_state: str = _UNSET,
     sync_s: float = _UNSET,
+    failure_ratio: float = _UNSET,
+    min_calls: int = _UNSET,
+    window_s: float = _UNSET,
+    slow_call_s: float = _UNSET,
 ) -> pybreaker.CircuitBreaker:
     """Return the process-wide ``pybreaker.CircuitBreaker`` called ``name``, creating it once.
 
@@ -375,6 +398,12 @@ def breaker(
             local, in-process breaker; ``"open"`` fails fast.
         sync_s: With Redis: the local copy of the shared state is at most this old, in
             seconds (0.01-60, default 1): a healthy call makes no Redis round trip.
+        failure_ratio: Also open when failures reach this share (0-1] of the calls of the
+            last ``window_s`` seconds (default 30), once ``min_calls`` (default 20) were
+            made; counted fleet-wide when shared through Redis.
+        min_calls: The fewest calls in the window a ratio is judged on (int >= 1).
+        window_s: The failure-ratio window in seconds (0.01-1e7).
+        slow_call_s: A call slower than this (seconds > 0) counts as a failure.
 
     Raises:
         ValueError: a setting is out of range, or the breaker exists with other settings.
@@ -385,8 +414,9 @@ def breaker(
     given = {key: value for key, value in {
         "fail_max": fail_max, "reset_timeout": reset_timeout,
         "success_threshold": success_threshold, "exclude": exclude, "redis": redis,
-        "redis_url": redis_url, "fallback_state": fallback_state,
-        "sync_s": sync_s}.items() if value is not _UNSET}
+        "redis_url": redis_url, "fallback_state": fallback_state, "sync_s": sync_s,
+        "failure_ratio": failure_ratio, "min_calls": min_calls, "window_s": window_s,
+        "slow_call_s": slow_call_s}.items() if value is not _UNSET}
     with _registry_lock:
         existing = registry.get(name)
         if existing is not None:
@@ -403,52 +433,26 @@ def breaker(
 
 
 def _create(name: str, given: dict[str, Any]) -> Gate:
-    settings = {**DEFAULTS, **given}
-    fail_max = _validate.attempts(settings["fail_max"], "fail_max")
-    # At least 1 ms: a breaker open for less protects nothing.
-    reset_timeout = _validate.number(settings["reset_timeout"], "reset_timeout", low=0.001,
-                                     high=_validate.MAX_SECONDS, unit=" of seconds")
-    threshold = _validate.attempts(settings["success_threshold"], "success_threshold")
-    exclude = given.get("exclude", ())
-    if isinstance(exclude, type) or not isinstance(exclude, Iterable):
-        raise TypeError(f"exclude= must be a list of exception types or predicates, "
-                        f"got {exclude!r}")
-    exclude = list(exclude)
-    for item in exclude:
-        if not callable(item) or (isinstance(item, type)
-                                  and not issubclass(item, BaseException)):
-            raise TypeError(f"exclude= accepts exception types or predicates, got {item!r}")
-    fallback_state = given.get("fallback_state", _CLOSED)
-    if fallback_state not in (_CLOSED, _OPEN):
-        raise ValueError(f"fallback_state must be 'closed' or 'open', got {fallback_state!r}")
-    if "redis" in given and "redis_url" in given:
-        raise TypeError("pass redis= or redis_url=, not both")
-    if "sync_s" in given and "redis" not in given and "redis_url" not in given:
-        raise TypeError("sync_s= applies to a breaker shared through Redis: pass redis= or "
-                        "redis_url= too")
-    storage: pybreaker.CircuitBreakerStorage
+    settings = _validate.breaker_settings(given, DEFAULTS)
+    storage: pybreaker.CircuitBreakerStorage = pybreaker.CircuitMemoryStorage(_CLOSED)
+    shared_window, ratio = None, None
     if "redis_url" in given or "redis" in given:
         from brace import _redis  # the redis client only when a breaker is shared
 
-        client = (_redis.client_from_url(given["redis_url"]) if "redis_url" in given
-                  else given["redis"])
-        if client is None:
-            raise TypeError("redis= must be a redis.Redis client, got None")
-        sync = _validate.number(given.get("sync_s", 1.0), "sync_s", low=0.01, high=60.0,
-                                unit=" of seconds")
-        storage = _redis.RedisStorage(name, client, fallback_state, sync, {
-            "fail_max": fail_max, "reset_timeout": reset_timeout})
-    else:
-        storage = pybreaker.CircuitMemoryStorage(_CLOSED)
+        storage, shared_window = _redis.shared_storage(name, given, settings)
+    if settings["failure_ratio"] is not None:
+        window = _budget.Window(settings["window_s"],
+                                None if shared_window is None else shared_window.add_calls)
+        ratio = _budget.FailureRatio(settings["failure_ratio"], settings["min_calls"], window,
+                                     shared_window)
     listener = _Listener()
-    cb = _Breaker(
-        fail_max=fail_max, reset_timeout=reset_timeout, success_threshold=threshold,
-        exclude=exclude, listeners=[listener], state_storage=storage, name=name,
-        # The call that trips the breaker raises its own error: users see the real cause.
-        throw_new_error_on_trip=False,
-    )
+    # The call that trips the breaker raises its own error: users see the real cause.
+    cb = _Breaker(fail_max=settings["fail_max"], reset_timeout=settings["reset_timeout"],
+                  success_threshold=settings["success_threshold"], exclude=settings["exclude"],
+                  listeners=[listener], state_storage=storage, name=name,
+                  throw_new_error_on_trip=False)
     cb.listener = listener
-    gate = listener.gate = Gate(cb, storage)
+    gate = listener.gate = Gate(cb, storage, ratio, settings["slow_call_s"])
     return gate
 
 

@@ -1,4 +1,6 @@
-"""Retry budgets: retries allowed only while they stay under a share of calls.
+"""Retry budgets, and the sliding windows of counts they and failure-ratio breakers judge.
+
+A retry budget allows retries only while they stay under a share of calls.
 
 One budget per name, process-wide (``brace.budget(name, ...)``), shared by every policy,
 thread and event loop that names it. Policies count calls on their call path and spend
@@ -9,6 +11,7 @@ also a retry predicate.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +23,7 @@ from brace._deadline import clock
 if TYPE_CHECKING:
     from tenacity import RetryCallState
 
-__all__ = ["DEFAULTS", "Budget", "budget", "find", "lookup", "reset"]
+__all__ = ["DEFAULTS", "Budget", "FailureRatio", "Window", "budget", "find", "lookup", "reset"]
 
 #: What a budget named before it was configured gets (and what ``explain`` shows for one).
 DEFAULTS = MappingProxyType({"ratio": 0.2, "min_per_s": 10.0, "window_s": 10.0})
@@ -29,6 +32,106 @@ _BUCKETS = 10
 # path then reads no clock and takes no lock. A batch still pending is timed as older than
 # its later calls, so at worst the budget is a little stricter, never looser.
 _BATCH = 32
+
+
+class Window:
+    """Calls, and one kind of event among them, over a sliding window of 10 buckets.
+
+    Retry budgets count retries in one, failure-ratio breakers failures. Calls are counted
+    in batches of up to 32, each batch timed by its first call, without a lock (a count lost
+    to a race loosens the window by one call); ``shared_calls`` takes full batches to Redis.
+    The other methods are called with ``lock`` held.
+    """
+
+    def __init__(self, window_s: float,
+                 shared_calls: Callable[[int], bool | None] | None = None) -> None:
+        self.window_s = window_s
+        self._per_s = _BUCKETS / window_s  # bucket numbers per second
+        # Per bucket: [bucket number, calls, events]; a bucket is reused when it comes round.
+        self._buckets = [[-1, 0, 0] for _ in range(_BUCKETS)]
+        self._pending = 0  # calls not yet in a bucket
+        self._since = 0.0  # when the first of them was made
+        self._shared_calls = shared_calls
+        self.lock = threading.Lock()
+
+    def call(self) -> None:
+        """Count one call."""
+        if not self._pending:
+            self._since = clock()
+        self._pending += 1
+        if self._pending >= _BATCH:
+            with self.lock:
+                self.flush()
+
+    def take_pending(self) -> int:
+        """The calls not yet counted, now taken out (for a shared backend to add)."""
+        pending, self._pending = self._pending, 0
+        return pending
+
+    def flush(self) -> None:
+        """Put the pending calls in Redis, or in the bucket of their first call."""
+        pending = self.take_pending()
+        if pending and (self._shared_calls is None or self._shared_calls(pending) is None):
+            self.bucket(self._since)[1] += pending
+
+    def bucket(self, now: float) -> list[int]:
+        """The bucket of ``now`` (a reading of ``clock()``), emptied when it comes round."""
+        number = int(now * self._per_s)
+        bucket = self._buckets[number % _BUCKETS]
+        if bucket[0] != number:
+            bucket[0], bucket[1], bucket[2] = number, 0, 0
+        return bucket
+
+    def totals(self, now: float) -> tuple[int, int]:
+        """Calls and events within the window ending at ``now``."""
+        oldest = int(now * self._per_s) - _BUCKETS + 1
+        calls = events = 0
+        for number, bucket_calls, bucket_events in self._buckets:
+            if number >= oldest:
+                calls += bucket_calls
+                events += bucket_events
+        return calls, events
+
+    def reset(self) -> None:
+        """Forget everything counted."""
+        with self.lock:
+            self._pending = 0
+            for bucket in self._buckets:
+                bucket[0], bucket[1], bucket[2] = -1, 0, 0
+
+
+class FailureRatio:
+    """Open at ``ratio`` failures among at least ``min_calls`` calls in the window."""
+
+    def __init__(self, ratio: float, min_calls: int, window: Window,
+                 shared: Any) -> None:
+        self.ratio, self.min_calls, self.window, self.shared = ratio, min_calls, window, shared
+
+    def tally(self, failure: BaseException | None) -> bool:
+        """Count one settled call; True when the failures now reach the ratio."""
+        window = self.window
+        if failure is None:
+            window.call()
+            return False
+        with window.lock:
+            totals = None
+            if self.shared is not None:  # the fleet's window, in one round trip
+                totals = self.shared.failure(window.take_pending())
+            if totals is None:
+                window.flush()
+                now = clock()
+                bucket = window.bucket(now)
+                bucket[1] += 1
+                bucket[2] += 1
+                totals = window.totals(now)
+        calls, failures = totals
+        return bool(calls >= self.min_calls and failures >= self.ratio * calls)
+
+    def reset(self) -> None:
+        """Forget the window (locally and, when shared, in Redis)."""
+        self.window.reset()
+        if self.shared is not None:
+            self.shared.reset()
 
 
 class Budget(tenacity.retry_base):
@@ -53,29 +156,10 @@ class Budget(tenacity.retry_base):
         # At least 10 ms: the window is counted in ten buckets, each at least 1 ms wide.
         self.window_s = _validate.number(window_s, "window_s", low=0.01,
                                          high=_validate.MAX_SECONDS, unit=" of seconds")
-        self._lock = threading.Lock()
-        self._per_s = _BUCKETS / self.window_s  # bucket numbers per second
-        # Per bucket: [bucket number, calls, retries]; a bucket is reused when it comes round.
-        self._buckets = [[-1, 0, 0] for _ in range(_BUCKETS)]
-        self._pending = 0  # calls not yet in a bucket
-        self._since = 0.0  # when the first of them was made
         self._shared = shared  # a brace._redis.SharedBudget: the fleet's counts
-
-    def _bucket(self, now: float) -> list[int]:
-        number = int(now * self._per_s)
-        bucket = self._buckets[number % _BUCKETS]
-        if bucket[0] != number:
-            bucket[0], bucket[1], bucket[2] = number, 0, 0
-        return bucket
-
-    def _totals(self, now: float) -> tuple[int, int]:
-        oldest = int(now * self._per_s) - _BUCKETS + 1
-        calls = retries = 0
-        for number, bucket_calls, bucket_retries in self._buckets:
-            if number >= oldest:
-                calls += bucket_calls
-                retries += bucket_retries
-        return calls, retries
+        self._window = Window(self.window_s, None if shared is None else shared.add_calls)
+        # The healthy path calls the window directly: no layer of its own.
+        self.record_call = self._window.call  # type: ignore[method-assign]
 
     def record_call(self) -> None:
         """Count one logical call (brace policies do this for every call).
@@ -83,18 +167,7 @@ class Budget(tenacity.retry_base):
         Takes no lock: a count lost to a race between threads only loosens the budget by
         one call; spending (``try_spend``) is exact.
         """
-        if not self._pending:
-            self._since = clock()
-        self._pending += 1
-        if self._pending >= _BATCH:
-            with self._lock:
-                self._flush()
-
-    def _flush(self) -> None:
-        # Under the lock: the pending batch goes to Redis, or into the bucket of its first call.
-        pending, self._pending = self._pending, 0
-        if pending and (self._shared is None or self._shared.add_calls(pending) is None):
-            self._bucket(self._since)[1] += pending
+        self._window.call()
 
     def before(self, retry_state: RetryCallState) -> None:
         """A tenacity ``before=`` hook that counts each call at its first attempt."""
@@ -103,20 +176,21 @@ class Budget(tenacity.retry_base):
 
     def try_spend(self) -> bool:
         """Spend one retry if the budget allows it; return whether it did."""
-        with self._lock:
+        window = self._window
+        with window.lock:
             if self._shared is not None:
                 # The fleet's budget: the pending calls and the spending in one round trip.
-                verdict = self._shared.spend(self._pending, self.ratio,
-                                             self.min_per_s * self.window_s)
+                pending = window.take_pending()
+                verdict = self._shared.spend(pending, self.ratio, self.min_per_s * self.window_s)
                 if verdict is not None:
-                    self._pending = 0
                     return bool(verdict)
-            self._flush()
+                window.bucket(clock())[1] += pending  # Redis unreachable: count here
+            window.flush()
             now = clock()
-            calls, retries = self._totals(now)
+            calls, retries = window.totals(now)
             if retries >= self.ratio * calls + self.min_per_s * self.window_s:
                 return False
-            self._bucket(now)[2] += 1
+            window.bucket(now)[2] += 1
             return True
 
     def __call__(self, retry_state: RetryCallState) -> bool:
@@ -129,10 +203,7 @@ class Budget(tenacity.retry_base):
 
     def reset(self) -> None:
         """Forget every counted call and retry."""
-        with self._lock:
-            self._pending = 0
-            for bucket in self._buckets:
-                bucket[0], bucket[1], bucket[2] = -1, 0, 0
+        self._window.reset()
 
     def __repr__(self) -> str:
         return (f"brace.budget({self.name!r}, ratio={self.ratio!r}, "

@@ -5,6 +5,7 @@ The redis client is imported only when a breaker is given ``redis=`` or ``redis_
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -17,8 +18,8 @@ import pybreaker
 from brace import _events
 from brace._redact import redact
 
-__all__ = ["REDIS_TIMEOUT_S", "RedisStorage", "SharedBudget", "client_from_url", "force",
-           "shared_breakers"]
+__all__ = ["REDIS_TIMEOUT_S", "RedisStorage", "SharedBudget", "SharedWindow", "client_from_url",
+           "force", "shared_breakers"]
 
 #: Seconds Redis may take per operation before the breaker falls back (see the docs).
 REDIS_TIMEOUT_S = 0.25
@@ -345,6 +346,82 @@ class SharedBudget:
     def spend(self, calls: int, ratio: float, floor: float) -> bool | None:
         """Add ``calls``, then spend one retry if the fleet's budget allows; None: no Redis."""
         return self._run(calls, ratio, floor, spend=True)
+
+
+# A failure-ratio breaker's window: the same ring, with failures (f:SLOT). ARGV: width,
+# calls to add, failures to add. Returns the window's calls and failures.
+_WINDOW = """
+local t = redis.call('TIME')
+local n = math.floor((tonumber(t[1]) + tonumber(t[2]) / 1000000) / tonumber(ARGV[1]))
+local slot = n % 10
+if tonumber(redis.call('HGET', KEYS[1], 'b:' .. slot) or -1) ~= n then
+  redis.call('HSET', KEYS[1], 'b:' .. slot, n, 'c:' .. slot, 0, 'f:' .. slot, 0)
+end
+redis.call('HINCRBY', KEYS[1], 'c:' .. slot, ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'f:' .. slot, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[1]) * 20000))
+local calls, failures = 0, 0
+for s = 0, 9 do
+  if tonumber(redis.call('HGET', KEYS[1], 'b:' .. s) or -1) > n - 10 then
+    calls = calls + tonumber(redis.call('HGET', KEYS[1], 'c:' .. s) or 0)
+    failures = failures + tonumber(redis.call('HGET', KEYS[1], 'f:' .. s) or 0)
+  end
+end
+return {calls, failures}
+"""
+
+
+class SharedWindow:
+    """A failure-ratio breaker's window shared through Redis.
+
+    Calls are added in batches; each failure is added, and the fleet's totals read, in one
+    round trip. None while Redis is unreachable (the window then counts locally).
+    """
+
+    def __init__(self, name: str, client: Any, window_s: float) -> None:
+        self._key = f"brace:window:{name}"
+        self._width = window_s / 10
+        self._client = client
+        self._script = client.register_script(_WINDOW)
+        self._retry_at = 0.0
+
+    def _run(self, calls: int, failures: int) -> tuple[int, int] | None:
+        from redis.exceptions import RedisError
+
+        if time.monotonic() < self._retry_at:
+            return None
+        try:
+            totals = self._script(keys=[self._key], args=[repr(self._width), calls, failures])
+        except RedisError:  # the breaker's storage reports the outage
+            self._retry_at = time.monotonic() + 1.0
+            return None
+        return int(totals[0]), int(totals[1])
+
+    def add_calls(self, calls: int) -> bool | None:
+        """Add a batch of calls; None when Redis is unreachable."""
+        return None if self._run(calls, 0) is None else True
+
+    def failure(self, calls: int) -> tuple[int, int] | None:
+        """Add ``calls`` and one failing call; the window's calls and failures, fleet-wide."""
+        return self._run(calls + 1, 1)
+
+    def reset(self) -> None:
+        """Forget the window (the breaker closed)."""
+        from redis.exceptions import RedisError
+
+        with contextlib.suppress(RedisError):
+            self._client.delete(self._key)
+
+
+def shared_storage(name: str, given: dict[str, Any],
+                   settings: dict[str, Any]) -> tuple[RedisStorage, SharedWindow]:
+    """The storage (and failure-ratio window) of the breaker ``name`` shared through Redis."""
+    client = client_from_url(given["redis_url"]) if "redis_url" in given else given["redis"]
+    if client is None:
+        raise TypeError("redis= must be a redis.Redis client, got None")
+    storage = RedisStorage(name, client, settings["fallback_state"], settings["sync_s"], {
+        "fail_max": settings["fail_max"], "reset_timeout": settings["reset_timeout"]})
+    return storage, SharedWindow(name, client, settings["window_s"])
 
 
 def _text(value: bytes | str) -> str:

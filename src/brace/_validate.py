@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 
@@ -129,3 +129,47 @@ def decoratable(fn: object, name: str, asynchronous: bool,
             "own timeout (for example httpx.Client(timeout=...) or a driver's "
             "connect_timeout), or use brace's httpx client, which applies attempt_timeout "
             "per request")
+
+
+def breaker_settings(given: dict[str, Any], defaults: Any) -> dict[str, Any]:
+    """``brace.breaker``'s settings, checked and completed, or raise naming the bad one."""
+    settings = {**defaults, **given}
+    exclude = given.get("exclude", ())
+    if isinstance(exclude, type) or not isinstance(exclude, Iterable):
+        raise TypeError(f"exclude= must be a list of exception types or predicates, "
+                        f"got {exclude!r}")
+    for item in exclude:
+        if not callable(item) or (isinstance(item, type)
+                                  and not issubclass(item, BaseException)):
+            raise TypeError(f"exclude= accepts exception types or predicates, got {item!r}")
+    fallback_state = given.get("fallback_state", "closed")
+    if fallback_state not in ("closed", "open"):
+        raise ValueError(f"fallback_state must be 'closed' or 'open', got {fallback_state!r}")
+    shared = "redis" in given or "redis_url" in given
+    if "redis" in given and "redis_url" in given:
+        raise TypeError("pass redis= or redis_url=, not both")
+    if "sync_s" in given and not shared:
+        raise TypeError("sync_s= applies to a breaker shared through Redis: pass redis= or "
+                        "redis_url= too")
+    ratio = given.get("failure_ratio")
+    if ratio is None and ("min_calls" in given or "window_s" in given):
+        raise TypeError("min_calls= and window_s= belong to a failure-ratio breaker: pass "
+                        "failure_ratio= too")
+    slow = given.get("slow_call_s")
+    return {
+        "fail_max": attempts(settings["fail_max"], "fail_max"),
+        # At least 1 ms: a breaker open for less protects nothing.
+        "reset_timeout": number(settings["reset_timeout"], "reset_timeout", low=0.001,
+                                high=MAX_SECONDS, unit=" of seconds"),
+        "success_threshold": attempts(settings["success_threshold"], "success_threshold"),
+        "exclude": list(exclude), "fallback_state": fallback_state,
+        "sync_s": number(given.get("sync_s", 1.0), "sync_s", low=0.01, high=60.0,
+                         unit=" of seconds"),
+        "failure_ratio": None if ratio is None else number(ratio, "failure_ratio",
+                                                           low_open=True, high=1.0),
+        "min_calls": attempts(given.get("min_calls", 20), "min_calls"),
+        "window_s": number(given.get("window_s", 30.0), "window_s", low=0.01,
+                           high=MAX_SECONDS, unit=" of seconds"),
+        "slow_call_s": None if slow is None else seconds(slow, "slow_call_s",
+                                                         allow_zero=False),
+    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -537,3 +538,55 @@ def test_a_shared_budget_counts_locally_while_redis_is_down(redis_server: Any,
             assert elapsed < CALL_BOUND_S
     assert attempts == 5 + 2  # the local budget's floor: 2 retries
     assert len([e for e in logs if e["event"] == "breaker.storage_error"]) == 1
+
+
+# -- 9. failure-ratio breakers shared on Redis --------------------------------------------------
+
+
+@pytest.mark.parametrize(("pattern", "opens"), [
+    ([False, False, True, False, True], True),  # 60 %, never 5 failures in a row
+    ([False, True, True, False, True, True, True, False, True, True], False),  # 30 %
+], ids=["60%", "30%"])
+def test_a_shared_failure_ratio_opens_the_fleets_breaker(
+        redis_server: Any, redis_client: Any, breaker_name: str, pattern: list[bool],
+        opens: bool) -> None:
+    brace.breaker(breaker_name, redis_url=redis_server.url, failure_ratio=0.5, min_calls=20,
+                  window_s=30, sync_s=0.1)
+    outcomes = iter(pattern * 20)
+    ran = 0
+
+    @brace.network(attempts=1, breaker=breaker_name)
+    def dependency() -> str:
+        nonlocal ran
+        ran += 1
+        if not next(outcomes):
+            raise ConnectionError("down")
+        return "ok"
+
+    for _ in range(60):
+        with contextlib.suppress(ConnectionError, brace.CircuitOpenError):
+            dependency()
+    assert ran == (21 if opens else 60)
+    assert shared(redis_client, breaker_name).get("state", "closed") == (
+        "open" if opens else "closed")
+    # The window is the fleet's: its counts live in Redis.
+    window = {k.decode(): v for k, v in redis_client.hgetall(
+        f"brace:window:{breaker_name}").items()}
+    calls = sum(int(v) for k, v in window.items() if k.startswith("c:"))
+    assert calls >= 21 - 1  # successes are added in batches, failures at once
+
+
+def test_slow_calls_count_against_a_shared_breaker(
+        redis_server: Any, redis_client: Any, breaker_name: str, clock: Any) -> None:
+    brace.breaker(breaker_name, redis_url=redis_server.url, fail_max=2, slow_call_s=1.0)
+
+    @brace.network(attempts=1, breaker=breaker_name)
+    def sluggish() -> str:
+        clock.advance(1.5)  # answers, but after 1.5 s
+        return "late"
+
+    assert sluggish() == "late"
+    assert sluggish() == "late"
+    assert shared(redis_client, breaker_name)["state"] == "open"  # two slow calls opened it
+    with pytest.raises(brace.CircuitOpenError):
+        sluggish()
