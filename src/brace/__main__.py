@@ -111,7 +111,8 @@ def _breakers(args: argparse.Namespace) -> list[str]:
             raise _Error(f"Redis at {args.redis_url}: {type(exc).__name__}: {exc}") from None
     if args.format == "json":
         return [json.dumps(rows, indent=2)]
-    columns = ("name", "state", "failures", "fail_max", "reset_timeout", "next_trial_s")
+    columns = ("name", "state", "failures", "fail_max", "ratio", "reset_timeout",
+               "next_trial_s")
     table = [[("-" if row.get(c) is None else str(row.get(c))) for c in columns]
              for row in rows]
     widths = [max([len(c), *(len(r[i]) for r in table)]) for i, c in enumerate(columns)]

@@ -243,8 +243,9 @@ return redis.call('HINCRBY', KEYS[1], 'version', 1)
 def shared_breakers(client: Any) -> list[dict[str, Any]]:
     """Every breaker shared in this Redis, with its state as the fleet sees it.
 
-    Each: ``name``, ``state``, ``failures``, ``fail_max``, ``reset_timeout``,
-    ``next_trial_s`` (seconds until an open breaker admits a trial, else None).
+    Each: ``name``, ``state``, ``failures``, ``fail_max``, ``ratio`` (the failures' share
+    of the calls in a failure-ratio breaker's window), ``reset_timeout``, ``next_trial_s``
+    (seconds until an open breaker admits a trial, else None).
     """
     rows = []
     for key in sorted(client.scan_iter(match="brace:breaker:*", count=500)):
@@ -260,8 +261,21 @@ def shared_breakers(client: Any) -> list[dict[str, Any]]:
             next_trial = round(max(0.0, opened + reset - time.time()), 3)
         rows.append({"name": name, "state": state, "failures": int(fields.get("failures") or 0),
                      "fail_max": int(fields["fail_max"]) if "fail_max" in fields else None,
+                     "ratio": _window_ratio(client, name, fields.get("window_s")),
                      "reset_timeout": reset, "next_trial_s": next_trial})
     return rows
+
+
+def _window_ratio(client: Any, name: str, window_s: str | None) -> float | None:
+    # The failures' share of the calls in a failure-ratio breaker's current window.
+    if window_s is None:
+        return None
+    fields = {_text(k): int(v) for k, v in client.hgetall(f"brace:window:{name}").items()}
+    now = int(time.time() / (float(window_s) / 10))
+    live = [slot for slot in range(10) if fields.get(f"b:{slot}", -1) > now - 10]
+    calls = sum(fields.get(f"c:{slot}", 0) for slot in live)
+    failures = sum(fields.get(f"f:{slot}", 0) for slot in live)
+    return round(failures / calls, 3) if calls else None
 
 
 def force(client: Any, name: str, state: str) -> None:
@@ -419,8 +433,11 @@ def shared_storage(name: str, given: dict[str, Any],
     client = client_from_url(given["redis_url"]) if "redis_url" in given else given["redis"]
     if client is None:
         raise TypeError("redis= must be a redis.Redis client, got None")
-    storage = RedisStorage(name, client, settings["fallback_state"], settings["sync_s"], {
-        "fail_max": settings["fail_max"], "reset_timeout": settings["reset_timeout"]})
+    described = {"fail_max": settings["fail_max"], "reset_timeout": settings["reset_timeout"]}
+    if settings["failure_ratio"] is not None:
+        described.update(failure_ratio=settings["failure_ratio"], window_s=settings["window_s"])
+    storage = RedisStorage(name, client, settings["fallback_state"], settings["sync_s"],
+                           described)
     return storage, SharedWindow(name, client, settings["window_s"])
 
 

@@ -590,3 +590,19 @@ def test_slow_calls_count_against_a_shared_breaker(
     assert shared(redis_client, breaker_name)["state"] == "open"  # two slow calls opened it
     with pytest.raises(brace.CircuitOpenError):
         sluggish()
+
+
+def test_the_cli_shows_a_ratio_breakers_current_ratio(
+        redis_server: Any, breaker_name: str) -> None:
+    brace.breaker(breaker_name, redis_url=redis_server.url, failure_ratio=0.9, min_calls=50)
+
+    @brace.network(attempts=1, breaker=breaker_name)
+    def half() -> None:
+        raise ConnectionError("down")
+
+    for _ in range(4):
+        with contextlib.suppress(ConnectionError):
+            half()
+    listed = brace_cli("breakers", "--redis-url", redis_server.url, "--format", "json")
+    [row] = [r for r in json.loads(listed.stdout) if r["name"] == breaker_name]
+    assert row["ratio"] == 1.0 and row["state"] == "closed"  # 4 of 4 failed, too few calls
