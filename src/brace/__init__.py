@@ -19,6 +19,7 @@ from brace._breakers import BreakerInfo, CircuitOpenError, breaker, breakers
 from brace._budget import Budget, budget
 from brace._config import NO_FALLBACK, is_active, set_active
 from brace._events import observe, unobserve
+from brace._limits import BulkheadFullError, RateLimitedError, bulkhead, rate_limit
 from brace._policy import Policy, Retried
 from brace.presets import Preset, background, database, http, interactive, llm, network
 
@@ -27,15 +28,18 @@ __all__ = [
     "AsyncRetryTransport",
     "BreakerInfo",
     "Budget",
+    "BulkheadFullError",
     "CircuitOpenError",
     "Policy",
     "Preset",
+    "RateLimitedError",
     "Retried",
     "RetryTransport",
     "background",
     "breaker",
     "breakers",
     "budget",
+    "bulkhead",
     "database",
     "http",
     "interactive",
@@ -46,6 +50,7 @@ __all__ = [
     "observe",
     "predicates",
     "presets",
+    "rate_limit",
     "set_active",
     "stops",
     "unobserve",

@@ -20,7 +20,8 @@ import pybreaker
 
 from brace import _budget, _events, _validate
 from brace._deadline import clock
-from brace.predicates import NEVER_RETRY as _NEVER_COUNTED
+from brace._limits import Refused
+from brace.predicates import NEVER_RETRY
 
 __all__ = [
     "DEFAULTS",
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 _UTC = timezone.utc
+_NEVER_COUNTED = (*NEVER_RETRY, Refused)  # no verdict: cancelled, interrupted, or refused
 #: What a breaker named before it was configured gets (and what ``explain`` shows for one).
 DEFAULTS = MappingProxyType({"fail_max": 5, "reset_timeout": 30.0, "success_threshold": 1})
 _CLOSED, _OPEN, _HALF_OPEN = pybreaker.STATE_CLOSED, pybreaker.STATE_OPEN, pybreaker.STATE_HALF_OPEN
@@ -256,8 +258,7 @@ class Gate:
         if self._slow is not None and clock() - started >= self._slow:
             self.settle(judge, name, trial, SlowCall(clock() - started, self._slow), None)
             return
-        # A healthy call through a closed, quiet breaker has nothing to record.
-        check = judge.result_check
+        check = judge.result_check  # a quiet, healthy call has nothing to record:
         if trial or (check is not None and check(result)) or not self.quiet():
             self.settle(judge, name, trial, None, result)
         elif self._ratio is not None:
@@ -362,8 +363,7 @@ class Gate:
 #: Every named breaker's gate (the call path reads it directly: one dict look-up).
 registry: dict[str, Gate] = {}
 _settings: dict[str, dict[str, Any]] = {}
-_by_object: weakref.WeakKeyDictionary[pybreaker.CircuitBreaker, Gate] = (
-    weakref.WeakKeyDictionary())
+_by_object: weakref.WeakKeyDictionary[pybreaker.CircuitBreaker, Gate] = weakref.WeakKeyDictionary()
 _registry_lock = threading.Lock()
 _UNSET: Any = object()
 

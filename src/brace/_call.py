@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pybreaker
 import tenacity
 
-from brace import _breakers, _budget, _config, _events, _validate, predicates, waits
+from brace import _breakers, _budget, _config, _events, _limits, _validate, predicates, waits
 from brace._breakers import CircuitOpenError, gate_for
 from brace._deadline import RUNNING, clock, current_call, watch_attempt, watchdog
 from brace.predicates import LAST_MARK as last_mark
@@ -249,6 +249,7 @@ def sync_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str |
     ``name`` names the callable in breaker events, ``label`` (transports) the retry loop.
     """
     check = policy.result_check
+    fn = _limits.limited(policy, fn, name, False)
     attempt = fn if breaker is None else _gated(policy, fn, name, breaker, check)
     budget = policy.budget
     budgets = _budget.registry
@@ -293,6 +294,7 @@ def async_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str 
     caller sees httpx's own timeout errors).
     """
     attempt_timeout = policy.attempt_timeout if attempt_timeouts else None
+    fn = _limits.limited(policy, fn, name, True)
 
     async def bounded(*args: Any, **kwargs: Any) -> Any:
         call = current_call.get()

@@ -28,8 +28,10 @@ __all__ = [
     "BREAKER_STATE_CHANGED",
     "BREAKER_STORAGE_ERROR",
     "BREAKER_STORAGE_RECOVERED",
+    "BULKHEAD_REJECTED",
     "DEGRADED",
     "OBSERVER_FAILED",
+    "RATE_LIMIT_REJECTED",
     "RETRY_BUDGET_EXHAUSTED",
     "RETRY_GAVE_UP",
     "RETRY_SCHEDULED",
@@ -40,10 +42,12 @@ __all__ = [
     "breaker_state_changed",
     "breaker_storage_error",
     "breaker_storage_recovered",
+    "bulkhead_rejected",
     "degraded",
     "describe_error",
     "describe_result",
     "observe",
+    "rate_limit_rejected",
     "redact",
     "retry_budget_exhausted",
     "retry_gave_up",
@@ -63,6 +67,8 @@ BREAKER_REJECTED = "breaker.rejected"
 BREAKER_STORAGE_ERROR = "breaker.storage_error"
 BREAKER_STORAGE_RECOVERED = "breaker.storage_recovered"
 DEGRADED = "degraded"
+BULKHEAD_REJECTED = "bulkhead.rejected"
+RATE_LIMIT_REJECTED = "rate_limit.rejected"
 OBSERVER_FAILED = "observer.failed"
 
 #: An observer: called with each event's name and fields.
@@ -269,6 +275,21 @@ def breaker_storage_error(breaker: str, message: str, error: BaseException | Non
 def breaker_storage_recovered(breaker: str) -> None:
     """The breaker's shared storage (Redis) answers again: sharing resumes."""
     _emit(logging.INFO, BREAKER_STORAGE_RECOVERED, lambda: {"breaker": breaker})
+
+
+def bulkhead_rejected(bulkhead: str, callable_name: str, max_concurrent: int,
+                      waited_s: float) -> None:
+    """A full bulkhead refused an attempt after waiting ``waited_s``."""
+    _emit(logging.WARNING, BULKHEAD_REJECTED, lambda: {
+        "bulkhead": bulkhead, "callable": _name(callable_name),
+        "max_concurrent": max_concurrent, "waited_s": round(waited_s, 3)})
+
+
+def rate_limit_rejected(rate_limit: str, callable_name: str, wait_s: float) -> None:
+    """A rate limit refused an attempt: its next token (``wait_s`` away) is past the deadline."""
+    _emit(logging.WARNING, RATE_LIMIT_REJECTED, lambda: {
+        "rate_limit": rate_limit, "callable": _name(callable_name),
+        "wait_s": round(wait_s, 3)})
 
 
 def degraded(callable_name: str, preset: str, reason: str, error: BaseException) -> None:

@@ -20,6 +20,7 @@ import pybreaker
 import tenacity
 
 from brace import _budget, _call, _config, _events, _explain, _validate, predicates, stops, waits
+from brace._limits import Refused
 
 if TYPE_CHECKING:
     import httpx
@@ -30,8 +31,8 @@ R = TypeVar("R")
 
 __all__ = ["OnSpec", "Policy", "Retried"]
 
-# Outcomes that end a call at once whatever a predicate says.
-_NEVER_RETRY = (*predicates.NEVER_RETRY, pybreaker.CircuitBreakerError)
+# Outcomes that end a call at once whatever a predicate says: exits, and a gate's refusal.
+_NEVER_RETRY = (*predicates.NEVER_RETRY, pybreaker.CircuitBreakerError, Refused)
 
 
 #: What ``on=`` accepts: exception types, a tenacity retry object (sees results too), or a
@@ -115,6 +116,8 @@ class Policy:
     attempt_timeout: float | None = None
     breaker: str | pybreaker.CircuitBreaker | None = None
     budget: str | _budget.Budget | None = None
+    rate_limit: str | None = None
+    bulkhead: str | None = None
     # Fallback values need not be hashable: compared, but left out of the hash.
     fallback: Any = dataclasses.field(default=_config.NO_FALLBACK, hash=False)
 
@@ -148,6 +151,11 @@ class Policy:
                 or isinstance(self.budget, _budget.Budget)):
             raise TypeError(f"budget= must be a budget name (non-empty str) or a "
                             f"brace.Budget (from brace.budget(name)), got {self.budget!r}")
+        for gate in ("rate_limit", "bulkhead"):
+            value = getattr(self, gate)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise TypeError(f"{gate}= must be a name (non-empty str, see brace.{gate}()), "
+                                f"got {value!r}")
         # Frozen: normalise through object.__setattr__ so equal configs hash equal.
         object.__setattr__(self, "initial", initial)
         object.__setattr__(self, "max_wait", max_wait)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from brace import _breakers, _budget, _config
+from brace import _breakers, _budget, _config, _limits
 
 __all__ = [
     "brace_no_waits",
@@ -20,6 +20,7 @@ __all__ = [
     "no_waits",
     "reset_breakers",
     "reset_budgets",
+    "reset_limits",
 ]
 
 
@@ -44,6 +45,11 @@ def reset_breakers() -> None:
     ``brace.breaker(name, ...)`` may configure the name afresh.
     """
     _breakers.reset()
+
+
+def reset_limits() -> None:
+    """Forget every bulkhead and rate limit: the next test configures its names afresh."""
+    _limits.reset()
 
 
 def reset_budgets() -> None:

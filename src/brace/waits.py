@@ -22,7 +22,8 @@ from brace import _config, _validate, predicates
 if TYPE_CHECKING:
     from tenacity import RetryCallState
 
-__all__ = ["async_sleep", "backoff", "retry_after", "server_delay", "sleep", "waits_disabled"]
+__all__ = ["async_pause", "async_sleep", "backoff", "retry_after", "server_delay", "sleep",
+           "waits_disabled"]
 
 _state = _config.state
 
@@ -122,17 +123,21 @@ def sleep(seconds: float) -> None:
     time.sleep(seconds)
 
 
+async def async_pause(seconds: float) -> None:
+    """Sleep ``seconds`` in the running async library, whatever ``no_waits()`` says."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # not asyncio
+        import anyio
+
+        await anyio.sleep(seconds)
+        return
+    await asyncio.sleep(seconds)
+
+
 async def async_sleep(seconds: float) -> None:
     """Sleep ``seconds`` in the running async library, or only yield inside ``no_waits()``.
 
     asyncio sleeps itself; any other library (trio) through anyio, which speaks to it.
     """
-    delay = 0 if _state.no_waits else seconds
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:  # not asyncio
-        import anyio  # httpx's dependency; imported only off asyncio
-
-        await anyio.sleep(delay)
-        return
-    await asyncio.sleep(delay)
+    await async_pause(0 if _state.no_waits else seconds)

@@ -1,0 +1,243 @@
+"""Bulkheads and rate limits: they refuse, they do not queue forever.
+
+A bulkhead caps how many attempts run at once against one dependency; a full one waits at
+most ``max_wait_s`` (never past the call's deadline), then raises ``BulkheadFullError``. A
+rate limit is a token bucket (GCRA) per dependency; an attempt waits for its token only
+while the deadline allows, else ``RateLimitedError``. Neither is retried by the policy that
+raised it, and a breaker counts neither as a success nor as a failure.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from brace import _events, _validate, waits
+
+if TYPE_CHECKING:
+    from brace._policy import Policy
+
+__all__ = ["BulkheadFullError", "RateLimitedError", "Refused", "bulkhead", "find_bulkhead",
+           "find_rate_limit", "limited", "rate_limit", "reset"]
+
+
+class Refused(Exception):
+    """A gate refused the attempt without running it (the dependency gave no verdict)."""
+
+
+class BulkheadFullError(Refused):
+    """A bulkhead was full and stayed full for as long as the call could wait."""
+
+
+class RateLimitedError(Refused):
+    """A rate limit had no token for this attempt within the call's deadline."""
+
+
+class Bulkhead:
+    """At most ``max_concurrent`` attempts at once; get one with ``brace.bulkhead``."""
+
+    def __init__(self, name: str, max_concurrent: int, max_wait_s: float) -> None:
+        self.name = name
+        self.max_concurrent = max_concurrent
+        self.max_wait_s = max_wait_s
+        self._in_use = 0
+        self._changed = threading.Condition()
+
+    def _take(self) -> bool:
+        with self._changed:
+            if self._in_use < self.max_concurrent:
+                self._in_use += 1
+                return True
+            return False
+
+    def acquire(self, name: str, budget_s: float) -> None:
+        """Take a slot (threads), waiting at most ``min(max_wait_s, budget_s)``."""
+        limit = min(self.max_wait_s, max(0.0, budget_s))
+        started = time.monotonic()
+        with self._changed:
+            while self._in_use >= self.max_concurrent:
+                left = limit - (time.monotonic() - started)
+                if left <= 0:
+                    self._refuse(name, time.monotonic() - started)
+                self._changed.wait(left)
+            self._in_use += 1
+
+    async def aacquire(self, name: str, budget_s: float) -> None:
+        """Take a slot (any async library), waiting at most ``min(max_wait_s, budget_s)``.
+
+        The wait polls the slot count in growing steps (1 ms to 20 ms): one bulkhead is
+        shared by threads and by the event loops of every async library, which share no
+        primitive to wait on.
+        """
+        limit = min(self.max_wait_s, max(0.0, budget_s))
+        started = time.monotonic()
+        step = 0.001
+        while not self._take():
+            waited = time.monotonic() - started
+            if waited >= limit:
+                self._refuse(name, waited)
+            await waits.async_pause(min(step, limit - waited))
+            step = min(step * 2, 0.02)
+
+    def release(self) -> None:
+        """Give the slot back."""
+        with self._changed:
+            self._in_use -= 1
+            self._changed.notify()
+
+    def _refuse(self, name: str, waited: float) -> None:
+        _events.bulkhead_rejected(self.name, name, self.max_concurrent, waited)
+        raise BulkheadFullError(f"bulkhead {self.name!r} is full ({self.max_concurrent} "
+                                f"attempts running)")
+
+
+class RateLimit:
+    """A token bucket (GCRA): ``per_s`` tokens a second, ``burst`` at once."""
+
+    def __init__(self, name: str, per_s: float, burst: int) -> None:
+        self.name = name
+        self.per_s = per_s
+        self.burst = burst
+        self._interval = 1.0 / per_s
+        self._tat = 0.0  # theoretical arrival time of the next token (monotonic)
+        self._lock = threading.Lock()
+
+    def reserve(self, name: str, budget_s: float) -> float:
+        """Reserve a token; return how long to wait for it, or raise RateLimitedError."""
+        with self._lock:
+            now = time.monotonic()
+            tat = max(self._tat, now)
+            wait = tat - now - (self.burst - 1) * self._interval
+            wait = max(0.0, wait)
+            if wait >= budget_s:
+                _events.rate_limit_rejected(self.name, name, wait)
+                raise RateLimitedError(f"rate limit {self.name!r}: the next token is "
+                                       f"{wait:.3f} s away, past the call's deadline")
+            self._tat = tat + self._interval
+            return wait
+
+
+_bulkheads: dict[str, Bulkhead] = {}
+_rate_limits: dict[str, RateLimit] = {}
+_lock = threading.Lock()
+
+
+def _existing(found: Any, name: str, kind: str, given: dict[str, Any]) -> Any:
+    conflicts = sorted(k for k, v in given.items() if getattr(found, k) != v)
+    if conflicts:
+        shown = ", ".join(f"{k}={getattr(found, k)!r}" for k in conflicts)
+        raise ValueError(f"{kind} {name!r} already exists with {shown}")
+    return found
+
+
+def bulkhead(name: str, max_concurrent: int | None = None,
+             max_wait_s: float | None = None) -> Bulkhead:
+    """Return the bulkhead called ``name``, creating it with these settings once.
+
+    Args:
+        name: The bulkhead's name; policies use it with ``bulkhead=NAME``.
+        max_concurrent: Attempts that may run at once (int >= 1, default 10).
+        max_wait_s: Seconds a full bulkhead makes an attempt wait for a slot (default 0:
+            refuse at once); never past the call's deadline.
+
+    Raises:
+        TypeError, ValueError: a setting is out of range, or conflicts with the existing one.
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"bulkhead name must be a non-empty str, got {name!r}")
+    given = {k: v for k, v in (("max_concurrent", max_concurrent),
+                               ("max_wait_s", max_wait_s)) if v is not None}
+    with _lock:
+        if name in _bulkheads:
+            return _existing(_bulkheads[name], name, "bulkhead", given)  # type: ignore[no-any-return]
+        created = _bulkheads[name] = Bulkhead(
+            name, _validate.attempts(given.get("max_concurrent", 10), "max_concurrent"),
+            _validate.seconds(given.get("max_wait_s", 0.0), "max_wait_s"))
+        return created
+
+
+def rate_limit(name: str, per_s: float | None = None, burst: int | None = None) -> RateLimit:
+    """Return the rate limit called ``name``, creating it with these settings once.
+
+    Args:
+        name: The rate limit's name; policies use it with ``rate_limit=NAME``.
+        per_s: Attempts allowed per second (a finite number > 0, default 10).
+        burst: Attempts allowed at once before the rate applies (int >= 1, default 1).
+
+    Raises:
+        TypeError, ValueError: a setting is out of range, or conflicts with the existing one.
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"rate limit name must be a non-empty str, got {name!r}")
+    given = {k: v for k, v in (("per_s", per_s), ("burst", burst)) if v is not None}
+    with _lock:
+        if name in _rate_limits:
+            return _existing(_rate_limits[name], name, "rate limit", given)  # type: ignore[no-any-return]
+        created = _rate_limits[name] = RateLimit(
+            name, _validate.number(given.get("per_s", 10.0), "per_s", low=1e-6, high=1e9,
+                                   unit=" of attempts per second"),
+            _validate.attempts(given.get("burst", 1), "burst"))
+        return created
+
+
+def find_bulkhead(name: str) -> Bulkhead:
+    """The bulkhead ``name`` (created with defaults on first use)."""
+    return _bulkheads.get(name) or bulkhead(name)
+
+
+def find_rate_limit(name: str) -> RateLimit:
+    """The rate limit ``name`` (created with defaults on first use)."""
+    return _rate_limits.get(name) or rate_limit(name)
+
+
+def reset() -> None:
+    """Forget every bulkhead and rate limit (tests)."""
+    with _lock:
+        _bulkheads.clear()
+        _rate_limits.clear()
+
+
+def limited(policy: Policy, fn: Callable[..., Any], name: str,
+            asynchronous: bool) -> Callable[..., Any]:
+    """``fn`` behind the policy's rate limit, then its bulkhead.
+
+    The call path puts this inside the breaker's gate, so an open breaker spends no token
+    and takes no slot. Waits never exceed the deadline.
+    """
+    rate, bulk, limit_s = policy.rate_limit, policy.bulkhead, policy.deadline
+    if rate is None and bulk is None:
+        return fn
+    if asynchronous:
+        async def aattempt(*args: Any, **kwargs: Any) -> Any:
+            if rate is not None:
+                wait = find_rate_limit(rate).reserve(name, limit_s)
+                if wait:
+                    await waits.async_sleep(wait)
+            if bulk is None:
+                return await fn(*args, **kwargs)
+            slots = find_bulkhead(bulk)
+            await slots.aacquire(name, limit_s)
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                slots.release()
+
+        return aattempt
+
+    def attempt(*args: Any, **kwargs: Any) -> Any:
+        if rate is not None:
+            wait = find_rate_limit(rate).reserve(name, limit_s)
+            if wait:
+                waits.sleep(wait)
+        if bulk is None:
+            return fn(*args, **kwargs)
+        slots = find_bulkhead(bulk)
+        slots.acquire(name, limit_s)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            slots.release()
+
+    return attempt

@@ -1,0 +1,195 @@
+"""Bulkheads and rate limits: they refuse, they do not queue forever (threads, asyncio, trio)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import trio
+
+import brace
+from brace.testing import reset_limits
+
+
+@pytest.fixture(autouse=True)
+def _fresh() -> Iterator[None]:
+    reset_limits()
+    yield
+    reset_limits()
+
+
+class Peak:
+    """Counts attempts running at once, from any thread or task."""
+
+    def __init__(self) -> None:
+        self.now = self.peak = 0
+        self.lock = threading.Lock()
+
+    def enter(self) -> None:
+        with self.lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+
+    def leave(self) -> None:
+        with self.lock:
+            self.now -= 1
+
+
+def outcomes(results: list[Any]) -> list[str]:
+    return sorted("ok" if r == "ok" else type(r).__name__ for r in results)
+
+
+@pytest.mark.parametrize(("max_wait_s", "expected"), [
+    (0, ["BulkheadFullError"] * 8 + ["ok"] * 2), (1, ["ok"] * 10)])
+def test_threads(max_wait_s: float, expected: list[str]) -> None:
+    brace.bulkhead("reports", max_concurrent=2, max_wait_s=max_wait_s)
+    peak = Peak()
+
+    @brace.network(attempts=1, bulkhead="reports")
+    def report() -> str:
+        peak.enter()
+        time.sleep(0.2)
+        peak.leave()
+        return "ok"
+
+    results: list[Any] = []
+    took: list[float] = []
+
+    def worker() -> None:
+        started = time.monotonic()
+        try:
+            result: Any = report()
+        except brace.BulkheadFullError as exc:
+            result = exc
+        took.append(time.monotonic() - started)
+        results.append(result)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=worker) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    elapsed = time.monotonic() - started
+    assert outcomes(results) == expected
+    assert peak.peak == 2
+    if max_wait_s == 0:
+        assert sorted(took)[7] < 0.1  # the 8 refused callers got their answer at once
+    else:
+        assert 0.95 <= elapsed < 1.6  # 10 calls of 0.2 s, 2 at a time
+
+
+def _async_case(max_wait_s: float, sleep: Any) -> tuple[Peak, Any]:
+    brace.bulkhead("async-reports", max_concurrent=2, max_wait_s=max_wait_s)
+    peak = Peak()
+
+    @brace.network(attempts=1, bulkhead="async-reports")
+    async def report() -> str:
+        peak.enter()
+        await sleep(0.2)
+        peak.leave()
+        return "ok"
+
+    async def one() -> Any:
+        try:
+            return await report()
+        except brace.BulkheadFullError as exc:
+            return exc
+
+    return peak, one
+
+
+@pytest.mark.parametrize(("max_wait_s", "expected"), [
+    (0, ["BulkheadFullError"] * 8 + ["ok"] * 2), (1, ["ok"] * 10)])
+def test_asyncio(max_wait_s: float, expected: list[str]) -> None:
+    peak, one = _async_case(max_wait_s, asyncio.sleep)
+
+    async def main() -> list[Any]:
+        return list(await asyncio.gather(*(one() for _ in range(10))))
+
+    started = time.monotonic()
+    assert outcomes(asyncio.run(main())) == expected
+    assert peak.peak == 2
+    if max_wait_s:
+        assert 0.95 <= time.monotonic() - started < 1.6
+
+
+@pytest.mark.parametrize(("max_wait_s", "expected"), [
+    (0, ["BulkheadFullError"] * 8 + ["ok"] * 2), (1, ["ok"] * 10)])
+def test_trio(max_wait_s: float, expected: list[str]) -> None:
+    peak, one = _async_case(max_wait_s, trio.sleep)
+    results: list[Any] = []
+
+    async def main() -> None:
+        async def run() -> None:
+            results.append(await one())
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(10):
+                nursery.start_soon(run)
+
+    started = time.monotonic()
+    trio.run(main)
+    assert outcomes(results) == expected
+    assert peak.peak == 2
+    if max_wait_s:
+        assert 0.95 <= time.monotonic() - started < 1.6
+
+
+def test_a_refusal_is_not_retried_and_not_counted_by_the_breaker(
+        brace_reset_breakers: None) -> None:
+    brace.breaker("guarded", fail_max=1)
+    brace.bulkhead("narrow", max_concurrent=1, max_wait_s=0)
+    inside = threading.Event()
+    release = threading.Event()
+
+    @brace.network(attempts=4, breaker="guarded", bulkhead="narrow")
+    def slow() -> str:
+        inside.set()
+        release.wait(5)
+        return "ok"
+
+    holder = threading.Thread(target=slow)
+    holder.start()
+    inside.wait(5)
+    with pytest.raises(brace.BulkheadFullError):
+        slow()  # refused once: not retried (4 attempts would all be refused anyway)
+    release.set()
+    holder.join(5)
+    info = brace.breakers()["guarded"]
+    assert (info.state, info.failures) == ("closed", 0)  # neither success nor failure
+
+
+def test_a_rate_limit_spaces_attempts() -> None:
+    brace.rate_limit("quota", per_s=20, burst=1)
+    calls = brace.network(attempts=1, rate_limit="quota")(lambda: "ok")
+    started = time.monotonic()
+    for _ in range(40):
+        assert calls() == "ok"
+    assert time.monotonic() - started >= 1.9  # 40 tokens at 20 a second, the first at once
+
+
+def test_a_token_past_the_deadline_is_refused_at_once() -> None:
+    brace.rate_limit("slowquota", per_s=0.1, burst=1)  # one token per 10 s
+    call = brace.network(attempts=1, deadline=5, rate_limit="slowquota")(lambda: "ok")
+    assert call() == "ok"  # the burst's token
+    started = time.monotonic()
+    with pytest.raises(brace.RateLimitedError, match=r"10\.000 s away"):
+        call()
+    assert time.monotonic() - started < 0.1
+
+
+def test_settings_say_what_is_wrong() -> None:
+    with pytest.raises(ValueError, match="max_concurrent"):
+        brace.bulkhead("bad", max_concurrent=0)
+    with pytest.raises(ValueError, match="per_s"):
+        brace.rate_limit("bad", per_s=0)
+    with pytest.raises(TypeError, match="bulkhead="):
+        brace.network(bulkhead=3)  # type: ignore[arg-type]
+    brace.bulkhead("once", max_concurrent=2)
+    with pytest.raises(ValueError, match="already exists with max_concurrent=2"):
+        brace.bulkhead("once", max_concurrent=3)
