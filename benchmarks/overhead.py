@@ -30,7 +30,7 @@ import tenacity
 import trio
 
 import brace
-from brace.testing import no_waits, reset_breakers, reset_budgets
+from brace.testing import no_waits, reset_breakers, reset_budgets, reset_limits
 
 
 def measure(call: Callable[[], Any], number: int, repeat: int) -> float:
@@ -91,6 +91,8 @@ def sync_contenders(healthy: bool) -> dict[str, Callable[[], Any]]:
     composed_breaker = pybreaker.CircuitBreaker(fail_max=10**9, reset_timeout=30)
     brace.breaker("bench", fail_max=10**9)
     brace.budget("bench", min_per_s=10**9)  # never refuses: the cost of counting is measured
+    brace.bulkhead("bench", max_concurrent=10**6)  # never full: the cost of a slot
+    brace.rate_limit("bench", per_s=1e9, burst=10**6)  # never waits: the cost of a token
     out: dict[str, Callable[[], Any]] = {
         "bare call": make() if healthy else lambda: 1,
         "tenacity.retry": no_sleep(make()),
@@ -102,6 +104,8 @@ def sync_contenders(healthy: bool) -> dict[str, Callable[[], Any]]:
         "brace.http()": brace.http()(make()),
         "brace.http(breaker=)": brace.http(breaker="bench")(make()),
         "brace.http(breaker=, budget=)": brace.http(breaker="bench", budget="bench")(make()),
+        "brace.network(bulkhead=)": brace.network(bulkhead="bench")(make()),
+        "brace.network(rate_limit=)": brace.network(rate_limit="bench")(make()),
     }
     if healthy:
         out["pybreaker"] = breaker(make())
@@ -275,6 +279,7 @@ def main() -> None:
     stamina.set_testing(False)
     reset_breakers()
     reset_budgets()
+    reset_limits()
     import_times(1 if args.quick else 5)
 
 

@@ -193,3 +193,11 @@ def test_settings_say_what_is_wrong() -> None:
     brace.bulkhead("once", max_concurrent=2)
     with pytest.raises(ValueError, match="already exists with max_concurrent=2"):
         brace.bulkhead("once", max_concurrent=3)
+
+
+def test_explain_shows_the_rate_limit_and_bulkhead() -> None:
+    brace.bulkhead("explained", max_concurrent=4, max_wait_s=0.5)
+    data = brace.llm(rate_limit="not-yet", bulkhead="explained").explain()
+    assert data["bulkhead"] == {"name": "explained", "max_concurrent": 4, "max_wait_s": 0.5}
+    assert data["rate_limit"] == {"name": "not-yet"}  # looking does not create it
+    assert brace.network().explain()["bulkhead"] is None

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pybreaker
 import tenacity
 
-from brace import _breakers, predicates, waits
+from brace import _breakers, _limits, predicates, waits
 from brace import _budget as _budget_module
 from brace._config import NO_FALLBACK
 from brace._deadline import past
@@ -131,6 +131,14 @@ def _budget(spec: str | _budget_module.Budget | None) -> dict[str, Any] | None:
             "min_per_s": found.min_per_s, "window_s": found.window_s}
 
 
+def _gate(name: str | None, find: Any, keys: tuple[str, ...]) -> dict[str, Any] | None:
+    # A rate limit's or bulkhead's settings, looked up without creating it.
+    if name is None:
+        return None
+    found = find(name)
+    return {"name": name, **({} if found is None else {k: getattr(found, k) for k in keys})}
+
+
 def _breaker(spec: str | pybreaker.CircuitBreaker | None) -> dict[str, Any] | None:
     if spec is None:
         return None
@@ -224,6 +232,9 @@ def explain(policy: Policy) -> dict[str, Any]:
         "breaker": _breaker(policy.breaker),
         "budget": _budget(policy.budget),
         "attempt_timeout_s": policy.attempt_timeout,
+        "rate_limit": _gate(policy.rate_limit, _limits.find_rate_limit_if, ("per_s", "burst")),
+        "bulkhead": _gate(policy.bulkhead, _limits.find_bulkhead_if,
+                          ("max_concurrent", "max_wait_s")),
         "fallback": fallback,
     }
 
@@ -293,6 +304,12 @@ def render_text(data: dict[str, Any]) -> list[str]:
                      f"{budget['ratio']:g} x calls + {budget['min_per_s']:g}/s over "
                      f"{budget['window_s']:g} s")
     timeout = data["attempt_timeout_s"]
+    for title, key in (("Rate limit", "rate_limit"), ("Bulkhead", "bulkhead")):
+        gate = data[key]
+        if gate is not None:
+            shown = ", ".join(f"{k}={v:g}" for k, v in gate.items() if k != "name")
+            shown = shown or "created with defaults on first use"
+            lines.append(f"{title}: {gate['name']!r}, {shown}")
     lines.append(f"Attempt timeout: {'none' if timeout is None else _s(timeout)}")
     lines.append(f"Fallback: {data['fallback'] or 'none'}")
     return lines

@@ -43,7 +43,8 @@ class Bulkhead:
         self.max_concurrent = max_concurrent
         self.max_wait_s = max_wait_s
         self._in_use = 0
-        self._changed = threading.Condition()
+        self._waiting = 0  # threads waiting for a slot: a release wakes one
+        self._changed = threading.Condition(threading.Lock())
 
     def _take(self) -> bool:
         with self._changed:
@@ -54,14 +55,21 @@ class Bulkhead:
 
     def acquire(self, name: str, budget_s: float) -> None:
         """Take a slot (threads), waiting at most ``min(max_wait_s, budget_s)``."""
-        limit = min(self.max_wait_s, max(0.0, budget_s))
-        started = time.monotonic()
         with self._changed:
+            if self._in_use < self.max_concurrent:  # the common case: a free slot
+                self._in_use += 1
+                return
+            limit = min(self.max_wait_s, max(0.0, budget_s))
+            started = time.monotonic()
             while self._in_use >= self.max_concurrent:
                 left = limit - (time.monotonic() - started)
                 if left <= 0:
                     self._refuse(name, time.monotonic() - started)
-                self._changed.wait(left)
+                self._waiting += 1
+                try:
+                    self._changed.wait(left)
+                finally:
+                    self._waiting -= 1
             self._in_use += 1
 
     async def aacquire(self, name: str, budget_s: float) -> None:
@@ -85,7 +93,8 @@ class Bulkhead:
         """Give the slot back."""
         with self._changed:
             self._in_use -= 1
-            self._changed.notify()
+            if self._waiting:
+                self._changed.notify()
 
     def _refuse(self, name: str, waited: float) -> None:
         _events.bulkhead_rejected(self.name, name, self.max_concurrent, waited)
@@ -180,6 +189,16 @@ def rate_limit(name: str, per_s: float | None = None, burst: int | None = None) 
                                    unit=" of attempts per second"),
             _validate.attempts(given.get("burst", 1), "burst"))
         return created
+
+
+def find_bulkhead_if(name: str) -> Bulkhead | None:
+    """The bulkhead ``name`` if it exists (looking does not create it)."""
+    return _bulkheads.get(name)
+
+
+def find_rate_limit_if(name: str) -> RateLimit | None:
+    """The rate limit ``name`` if it exists (looking does not create it)."""
+    return _rate_limits.get(name)
 
 
 def find_bulkhead(name: str) -> Bulkhead:
