@@ -105,27 +105,39 @@ class Bulkhead:
 class RateLimit:
     """A token bucket (GCRA): ``per_s`` tokens a second, ``burst`` at once."""
 
-    def __init__(self, name: str, per_s: float, burst: int) -> None:
+    def __init__(self, name: str, per_s: float, burst: int, shared: Any = None,
+                 processes: int = 1) -> None:
         self.name = name
         self.per_s = per_s
         self.burst = burst
-        self._interval = 1.0 / per_s
+        self.processes = processes
+        self._shared = shared  # a brace._redis.SharedRateLimit: the fleet's bucket
+        # Locally (no Redis, or Redis unreachable): this process's share of the rate.
+        self._interval = processes / per_s
         self._tat = 0.0  # theoretical arrival time of the next token (monotonic)
         self._lock = threading.Lock()
 
     def reserve(self, name: str, budget_s: float) -> float:
         """Reserve a token; return how long to wait for it, or raise RateLimitedError."""
+        verdict = None if self._shared is None else self._shared.reserve(budget_s)
+        if verdict is not None:
+            granted, wait = verdict
+            if not granted:
+                self._refuse(name, wait)
+            return wait  # type: ignore[no-any-return]
         with self._lock:
             now = time.monotonic()
             tat = max(self._tat, now)
-            wait = tat - now - (self.burst - 1) * self._interval
-            wait = max(0.0, wait)
+            wait = max(0.0, tat - now - (self.burst - 1) * self._interval)
             if wait >= budget_s:
-                _events.rate_limit_rejected(self.name, name, wait)
-                raise RateLimitedError(f"rate limit {self.name!r}: the next token is "
-                                       f"{wait:.3f} s away, past the call's deadline")
+                self._refuse(name, wait)
             self._tat = tat + self._interval
             return wait
+
+    def _refuse(self, name: str, wait: float) -> None:
+        _events.rate_limit_rejected(self.name, name, wait)
+        raise RateLimitedError(f"rate limit {self.name!r}: the next token is {wait:.3f} s "
+                               "away, past the call's deadline")
 
 
 _bulkheads: dict[str, Bulkhead] = {}
@@ -167,27 +179,44 @@ def bulkhead(name: str, max_concurrent: int | None = None,
         return created
 
 
-def rate_limit(name: str, per_s: float | None = None, burst: int | None = None) -> RateLimit:
+def rate_limit(name: str, per_s: float | None = None, burst: int | None = None, *,
+               redis: Any = None, redis_url: str | None = None,
+               processes: int | None = None) -> RateLimit:
     """Return the rate limit called ``name``, creating it with these settings once.
 
     Args:
         name: The rate limit's name; policies use it with ``rate_limit=NAME``.
         per_s: Attempts allowed per second (a finite number > 0, default 10).
         burst: Attempts allowed at once before the rate applies (int >= 1, default 1).
+        redis: A ``redis.Redis`` client: one limit for every process using the name (one
+            atomic round trip per token, on Redis's clock).
+        redis_url: Same as ``redis=``, with a client brace builds (0.25 s timeouts).
+        processes: How many processes share the limit: while Redis is unreachable (or
+            without Redis) each applies ``per_s / processes`` (int >= 1, default 1).
 
     Raises:
         TypeError, ValueError: a setting is out of range, or conflicts with the existing one.
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"rate limit name must be a non-empty str, got {name!r}")
-    given = {k: v for k, v in (("per_s", per_s), ("burst", burst)) if v is not None}
+    given = {k: v for k, v in (("per_s", per_s), ("burst", burst), ("processes", processes))
+             if v is not None}
     with _lock:
         if name in _rate_limits:
             return _existing(_rate_limits[name], name, "rate limit", given)  # type: ignore[no-any-return]
+        rate = _validate.number(given.get("per_s", 10.0), "per_s", low=1e-6, high=1e9,
+                                unit=" of attempts per second")
+        size = _validate.attempts(given.get("burst", 1), "burst")
+        shared = None
+        if redis is not None or redis_url is not None:
+            if redis is not None and redis_url is not None:
+                raise TypeError("pass redis= or redis_url=, not both")
+            from brace import _redis  # the redis client only when a limit is shared
+
+            client = redis if redis is not None else _redis.client_from_url(redis_url)  # type: ignore[arg-type]
+            shared = _redis.SharedRateLimit(name, client, rate, size)
         created = _rate_limits[name] = RateLimit(
-            name, _validate.number(given.get("per_s", 10.0), "per_s", low=1e-6, high=1e9,
-                                   unit=" of attempts per second"),
-            _validate.attempts(given.get("burst", 1), "burst"))
+            name, rate, size, shared, _validate.attempts(given.get("processes", 1), "processes"))
         return created
 
 

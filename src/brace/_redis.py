@@ -18,8 +18,8 @@ import pybreaker
 from brace import _events
 from brace._redact import redact
 
-__all__ = ["REDIS_TIMEOUT_S", "RedisStorage", "SharedBudget", "SharedWindow", "client_from_url",
-           "force", "shared_breakers"]
+__all__ = ["REDIS_TIMEOUT_S", "RedisStorage", "SharedBudget", "SharedRateLimit", "SharedWindow",
+           "client_from_url", "force", "shared_breakers"]
 
 #: Seconds Redis may take per operation before the breaker falls back (see the docs).
 REDIS_TIMEOUT_S = 0.25
@@ -38,6 +38,41 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+
+class Link:
+    """Redis as one breaker, budget or limit sees it: unreachable or not.
+
+    A failed call costs one timeout per ``cooldown_s`` (no Redis meanwhile); the loss and
+    the return are reported once each (under ``label``).
+    """
+
+    def __init__(self, label: str | None, cooldown_s: float, lost_means: str) -> None:
+        self.label = label  # None: another object reports this Redis's outages
+        self.cooldown_s = cooldown_s
+        self._lost_means = lost_means
+        self._retry_at = 0.0
+        self.lost = False
+
+    def run(self, operation: Callable[[], Any]) -> Any:
+        """``operation()`` against Redis, or None when it is unreachable (or cooling down)."""
+        from redis.exceptions import RedisError
+
+        if time.monotonic() < self._retry_at:
+            return None
+        try:
+            result = operation()
+        except RedisError as exc:
+            self._retry_at = time.monotonic() + self.cooldown_s
+            if not self.lost and self.label is not None:
+                _events.breaker_storage_error(self.label, f"Redis is unreachable: "
+                                              f"{self._lost_means} until it answers", exc)
+            self.lost = True
+            return None
+        if self.lost and self.label is not None:
+            _events.breaker_storage_recovered(self.label)
+        self.lost = False
+        return result
 
 
 class RedisStorage(pybreaker.CircuitBreakerStorage):
@@ -72,8 +107,7 @@ class RedisStorage(pybreaker.CircuitBreakerStorage):
         self._successes = 0
         self._opened_at: float | None = None
         self._fresh_until = 0.0  # monotonic time the copy must be refreshed after
-        self._retry_at = 0.0  # after a Redis error: no Redis until then
-        self.lost = False  # Redis unreachable: a local breaker until it answers again
+        self._link = Link(name, sync_s, "the breaker counts locally")
         self._token = f"{uuid.uuid4()}"
         #: Called after each refresh of the local copy (the gate re-checks its healthy path).
         self.on_refresh: Callable[[], None] | None = None
@@ -86,28 +120,13 @@ class RedisStorage(pybreaker.CircuitBreakerStorage):
         """``time.monotonic()`` until which the local copy is trusted."""
         return self._fresh_until
 
-    # -- talking to Redis: every call bounded, errors reported once per outage --------------
+    @property
+    def lost(self) -> bool:
+        """Whether Redis is unreachable (the breaker is local until it answers again)."""
+        return self._link.lost
 
     def _redis(self, operation: Callable[[], Any]) -> Any:
-        """Run ``operation`` against Redis; None (and local mode) when it is unreachable."""
-        from redis.exceptions import RedisError
-
-        now = time.monotonic()
-        if now < self._retry_at:
-            return None
-        try:
-            result = operation()
-        except RedisError as exc:
-            self._retry_at = time.monotonic() + self.sync_s
-            if not self.lost:
-                self.lost = True
-                _events.breaker_storage_error(self.breaker, "Redis is unreachable: the "
-                                              "breaker counts locally until it answers", exc)
-            return None
-        if self.lost:
-            self.lost = False
-            _events.breaker_storage_recovered(self.breaker)
-        return result
+        return self._link.run(operation)
 
     def _sync(self) -> None:
         """Refresh the local copy when it is older than ``sync_s``."""
@@ -324,34 +343,16 @@ class SharedBudget:
     ``cooldown_s``.
     """
 
-    def __init__(self, name: str, client: Any, window_s: float, cooldown_s: float = 1.0) -> None:
-        self.name = name
+    def __init__(self, name: str, client: Any, window_s: float) -> None:
         self._key = f"brace:budget:{name}"
         self._width = window_s / 10
         self._script = client.register_script(_BUDGET)
-        self._cooldown_s = cooldown_s
-        self._retry_at = 0.0
-        self.lost = False
+        self._link = Link(f"budget:{name}", 1.0, "the budget counts locally")
 
     def _run(self, calls: int, ratio: float, floor: float, spend: bool) -> bool | None:
-        from redis.exceptions import RedisError
-
-        if time.monotonic() < self._retry_at:
-            return None
-        try:
-            verdict = self._script(keys=[self._key], args=[
-                repr(self._width), calls, repr(ratio), repr(floor), "1" if spend else "0"])
-        except RedisError as exc:
-            self._retry_at = time.monotonic() + self._cooldown_s
-            if not self.lost:
-                self.lost = True
-                _events.breaker_storage_error(f"budget:{self.name}", "Redis is unreachable: "
-                                              "the budget counts locally until it answers", exc)
-            return None
-        if self.lost:
-            self.lost = False
-            _events.breaker_storage_recovered(f"budget:{self.name}")
-        return bool(verdict)
+        verdict = self._link.run(lambda: self._script(keys=[self._key], args=[
+            repr(self._width), calls, repr(ratio), repr(floor), "1" if spend else "0"]))
+        return None if verdict is None else bool(verdict)
 
     def add_calls(self, calls: int) -> bool | None:
         """Add ``calls`` to the fleet's count; None when Redis is unreachable."""
@@ -397,19 +398,12 @@ class SharedWindow:
         self._width = window_s / 10
         self._client = client
         self._script = client.register_script(_WINDOW)
-        self._retry_at = 0.0
+        self._link = Link(None, 1.0, "")  # the breaker's storage reports this Redis
 
     def _run(self, calls: int, failures: int) -> tuple[int, int] | None:
-        from redis.exceptions import RedisError
-
-        if time.monotonic() < self._retry_at:
-            return None
-        try:
-            totals = self._script(keys=[self._key], args=[repr(self._width), calls, failures])
-        except RedisError:  # the breaker's storage reports the outage
-            self._retry_at = time.monotonic() + 1.0
-            return None
-        return int(totals[0]), int(totals[1])
+        totals = self._link.run(lambda: self._script(keys=[self._key], args=[
+            repr(self._width), calls, failures]))
+        return None if totals is None else (int(totals[0]), int(totals[1]))
 
     def add_calls(self, calls: int) -> bool | None:
         """Add a batch of calls; None when Redis is unreachable."""
@@ -425,6 +419,43 @@ class SharedWindow:
 
         with contextlib.suppress(RedisError):
             self._client.delete(self._key)
+
+
+# GCRA on Redis's clock: one round trip per token. ARGV: interval, burst, the most the
+# caller may wait. Returns {1, wait} (reserved) or {0, wait} (refused).
+_TOKEN = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local wait = math.max(0, tat - now - (burst - 1) * interval)
+if wait >= tonumber(ARGV[3]) then return {0, tostring(wait)} end
+redis.call('SET', KEYS[1], tostring(tat + interval), 'PX',
+           math.ceil((tat + interval - now) * 1000) + 1000)
+return {1, tostring(wait)}
+"""
+
+
+class SharedRateLimit:
+    """A rate limit's bucket shared through Redis: one atomic round trip per token.
+
+    ``reserve`` answers None while Redis is unreachable (the rate limit then applies a local
+    share); the loss and the return are reported once each.
+    """
+
+    def __init__(self, name: str, client: Any, per_s: float, burst: int) -> None:
+        self._key = f"brace:rate:{name}"
+        self._args = [repr(1.0 / per_s), burst]
+        self._script = client.register_script(_TOKEN)
+        self._link = Link(f"rate_limit:{name}", 1.0,
+                          "the rate limit applies this process's share")
+
+    def reserve(self, budget_s: float) -> tuple[bool, float] | None:
+        """``(granted, wait_s)`` from the fleet's bucket, or None without Redis."""
+        answer = self._link.run(lambda: self._script(keys=[self._key],
+                                                     args=[*self._args, repr(budget_s)]))
+        return None if answer is None else (bool(answer[0]), float(_text(answer[1])))
 
 
 def shared_storage(name: str, given: dict[str, Any],

@@ -606,3 +606,35 @@ def test_the_cli_shows_a_ratio_breakers_current_ratio(
     listed = brace_cli("breakers", "--redis-url", redis_server.url, "--format", "json")
     [row] = [r for r in json.loads(listed.stdout) if r["name"] == breaker_name]
     assert row["ratio"] == 1.0 and row["state"] == "closed"  # 4 of 4 failed, too few calls
+
+
+# -- 10. one rate limit for the fleet -----------------------------------------------------------
+
+
+def test_two_processes_share_one_rate_limit(redis_server: Any, breaker_name: str) -> None:
+    results = run_workers("rate_worker.py", [[redis_server.url, breaker_name]] * 2)
+    total = sum(r["calls"] for r in results)
+    # 20 a second for 2 s between them (plus the one a call may be waiting for at the end),
+    # within 10 %; per-process limits would have let through twice as many.
+    assert total <= (20 * 2 + 2) * 1.1, results
+    assert total >= 20 * 2 * 0.8, results
+    assert all(r["calls"] >= 10 for r in results), results  # both got a share
+
+
+def test_a_shared_rate_limit_applies_its_share_while_redis_is_down(
+        redis_server: Any, breaker_name: str) -> None:
+    brace.rate_limit(breaker_name, per_s=20, burst=1, processes=2, redis_url=redis_server.url)
+    redis_server.stop()
+    # This process's share is 20 / 2 = 10 a second: with 0.5 s to spare, the 6th token (0.5 s
+    # away) no longer fits.
+    limited = brace.network(attempts=1, deadline=0.5, rate_limit=breaker_name)(lambda: "ok")
+    granted = 0
+    with capture_logs() as logs:
+        for _ in range(10):
+            try:
+                assert limited() == "ok"
+            except brace.RateLimitedError:
+                break
+            granted += 1
+    assert granted in (5, 6)  # tokens 0.1 s apart; the next ones do not fit in 0.5 s
+    assert len([e for e in logs if e["event"] == "breaker.storage_error"]) == 1
