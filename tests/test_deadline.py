@@ -203,6 +203,9 @@ def test_event_loops_are_not_kept_alive() -> None:
 # -- a caller's cancellation always wins ------------------------------------------------------
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason=(
+    "before 3.11 asyncio merges two cancel requests that land in one loop iteration into "
+    "one, so a caller's cancel at the very moment of a timeout is reported as the timeout"))
 @pytest.mark.parametrize("via", ["attempt_timeout", "deadline"])
 def test_a_cancel_that_lands_with_a_timeout_is_never_converted(via: str) -> None:
     """Hundreds of seeded timings around the moment the timeout fires: the task always ends
