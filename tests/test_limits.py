@@ -201,3 +201,22 @@ def test_explain_shows_the_rate_limit_and_bulkhead() -> None:
     assert data["bulkhead"] == {"name": "explained", "max_concurrent": 4, "max_wait_s": 0.5}
     assert data["rate_limit"] == {"name": "not-yet"}  # looking does not create it
     assert brace.network().explain()["bulkhead"] is None
+
+
+def test_a_retry_never_waits_for_a_token_past_the_calls_deadline() -> None:
+    brace.rate_limit("spaced", per_s=5, burst=1)  # a token every 0.2 s
+    attempts = 0
+
+    @brace.network(attempts=3, deadline=0.3, initial=0, max_wait=0, rate_limit="spaced")
+    def down() -> None:
+        nonlocal attempts
+        attempts += 1
+        raise ConnectionError("down")
+
+    started = time.monotonic()
+    # Attempt 2 waits 0.2 s for its token; attempt 3's would come at 0.4 s, past the 0.3 s
+    # deadline of the call (not of the attempt): refused at once.
+    with pytest.raises(brace.RateLimitedError):
+        down()
+    assert attempts == 2
+    assert time.monotonic() - started < 0.3

@@ -11,25 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import time
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pybreaker
 import tenacity
 
 from brace import _breakers, _budget, _config, _events, _limits, _validate, predicates, waits
 from brace._breakers import CircuitOpenError, gate_for
-from brace._deadline import RUNNING, clock, current_call, watch_attempt, watchdog
+from brace._deadline import RUNNING, clock, current_call, retry_ends_at, watch_attempt, watchdog
 from brace.predicates import LAST_MARK as last_mark
 from brace.predicates import NEVER_RETRY
 
 if TYPE_CHECKING:
     from brace._policy import Policy
 
-__all__ = ["async_path", "callable_name", "decorate", "is_async", "sync_path"]
+__all__ = ["async_path", "decorate", "sync_path"]
 
 _state = _config.state
 # A Redis-shared breaker's local copy is timed on the clock its storage uses.
@@ -37,25 +36,6 @@ _monotonic = time.monotonic
 # asyncio's own; under another async library get_running_loop raises RuntimeError.
 _running_loop = asyncio.get_running_loop
 _current_task = asyncio.current_task
-
-
-def callable_name(fn: Callable[..., Any]) -> str:
-    """``module.qualname`` of ``fn``, as tenacity names it in ``RetryCallState.get_fn_name``."""
-    qualname: str | None = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
-    module: str | None
-    if qualname is None:  # a callable object: name its class
-        qualname, module = type(fn).__qualname__, type(fn).__module__
-    else:
-        module = getattr(fn, "__module__", None)
-    return f"{module}.{qualname}" if module else qualname
-
-
-def is_async(fn: Callable[..., Any]) -> bool:
-    """Whether calling ``fn`` returns a coroutine (functions, partials, callable objects)."""
-    if inspect.isclass(fn):
-        return False
-    target = fn.func if isinstance(fn, functools.partial) else getattr(fn, "__call__", fn)  # noqa: B004
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(target)
 
 
 class _Named:
@@ -66,8 +46,6 @@ class _Named:
     def __init__(self, label: str) -> None:
         self.__qualname__ = label
 
-    def __call__(self) -> None:
-        """Never called: it stands for the function in tenacity's call state."""
 
 
 class _Done(tenacity.Future):
@@ -122,7 +100,7 @@ def _seed(policy: Policy, stats: dict[str, Any], name: str, label: str | None,
           kwargs: Any) -> tenacity.RetryCallState:
     """Tenacity's call state for a call whose first attempt ran on the fast path."""
     # Named as brace names it (a callable object's class, not its repr with an address).
-    state = _CallState(policy.retryer, _Named(label or name), args, kwargs)
+    state = _CallState(policy.retryer, cast(Any, _Named(label or name)), args, kwargs)
     state.after_mark = mark
     # Attempt 1 ran before tenacity would have started its clock.
     state.start_time = started
@@ -165,17 +143,21 @@ def _replay(policy: Policy, stats: dict[str, Any], attempt: Callable[..., Any],
             exc: BaseException | None, result: Any, args: Any, kwargs: Any) -> Any:
     """Hand a failed (or retried) first attempt to the policy's tenacity objects."""
     state = _seed(policy, stats, name, label, started, mark, exc, result, args, kwargs)
-    while True:
-        again, value = _next_sleep(policy, stats, state)
-        if not again:
-            return value
-        waits.sleep(value)
-        try:
-            outcome = attempt(*args, **kwargs)
-        except BaseException as error:
-            _settle(state, error, None)
-        else:
-            _settle(state, None, outcome)
+    token = retry_ends_at.set(started + policy.deadline)  # limits never wait past it
+    try:
+        while True:
+            again, value = _next_sleep(policy, stats, state)
+            if not again:
+                return value
+            waits.sleep(value)
+            try:
+                outcome = attempt(*args, **kwargs)
+            except BaseException as error:
+                _settle(state, error, None)
+            else:
+                _settle(state, None, outcome)
+    finally:
+        retry_ends_at.reset(token)
 
 
 async def _areplay(policy: Policy, stats: dict[str, Any], attempt: Callable[..., Any],
@@ -183,17 +165,21 @@ async def _areplay(policy: Policy, stats: dict[str, Any], attempt: Callable[...,
                    exc: BaseException | None, result: Any, args: Any, kwargs: Any) -> Any:
     """The async twin of ``_replay``."""
     state = _seed(policy, stats, name, label, started, mark, exc, result, args, kwargs)
-    while True:
-        again, value = _next_sleep(policy, stats, state)
-        if not again:
-            return value
-        await waits.async_sleep(value)
-        try:
-            outcome = await attempt(*args, **kwargs)
-        except BaseException as error:
-            _settle(state, error, None)
-        else:
-            _settle(state, None, outcome)
+    token = retry_ends_at.set(started + policy.deadline)
+    try:
+        while True:
+            again, value = _next_sleep(policy, stats, state)
+            if not again:
+                return value
+            await waits.async_sleep(value)
+            try:
+                outcome = await attempt(*args, **kwargs)
+            except BaseException as error:
+                _settle(state, error, None)
+            else:
+                _settle(state, None, outcome)
+    finally:
+        retry_ends_at.reset(token)
 
 
 def _gated(policy: Policy, fn: Callable[..., Any], name: str,
@@ -469,8 +455,8 @@ def decorate(policy: Policy, fn: Callable[..., Any]) -> Any:
     """
     if isinstance(fn, tenacity.retry_base) or not callable(fn):
         raise TypeError(f"a policy decorates a function, got {fn!r}")
-    name = callable_name(fn)
-    asynchronous = is_async(fn)
+    name = _validate.callable_name(fn)
+    asynchronous = _validate.is_async(fn)
     _validate.decoratable(fn, name, asynchronous, policy.attempt_timeout)
     path = async_path if asynchronous else sync_path
     core = path(policy, fn, name=name, breaker=policy.breaker)

@@ -24,6 +24,19 @@ def clock() -> float:
     return time.monotonic()
 
 
+#: When the call whose later attempts run in this context must end (``clock()``), so that a
+#: rate limit or bulkhead never makes an attempt wait past it; set once a call leaves the
+#: fast path (its first attempt has the whole deadline).
+retry_ends_at: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "brace_retry_ends_at", default=None)
+
+
+def left(deadline_s: float) -> float:
+    """Seconds an attempt may still wait: what is left of its call's deadline."""
+    ends_at = retry_ends_at.get()
+    return deadline_s if ends_at is None else ends_at - clock()
+
+
 def past(elapsed: float, upcoming: float, limit: float) -> bool:
     """The deadline rule: a sleep that would end at or past the deadline is not begun.
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from brace import _events, _validate, waits
+from brace._deadline import left
 
 if TYPE_CHECKING:
     from brace._policy import Policy
@@ -254,19 +255,19 @@ def limited(policy: Policy, fn: Callable[..., Any], name: str,
     The call path puts this inside the breaker's gate, so an open breaker spends no token
     and takes no slot. Waits never exceed the deadline.
     """
-    rate, bulk, limit_s = policy.rate_limit, policy.bulkhead, policy.deadline
+    rate, bulk, deadline = policy.rate_limit, policy.bulkhead, policy.deadline
     if rate is None and bulk is None:
         return fn
     if asynchronous:
         async def aattempt(*args: Any, **kwargs: Any) -> Any:
             if rate is not None:
-                wait = find_rate_limit(rate).reserve(name, limit_s)
+                wait = find_rate_limit(rate).reserve(name, left(deadline))
                 if wait:
                     await waits.async_sleep(wait)
             if bulk is None:
                 return await fn(*args, **kwargs)
             slots = find_bulkhead(bulk)
-            await slots.aacquire(name, limit_s)
+            await slots.aacquire(name, left(deadline))
             try:
                 return await fn(*args, **kwargs)
             finally:
@@ -276,13 +277,13 @@ def limited(policy: Policy, fn: Callable[..., Any], name: str,
 
     def attempt(*args: Any, **kwargs: Any) -> Any:
         if rate is not None:
-            wait = find_rate_limit(rate).reserve(name, limit_s)
+            wait = find_rate_limit(rate).reserve(name, left(deadline))
             if wait:
                 waits.sleep(wait)
         if bulk is None:
             return fn(*args, **kwargs)
         slots = find_bulkhead(bulk)
-        slots.acquire(name, limit_s)
+        slots.acquire(name, left(deadline))
         try:
             return fn(*args, **kwargs)
         finally:

@@ -6,9 +6,10 @@ a bad value fails where the policy is built, never at call time.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 
@@ -173,3 +174,22 @@ def breaker_settings(given: dict[str, Any], defaults: Any) -> dict[str, Any]:
         "slow_call_s": None if slow is None else seconds(slow, "slow_call_s",
                                                          allow_zero=False),
     }
+
+
+def callable_name(fn: Callable[..., Any]) -> str:
+    """``module.qualname`` of ``fn``, as tenacity names it in ``RetryCallState.get_fn_name``."""
+    qualname: str | None = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    module: str | None
+    if qualname is None:  # a callable object: name its class
+        qualname, module = type(fn).__qualname__, type(fn).__module__
+    else:
+        module = getattr(fn, "__module__", None)
+    return f"{module}.{qualname}" if module else qualname
+
+
+def is_async(fn: Callable[..., Any]) -> bool:
+    """Whether calling ``fn`` returns a coroutine (functions, partials, callable objects)."""
+    if inspect.isclass(fn):
+        return False
+    target = fn.func if isinstance(fn, functools.partial) else getattr(fn, "__call__", fn)  # noqa: B004
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(target)
