@@ -5,21 +5,17 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import trio
 
 import brace
-from brace.testing import reset_limits
 
 
 @pytest.fixture(autouse=True)
-def _fresh() -> Iterator[None]:
-    reset_limits()
-    yield
-    reset_limits()
+def _fresh(brace_reset_limits: None) -> None:
+    """Every name is configured afresh in each test (brace's own pytest fixture)."""
 
 
 class Peak:

@@ -17,6 +17,7 @@ __all__ = [
     "brace_no_waits",
     "brace_reset_breakers",
     "brace_reset_budgets",
+    "brace_reset_limits",
     "no_waits",
     "reset_breakers",
     "reset_budgets",
@@ -89,3 +90,10 @@ else:
         reset_budgets()
         yield
         reset_budgets()
+
+    @pytest.fixture
+    def brace_reset_limits() -> Iterator[None]:
+        """Pytest fixture: every bulkhead and rate limit is forgotten before and after."""
+        reset_limits()
+        yield
+        reset_limits()
