@@ -22,6 +22,7 @@ import tenacity
 from brace import _breakers, _budget, _config, _events, _limits, _validate, predicates, waits
 from brace._breakers import CircuitOpenError, gate_for
 from brace._deadline import RUNNING, clock, current_call, retry_ends_at, watch_attempt, watchdog
+from brace._hedge import Hedger, catch_up, counted, launched
 from brace.predicates import LAST_MARK as last_mark
 from brace.predicates import NEVER_RETRY
 
@@ -45,7 +46,6 @@ class _Named:
 
     def __init__(self, label: str) -> None:
         self.__qualname__ = label
-
 
 
 class _Done(tenacity.Future):
@@ -162,15 +162,22 @@ def _replay(policy: Policy, stats: dict[str, Any], attempt: Callable[..., Any],
 
 async def _areplay(policy: Policy, stats: dict[str, Any], attempt: Callable[..., Any],
                    name: str, label: str | None, started: float, mark: int,
-                   exc: BaseException | None, result: Any, args: Any, kwargs: Any) -> Any:
-    """The async twin of ``_replay``."""
+                   exc: BaseException | None, result: Any, args: Any, kwargs: Any,
+                   discard: Callable[[Any], Any] | None = None,
+                   count: list[int] | None = None) -> Any:
+    """``_replay``'s twin; ``discard`` frees retried values, ``count`` counts hedges."""
     state = _seed(policy, stats, name, label, started, mark, exc, result, args, kwargs)
     token = retry_ends_at.set(started + policy.deadline)
     try:
         while True:
+            if count is not None:
+                catch_up(state, stats, count)
+            previous = state.outcome
             again, value = _next_sleep(policy, stats, state)
             if not again:
                 return value
+            if discard is not None and previous is not None and not previous.failed:
+                await discard(previous.result())
             await waits.async_sleep(value)
             try:
                 outcome = await attempt(*args, **kwargs)
@@ -270,14 +277,17 @@ def sync_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str |
 
 def async_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str | None = None,
                breaker: str | pybreaker.CircuitBreaker | None,
-               attempt_timeouts: bool = True) -> Callable[..., Any]:
+               attempt_timeouts: bool = True, hedge: bool = True,
+               discard: Callable[[Any], Any] | None = None) -> Callable[..., Any]:
     """The async twin of ``sync_path``, with the deadline and attempt timeouts enforced.
 
     An attempt (or sleep) still running when the deadline passes is cancelled, so an async
     call never outlives its deadline (an asyncio watchdog; an anyio cancel scope on trio);
     those cancellations become TimeoutErrors. ``attempt_timeouts=False`` leaves
     ``attempt_timeout`` to the callee (the transports make it httpx's timeout, so the
-    caller sees httpx's own timeout errors).
+    caller sees httpx's own timeout errors). With the policy's ``hedge_after`` (and
+    ``hedge``), each attempt may race copies of itself; ``discard`` frees values that lost
+    or were retried.
     """
     attempt_timeout = policy.attempt_timeout if attempt_timeouts else None
     fn = _limits.limited(policy, fn, name, True)
@@ -314,6 +324,9 @@ def async_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str 
     if breaker is not None:
         inner = _agated(policy, inner, name, breaker, check)
         first_try = _agated(policy, first_try, name, breaker, check)
+    hedger = Hedger(policy, name, discard) if hedge and policy.hedge_after else None
+    if hedger is not None:
+        inner, first_try = hedger.wrap(inner), hedger.wrap(first_try)
     budget = policy.budget
     budgets = _budget.registry
     deadline = policy.deadline
@@ -328,7 +341,8 @@ def async_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str 
         token = current_call.set(call)
         try:
             return await _areplay(policy, stats, inner, name, label, started, mark, exc, result,
-                                  args, kwargs)
+                                  args, kwargs, discard,
+                                  None if hedger is None else launched.get())
         finally:
             current_call.reset(token)
 
@@ -415,8 +429,9 @@ def async_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str 
             while watches and watches[0][1] is None:
                 watches.popleft()
 
-    core.statistics = stats  # type: ignore[attr-defined]
-    return core
+    call = core if hedger is None else counted(core, stats, _state)
+    call.statistics = stats  # type: ignore[attr-defined]
+    return call
 
 
 def _fallback_reason(policy: Policy, exc: BaseException) -> str | None:
@@ -457,7 +472,7 @@ def decorate(policy: Policy, fn: Callable[..., Any]) -> Any:
         raise TypeError(f"a policy decorates a function, got {fn!r}")
     name = _validate.callable_name(fn)
     asynchronous = _validate.is_async(fn)
-    _validate.decoratable(fn, name, asynchronous, policy.attempt_timeout)
+    _validate.decoratable(fn, name, asynchronous, policy.attempt_timeout, policy.hedge_after)
     path = async_path if asynchronous else sync_path
     core = path(policy, fn, name=name, breaker=policy.breaker)
     stats = core.statistics  # type: ignore[attr-defined]

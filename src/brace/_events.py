@@ -30,6 +30,7 @@ __all__ = [
     "BREAKER_STORAGE_RECOVERED",
     "BULKHEAD_REJECTED",
     "DEGRADED",
+    "HEDGE_STARTED",
     "OBSERVER_FAILED",
     "RATE_LIMIT_REJECTED",
     "RETRY_BUDGET_EXHAUSTED",
@@ -46,6 +47,7 @@ __all__ = [
     "degraded",
     "describe_error",
     "describe_result",
+    "hedge_started",
     "observe",
     "rate_limit_rejected",
     "redact",
@@ -69,6 +71,7 @@ BREAKER_STORAGE_RECOVERED = "breaker.storage_recovered"
 DEGRADED = "degraded"
 BULKHEAD_REJECTED = "bulkhead.rejected"
 RATE_LIMIT_REJECTED = "rate_limit.rejected"
+HEDGE_STARTED = "hedge.started"
 OBSERVER_FAILED = "observer.failed"
 
 #: An observer: called with each event's name and fields.
@@ -290,6 +293,13 @@ def rate_limit_rejected(rate_limit: str, callable_name: str, wait_s: float) -> N
     _emit(logging.WARNING, RATE_LIMIT_REJECTED, lambda: {
         "rate_limit": rate_limit, "callable": _name(callable_name),
         "wait_s": round(wait_s, 3)})
+
+
+def hedge_started(callable_name: str, preset: str, attempt: int, after_s: float) -> None:
+    """Attempt ``attempt`` started as a hedge: the ones before had not answered in ``after_s``."""
+    _emit(logging.INFO, HEDGE_STARTED, lambda: {
+        "callable": _name(callable_name), "preset": preset, "attempt": attempt,
+        "after_s": round(after_s, 6)})
 
 
 def degraded(callable_name: str, preset: str, reason: str, error: BaseException) -> None:

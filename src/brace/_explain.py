@@ -235,6 +235,10 @@ def explain(policy: Policy) -> dict[str, Any]:
         "rate_limit": _gate(policy.rate_limit, _limits.find_rate_limit_if, ("per_s", "burst")),
         "bulkhead": _gate(policy.bulkhead, _limits.find_bulkhead_if,
                           ("max_concurrent", "max_wait_s")),
+        "hedging": None if policy.hedge_after is None else {
+            "after_s": policy.hedge_after, "hedges": policy.hedges or 1,
+            "applies_to": "async calls; on the async transport, idempotent requests or "
+                          "those with an Idempotency-Key"},
         "fallback": fallback,
     }
 
@@ -310,6 +314,12 @@ def render_text(data: dict[str, Any]) -> list[str]:
             shown = ", ".join(f"{k}={v:g}" for k, v in gate.items() if k != "name")
             shown = shown or "created with defaults on first use"
             lines.append(f"{title}: {gate['name']!r}, {shown}")
+    hedging = data["hedging"]
+    if hedging is not None:
+        lines.append(textwrap.fill(
+            f"Hedging: a copy races an attempt unanswered after {_s(hedging['after_s'])}, "
+            f"at most {hedging['hedges']} per attempt, each one an attempt; "
+            f"{hedging['applies_to']}", width=_WIDTH, subsequent_indent="  "))
     lines.append(f"Attempt timeout: {'none' if timeout is None else _s(timeout)}")
     lines.append(f"Fallback: {data['fallback'] or 'none'}")
     return lines

@@ -96,6 +96,15 @@ class Policy:
         budget: A retry budget name (``brace.budget(name)``, created with defaults on first
             use) or a ``brace.Budget``: retries only while they stay under its share of
             calls; when it refuses, the call gives up at once.
+        rate_limit: A rate limit name (``brace.rate_limit(name)``): every attempt takes a
+            token, waiting only while the deadline allows.
+        bulkhead: A bulkhead name (``brace.bulkhead(name)``): every attempt takes a slot.
+        hedge_after: Seconds (finite, > 0, < deadline) after which an async attempt that
+            has not answered is raced by a copy; the first answer the policy would not
+            retry wins and the others are cancelled. Async functions and, on the async
+            transport, idempotent requests or those with an ``Idempotency-Key`` only.
+        hedges: Most copies one attempt may start (int in [1, attempts - 1], default 1);
+            every copy is an attempt.
         fallback: Returned instead of raising when retries are exhausted or the breaker is
             open; a callable is called with the error. Bugs (errors the policy would not
             retry) still raise. Decorated functions only.
@@ -118,6 +127,8 @@ class Policy:
     budget: str | _budget.Budget | None = None
     rate_limit: str | None = None
     bulkhead: str | None = None
+    hedge_after: float | None = None
+    hedges: int | None = None
     # Fallback values need not be hashable: compared, but left out of the hash.
     fallback: Any = dataclasses.field(default=_config.NO_FALLBACK, hash=False)
 
@@ -141,21 +152,15 @@ class Policy:
                                  f"got {self.attempt_timeout!r}")
             object.__setattr__(self, "attempt_timeout", timeout)
         object.__setattr__(self, "statuses", statuses)
-        if self.breaker is not None and not (
-                (isinstance(self.breaker, str) and self.breaker)
-                or isinstance(self.breaker, pybreaker.CircuitBreaker)):
-            raise TypeError(f"breaker= must be a breaker name (non-empty str) or a "
-                            f"pybreaker.CircuitBreaker, got {self.breaker!r}")
-        if self.budget is not None and not (
-                (isinstance(self.budget, str) and self.budget)
-                or isinstance(self.budget, _budget.Budget)):
-            raise TypeError(f"budget= must be a budget name (non-empty str) or a "
-                            f"brace.Budget (from brace.budget(name)), got {self.budget!r}")
+        _validate.named(self.breaker, "breaker", (pybreaker.CircuitBreaker,),
+                        "a breaker name (non-empty str) or a pybreaker.CircuitBreaker")
+        _validate.named(self.budget, "budget", (_budget.Budget,), "a budget name (non-empty "
+                        "str) or a brace.Budget (from brace.budget(name))")
         for gate in ("rate_limit", "bulkhead"):
-            value = getattr(self, gate)
-            if value is not None and (not isinstance(value, str) or not value):
-                raise TypeError(f"{gate}= must be a name (non-empty str, see brace.{gate}()), "
-                                f"got {value!r}")
+            _validate.named(getattr(self, gate), gate, (), f"a name (non-empty str, see "
+                            f"brace.{gate}())")
+        object.__setattr__(self, "hedge_after", _validate.hedging(
+            self.hedge_after, self.hedges, self.attempts, deadline)[0])
         # Frozen: normalise through object.__setattr__ so equal configs hash equal.
         object.__setattr__(self, "initial", initial)
         object.__setattr__(self, "max_wait", max_wait)
@@ -211,10 +216,8 @@ class Policy:
         if isinstance(exc, _NEVER_RETRY):
             return False
         state = tenacity.RetryCallState(self.retryer, None, (), {})
-        if exc is None:
-            state.set_result(result)
-        else:
-            state.set_exception((type(exc), exc, exc.__traceback__))
+        state.outcome = tenacity.Future.construct(1, result if exc is None else exc,
+                                                  exc is not None)
         return bool(self.failure(state))
 
     @functools.cached_property
@@ -310,16 +313,18 @@ class Policy:
         it: use the decorator or ``retrying()`` where tests must not sleep.
 
         Raises:
-            TypeError: the policy has a ``breaker=`` or ``fallback=``, which tenacity cannot
-                apply (a breaker gates each attempt; a fallback wraps the whole call): use
-                the policy as a decorator, or ``policy.replace(breaker=None, fallback=...)``.
+            TypeError: the policy has a ``breaker=``, ``fallback=`` or ``hedge_after=``, which
+                tenacity cannot apply (a breaker gates each attempt, a fallback wraps the
+                call, hedges race attempts): use the policy as a decorator, or drop them
+                with ``policy.replace(...)``.
         """
         self._refuse_outside_the_call_path("tenacity_kwargs()")
         return self._tenacity_kwargs()
 
     def _refuse_outside_the_call_path(self, where: str) -> None:
         unapplied = [name for name, unset in (("breaker", self.breaker is None),
-                                              ("fallback", self.fallback is _config.NO_FALLBACK))
+                                              ("fallback", self.fallback is _config.NO_FALLBACK),
+                                              ("hedge_after", self.hedge_after is None))
                      if not unset]
         if unapplied:
             shown = " and ".join(f"{name}=" for name in unapplied)
@@ -328,14 +333,9 @@ class Policy:
                             f"with policy.replace({', '.join(f'{n}=...' for n in unapplied)})")
 
     def _tenacity_kwargs(self) -> dict[str, Any]:
-        kwargs = {
-            "retry": self.predicate,
-            "wait": self.wait,
-            "stop": self.stop_object,
-            "before_sleep": self.before_sleep,
-            "retry_error_callback": self.give_up,
-            "reraise": True,
-        }
+        kwargs = {"retry": self.predicate, "wait": self.wait, "stop": self.stop_object,
+                  "before_sleep": self.before_sleep, "retry_error_callback": self.give_up,
+                  "reraise": True}
         if self.budget is not None:
             kwargs["before"] = self._before
         return kwargs

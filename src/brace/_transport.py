@@ -26,9 +26,13 @@ __all__ = ["AsyncRetryTransport", "RetryTransport", "async_client", "client"]
 _TIMEOUT_KEYS = ("connect", "read", "write", "pool")
 
 
-def _check_policy(policy: object, name: str = "policy=") -> Policy:
+def _check_policy(policy: object, name: str = "policy=", asynchronous: bool = True) -> Policy:
     if policy is None:
         return _config.presets["http"]  # type: ignore[no-any-return]
+    if not asynchronous and getattr(policy, "hedge_after", None) is not None:
+        raise TypeError(f"{name} has a hedge_after=, which races copies of a request: only "
+                        "the async transport can (policy.async_client(), "
+                        "brace.AsyncRetryTransport)")
     if isinstance(policy, type) or not hasattr(policy, "tenacity_kwargs"):
         raise TypeError(f"{name} must be a brace.Policy (such as brace.http), got {policy!r}")
     if policy.fallback is not _config.NO_FALLBACK:  # type: ignore[attr-defined]
@@ -70,6 +74,12 @@ def _skipped(policy: Policy, label: str, error: BaseException | None,
         outcome = tenacity.Future.construct(1, error if error is not None else response,
                                             error is not None)
         _events.retry_skipped(label, policy.preset, 1, outcome, "streamed_body")
+
+
+def _resendable(request: httpx.Request) -> bool:
+    # Hedging sends a request twice at once: only where that is always safe.
+    return (request.method in predicates.IDEMPOTENT_METHODS
+            or bool(request.headers.get("idempotency-key")))
 
 
 def _replayable(request: httpx.Request) -> bool:
@@ -170,8 +180,10 @@ def _attach(request: httpx.Request, outcome: httpx.Response | BaseException) -> 
 
 
 class _Base:
+    asynchronous = True
+
     def __init__(self, policy: Policy | None, breaker_per_host: bool) -> None:
-        self.policy = _check_policy(policy)
+        self.policy = _check_policy(policy, asynchronous=self.asynchronous)
         if not isinstance(breaker_per_host, bool):
             raise TypeError(f"breaker_per_host must be a bool, got {breaker_per_host!r}")
         if breaker_per_host and self.policy.breaker is not None and not isinstance(
@@ -184,7 +196,7 @@ class _Base:
         chosen = request.extensions.get("brace")
         if chosen is None:
             return self.policy
-        return _check_policy(chosen, 'extensions["brace"]')
+        return _check_policy(chosen, 'extensions["brace"]', self.asynchronous)
 
     def _breaker_for(self, request: httpx.Request, policy: Policy) -> Any:
         if self.breaker_per_host:
@@ -214,6 +226,8 @@ class RetryTransport(_Base, httpx.BaseTransport):
         transport: The transport to wrap (default a new ``httpx.HTTPTransport()``).
         breaker_per_host: One breaker per host instead of the policy's single breaker.
     """
+
+    asynchronous = False
 
     def __init__(self, policy: Policy | None = None, transport: httpx.BaseTransport | None = None,
                  *, breaker_per_host: bool = False) -> None:
@@ -265,7 +279,13 @@ class RetryTransport(_Base, httpx.BaseTransport):
 
 
 class AsyncRetryTransport(_Base, httpx.AsyncBaseTransport):
-    """The ``httpx.AsyncBaseTransport`` twin of ``RetryTransport``."""
+    """The ``httpx.AsyncBaseTransport`` twin of ``RetryTransport``, which may also hedge.
+
+    With the policy's ``hedge_after``, a request that is safe to resend (an idempotent
+    method, or an ``Idempotency-Key`` header) and has not answered after that many seconds
+    is raced by a copy; the first response the policy would not retry wins and the other
+    copies are cancelled. A POST or PATCH without a key is never hedged.
+    """
 
     def __init__(self, policy: Policy | None = None,
                  transport: httpx.AsyncBaseTransport | None = None,
@@ -296,22 +316,19 @@ class AsyncRetryTransport(_Base, httpx.AsyncBaseTransport):
             _skipped(policy, label, None, once)
             _report(once, {}, deadline)
             return once
-        last: list[httpx.Response] = []
 
         async def attempt(request: httpx.Request) -> httpx.Response:
-            if last:
-                await _adiscard(last.pop())
             _bound_timeouts(request, policy, original, deadline)
-            response = await self._send(request)
-            last.append(response)
-            return response
+            return await self._send(request)
 
         # The deadline also cuts an attempt off in flight (httpx's timeouts are per read, and
         # a request waiting for a pooled connection or a slow server can outlive them);
         # attempt_timeout stays httpx's own timeout, so the caller sees httpx's errors.
+        # Retried responses, and those of hedges that lost, are closed by the call path.
         send = _call.async_path(policy, attempt, name=label, label=label,
                                 breaker=self._breaker_for(request, policy),
-                                attempt_timeouts=False)
+                                attempt_timeouts=False, hedge=_resendable(request),
+                                discard=_adiscard)
         try:
             response: httpx.Response = await send(request)
         except TimeoutError as error:

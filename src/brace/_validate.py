@@ -113,7 +113,7 @@ def statuses(codes: object, name: str = "statuses") -> tuple[int, ...]:
 
 
 def decoratable(fn: object, name: str, asynchronous: bool,
-                attempt_timeout: float | None) -> None:
+                attempt_timeout: float | None, hedge_after: float | None = None) -> None:
     """Raise TypeError when a policy cannot do what decorating ``fn`` would promise."""
     if inspect.isclass(fn):
         raise TypeError(f"a policy decorates a function, not the class {name}: decorate the "
@@ -130,6 +130,9 @@ def decoratable(fn: object, name: str, asynchronous: bool,
             "own timeout (for example httpx.Client(timeout=...) or a driver's "
             "connect_timeout), or use brace's httpx client, which applies attempt_timeout "
             "per request")
+    if hedge_after is not None and not asynchronous:
+        raise TypeError(f"hedge_after= races copies of an async call; {name} is sync: "
+                        "decorate an async function, or use brace's async httpx client")
 
 
 def breaker_settings(given: dict[str, Any], defaults: Any) -> dict[str, Any]:
@@ -193,3 +196,31 @@ def is_async(fn: Callable[..., Any]) -> bool:
         return False
     target = fn.func if isinstance(fn, functools.partial) else getattr(fn, "__call__", fn)  # noqa: B004
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(target)
+
+
+def named(value: object, param: str, kinds: tuple[type, ...], what: str) -> None:
+    """Raise TypeError unless ``value`` is None, a non-empty str or one of ``kinds``."""
+    if value is not None and not ((isinstance(value, str) and value)
+                                  or isinstance(value, kinds)):
+        raise TypeError(f"{param}= must be {what}, got {value!r}")
+
+
+def hedging(hedge_after: object, hedges: object, tries: int,
+            deadline: float) -> tuple[float | None, int | None]:
+    """``hedge_after`` and ``hedges`` checked against the policy's attempts and deadline."""
+    if hedge_after is None:
+        if hedges is not None:
+            raise TypeError("hedges= counts the extra attempts hedge_after= starts: pass "
+                            "hedge_after= too")
+        return None, None
+    after = seconds(hedge_after, "hedge_after", allow_zero=False)
+    if after >= deadline:
+        raise ValueError(f"hedge_after must be < deadline ({deadline!r}): a hedge would never "
+                         f"start, got {hedge_after!r}")
+    if tries < 2:
+        raise ValueError("hedge_after= needs attempts >= 2: every hedge is an attempt")
+    count = attempts(1 if hedges is None else hedges, "hedges")
+    if count > tries - 1:
+        raise ValueError(f"hedges must be an int in [1, {tries - 1}] (attempts - 1: every "
+                         f"hedge is an attempt), got {hedges!r}")
+    return after, hedges  # type: ignore[return-value]

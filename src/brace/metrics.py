@@ -32,7 +32,8 @@ def prometheus(registry: Any = None) -> ev.Observer:
     ``brace_recovered_total{preset,callable}``,
     ``brace_breaker_state{breaker,brace_breaker_state}`` (closed, half-open, open),
     ``brace_breaker_rejected_total{breaker}``, ``brace_budget_exhausted_total{budget}``,
-    ``brace_fallbacks_total{preset,callable,reason}``. Installing twice on one registry
+    ``brace_fallbacks_total{preset,callable,reason}``, ``brace_hedges_total{preset,callable}``.
+    Installing twice on one registry
     returns the observer already installed. Returns the observer (``brace.unobserve`` it to
     stop).
 
@@ -67,6 +68,8 @@ def prometheus(registry: Any = None) -> ev.Observer:
         fallbacks = prom.Counter("brace_fallbacks", "Fallback values returned instead of a "
                                  "call's result, by reason.", ["preset", "callable", "reason"],
                                  **options)
+        hedges = prom.Counter("brace_hedges", "Hedges started: copies racing an attempt "
+                              "that had not answered.", ["preset", "callable"], **options)
         for name, info in _breakers.breakers().items():
             state.labels(name).state(info.state)
 
@@ -89,6 +92,8 @@ def prometheus(registry: Any = None) -> ev.Observer:
             elif event == ev.DEGRADED:
                 fallbacks.labels(_label(get("preset")), _label(get("callable")),
                                  _label(get("reason"))).inc()
+            elif event == ev.HEDGE_STARTED:
+                hedges.labels(_label(get("preset")), _label(get("callable"))).inc()
 
         _prometheus[id(registry)] = (registry, observer)
     return ev.observe(observer)
@@ -108,6 +113,7 @@ _OTEL_COUNTERS = {
                                 ("budget",)),
     ev.DEGRADED: ("brace.fallbacks", "Fallback values returned",
                   ("preset", "callable", "reason")),
+    ev.HEDGE_STARTED: ("brace.hedges", "Hedges started", ("preset", "callable")),
 }
 
 

@@ -66,6 +66,10 @@ class Preset(Policy):
         attempt_timeout: float | None = ...,
         breaker: str | pybreaker.CircuitBreaker | None = ...,
         budget: str | _budget.Budget | None = ...,
+        rate_limit: str | None = ...,
+        bulkhead: str | None = ...,
+        hedge_after: float | None = ...,
+        hedges: int | None = ...,
         fallback: Any = ...,
     ) -> Policy: ...
     def __call__(self, fn: Callable[..., Any] | None = None, /, **overrides: Any) -> Any:
