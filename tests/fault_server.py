@@ -142,7 +142,8 @@ class Hang(Action):
     max_s: float = 5.0
 
     def run(self, handler: _Handler) -> None:
-        handler.wait_for_client_gone(self.max_s)
+        if handler.wait_for_client_gone(self.max_s):
+            handler.fault_server._abandoned(handler.record)
         handler.close_connection = True
 
 
@@ -227,6 +228,7 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
 
     connection_id: int
+    record: RecordedRequest
     _aborted: bool
 
     @property
@@ -296,6 +298,7 @@ class _Handler(BaseHTTPRequestHandler):
             chunked=chunked,
             received_at=time.monotonic(),
         )
+        self.record = record
         action = server._record_and_next_action(record)
         action.run(self)
 
@@ -370,23 +373,28 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.close()
         sock.close()
 
-    def wait_for_client_gone(self, max_s: float) -> None:
-        """Block until the peer closes, the server stops, or `max_s` seconds pass."""
+    def wait_for_client_gone(self, max_s: float) -> bool:
+        """Block until the peer closes, the server stops, or `max_s` seconds pass.
+
+        Returns True when the client closed the connection while the server was still up.
+        """
         stopping = self.fault_server.stopping
         deadline = time.monotonic() + max_s
         sock = self.connection
         while not stopping.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return
+                return False
             try:
                 readable, _, _ = select.select([sock], [], [], min(remaining, 0.1))
                 if readable and not sock.recv(1, socket.MSG_PEEK):
-                    return  # EOF: the client gave up (or stop() shut the socket down)
+                    # EOF: the client gave up (or stop() shut the socket down)
+                    return not stopping.is_set()
             except (OSError, ValueError):
-                return
+                return not stopping.is_set()
             if readable:  # data pending (pipelined request): don't spin on select
                 stopping.wait(min(remaining, 0.05))
+        return False
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: nothing per request on stderr."""
@@ -448,6 +456,7 @@ class FaultServer:
         self._recorded = threading.Condition(self._lock)
         self._scripts: dict[str, tuple[list[Action], int]] = {}
         self._requests: list[RecordedRequest] = []
+        self._abandoned_at: list[tuple[RecordedRequest, float]] = []
         self._errors: list[BaseException] = []
         self._connections: set[socket.socket] = set()
         self._threads: set[threading.Thread] = set()
@@ -546,6 +555,7 @@ class FaultServer:
         with self._lock:
             self._scripts.clear()
             self._requests.clear()
+            self._abandoned_at.clear()
             self._errors.clear()
 
     @property
@@ -597,6 +607,24 @@ class FaultServer:
                 if len(self._requests) == seen:  # nothing new since we looked
                     self._recorded.wait(remaining)
 
+    def wait_for_abandoned(
+        self, n: int = 1, timeout: float = 2.0
+    ) -> list[tuple[RecordedRequest, float]]:
+        """Block until the clients of `n` hanging requests closed their connections.
+
+        Returns ``(request, time.monotonic() when the server saw the client go)`` pairs,
+        oldest first. Raises TimeoutError after `timeout` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        with self._recorded:
+            while len(self._abandoned_at) < n:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"{len(self._abandoned_at)} of {n} hanging requests "
+                                       f"abandoned after {timeout}s")
+                self._recorded.wait(remaining)
+            return list(self._abandoned_at)
+
     def connection_ids(self, path: str | None = None) -> list[int]:
         """`connection_id` of each recorded request (matching `path`), oldest first."""
         return [r.connection_id for r in self.matching(path)]
@@ -614,6 +642,11 @@ class FaultServer:
             actions, index = entry
             self._scripts[key] = (actions, min(index + 1, len(actions) - 1))
             return actions[index]
+
+    def _abandoned(self, record: RecordedRequest) -> None:
+        with self._lock:
+            self._abandoned_at.append((record, time.monotonic()))
+            self._recorded.notify_all()
 
     def _register_connection(self, sock: socket.socket) -> int:
         with self._lock:

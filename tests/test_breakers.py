@@ -158,6 +158,36 @@ def test_retried_results_count_as_failures() -> None:
     assert calls == 3
 
 
+def test_opening_a_breaker_by_hand_stops_healthy_calls_at_once() -> None:
+    # pybreaker's open() tells listeners before it writes its storage: the healthy path
+    # must still see the breaker open on the very next call (sync and async).
+    breaker = brace.breaker("by-hand", fail_max=5, reset_timeout=60)
+    calls = 0
+
+    @brace.network(breaker="by-hand")
+    def fetch() -> str:
+        nonlocal calls
+        calls += 1
+        return "ok"
+
+    @brace.network(breaker="by-hand")
+    async def afetch() -> str:
+        nonlocal calls
+        calls += 1
+        return "ok"
+
+    assert fetch() == "ok" and asyncio.run(afetch()) == "ok"
+    breaker.open()
+    with pytest.raises(brace.CircuitOpenError):
+        fetch()
+    with pytest.raises(brace.CircuitOpenError):
+        asyncio.run(afetch())
+    assert calls == 2
+    breaker.close()
+    assert fetch() == "ok" and asyncio.run(afetch()) == "ok"
+    assert calls == 4
+
+
 def test_named_breakers_are_shared_and_configured_once() -> None:
     cb = brace.breaker("orders", fail_max=3, reset_timeout=12)
     assert brace.breaker("orders") is cb

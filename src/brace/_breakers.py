@@ -34,7 +34,6 @@ __all__ = [
     "reset",
 ]
 
-_UTC = timezone.utc
 _NEVER_COUNTED = (*NEVER_RETRY, Refused)  # no verdict: cancelled, interrupted, or refused
 #: What a breaker named before it was configured gets (and what ``explain`` shows for one).
 DEFAULTS = MappingProxyType({"fail_max": 5, "reset_timeout": 30.0, "success_threshold": 1})
@@ -43,7 +42,7 @@ _CLOSED, _OPEN, _HALF_OPEN = pybreaker.STATE_CLOSED, pybreaker.STATE_OPEN, pybre
 
 def _utcnow() -> datetime:
     # pybreaker stores opened_at as an aware UTC datetime; simulations replace this clock.
-    return datetime.now(_UTC)
+    return datetime.now(timezone.utc)
 
 
 class CircuitOpenError(pybreaker.CircuitBreakerError):
@@ -77,8 +76,8 @@ class BreakerInfo(NamedTuple):
 class _Listener(pybreaker.CircuitBreakerListener):
     """Turns state changes into ``breaker.state_changed`` events; keeps the gate current."""
 
-    def __init__(self) -> None:
-        self.gate: Gate | None = None
+    def __init__(self, gate: Gate | None = None) -> None:
+        self.gate = gate
 
     def state_change(self, cb: pybreaker.CircuitBreaker,
                      old_state: pybreaker.CircuitBreakerState | None,
@@ -91,7 +90,10 @@ class _Listener(pybreaker.CircuitBreakerListener):
                                           tripped_by)
             if new_state.name == _CLOSED and self.gate is not None and self.gate._ratio:
                 self.gate._ratio.reset()  # a closed breaker starts a fresh window
-        self._refresh()
+        if new_state.name == _CLOSED or self.gate is None:
+            self._refresh()
+        else:  # pybreaker's open() notifies before it writes the storage refresh() reads
+            self.gate.fast, self.gate.fresh_until = False, 0.0
 
     def failure(self, cb: pybreaker.CircuitBreaker, exc: BaseException) -> None:
         self._refresh()
@@ -452,8 +454,8 @@ def _create(name: str, given: dict[str, Any]) -> Gate:
                   listeners=[listener], state_storage=storage, name=name,
                   throw_new_error_on_trip=False)
     cb.listener = listener
-    gate = listener.gate = Gate(cb, storage, ratio, settings["slow_call_s"])
-    return gate
+    listener.gate = Gate(cb, storage, ratio, settings["slow_call_s"])
+    return listener.gate
 
 
 def gate_for(spec: str | pybreaker.CircuitBreaker) -> Gate:
@@ -471,9 +473,7 @@ def gate_for(spec: str | pybreaker.CircuitBreaker) -> Gate:
         gate = _by_object.get(spec)
         if gate is None:
             gate = _by_object[spec] = Gate(spec, _storage_of(spec))
-            listener = _Listener()
-            listener.gate = gate
-            spec.add_listener(listener)
+            spec.add_listener(_Listener(gate))
         return gate
 
 
