@@ -3,6 +3,7 @@ scraped, and the OpenTelemetry SDK with in-memory readers and exporters."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -128,6 +129,20 @@ def test_prometheus_counts_every_kind_of_event_exactly(scraper: Scraper) -> None
     degraded_name = f"{degraded.__module__}.{degraded.__qualname__}"
     assert scraper.value("brace_fallbacks_total", preset="network", callable=degraded_name,
                          reason="retries_exhausted") == 1
+
+    answered = asyncio.Event()
+
+    @brace.network(hedge_after=0.01)
+    async def hedged() -> str:
+        if answered.is_set():
+            return "hedge"
+        answered.set()
+        await asyncio.sleep(5)  # cancelled when the hedge answers
+        return "slow"
+
+    assert asyncio.run(hedged()) == "hedge"
+    assert scraper.value("brace_hedges_total", preset="network",
+                         callable=f"{hedged.__module__}.{hedged.__qualname__}") == 1
 
 
 def test_transport_labels_stay_bounded(scraper: Scraper, fault_server: FaultServer) -> None:
