@@ -21,6 +21,12 @@ EXPECTED = {
                        "POST /payments with a key -> 200",
                        "'GET /greeting': 3, 'POST /orders': 1, 'POST /payments': 3",
                        "retry.succeeded"],
+    "hedged_reads.py": ["hedge.started", "GET /profiles/1 -> '/profiles/1 v2' in < 0.2 s, "
+                        "attempts=2", "GET /profiles/3 -> '/profiles/3 v2' in < 0.2 s",
+                        "POST /orders without a key -> 200 after the slow 0.5 s (sent once)",
+                        "hedges started: 3", "'POST /orders': 1",
+                        "slow requests cancelled by the client: ['GET /profiles/1', "
+                        "'GET /profiles/2', 'GET /profiles/3']"],
     "llm_openai.py": ["retry.scheduled", "RateLimitError", "wait_s=0.15",
                       "answer: 'Hello from the stand-in!'", "provider saw 2 requests"],
     "database_transaction.py": ["retry.scheduled", "db_code=SQLITE_BUSY",
