@@ -157,6 +157,8 @@ def async_contenders(healthy: bool) -> dict[str, Callable[[], Awaitable[Any]]]:
         "tenacity + pybreaker": no_sleep(with_pybreaker(make())),
         "brace.network()": brace.network()(make()),
         "brace.network(attempt_timeout=)": brace.network(attempt_timeout=5)(make()),
+        # Answered before hedge_after: what a hedged call costs when no hedge is needed.
+        "brace.network(hedge_after=)": brace.network(hedge_after=5)(make()),
         "brace.http(breaker=)": brace.http(breaker="bench-async")(make()),
         "brace.http(breaker=, budget=)": brace.http(breaker="bench-async",
                                                    budget="bench")(make()),
