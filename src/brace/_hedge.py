@@ -126,9 +126,9 @@ class Hedger:
                     else:
                         room = 0
                     continue
-                for task in done:
-                    outcome = _outcome(task)
-                    outcomes.append(outcome)
+                finished = [_outcome(task) for task in done]
+                outcomes.extend(finished)  # all of them: the losers' values are freed below
+                for outcome in finished:
                     if self._final(outcome):
                         chosen = outcome
                         return outcome
@@ -148,7 +148,9 @@ class Hedger:
         import anyio
 
         cancelled = anyio.get_cancelled_exc_class()
-        send, receive = anyio.create_memory_object_stream[Outcome](math.inf)
+        # Unsubscripted: anyio 3 (which httpx allows) has a function here, not a class.
+        streams: tuple[Any, Any] = anyio.create_memory_object_stream(math.inf)
+        send, receive = streams
 
         async def copy() -> None:
             try:
@@ -226,6 +228,7 @@ def counted(core: Callable[..., Awaitable[Any]], stats: dict[str, Any],
             return await core(*args, **kwargs)
         finally:
             launched.reset(token)
-            stats["attempt_number"] = count[0]
+            if count[0]:
+                stats["attempt_number"] = count[0]
 
     return call
