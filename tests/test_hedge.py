@@ -174,6 +174,24 @@ def test_an_answer_that_is_not_retried_wins_at_once(run: Callable[..., Any]) -> 
     assert dependency.cancelled == [1]
 
 
+@runners
+def test_attempt_timeout_bounds_each_copy(run: Callable[..., Any]) -> None:
+    # Both copies of attempt 1 time out (0.1 s each, started 0.05 s apart); attempt 3 answers.
+    dependency = Copies((5.0, "slow"), (5.0, "slow"), (0.0, "third"))
+    call = brace.network(hedge_after=0.05, attempt_timeout=0.1, attempts=3)(dependency)
+
+    async def main() -> tuple[Any, float]:
+        started = time.monotonic()
+        return await call(), time.monotonic() - started
+
+    with no_waits():
+        value, elapsed = run(main)
+    assert value == "third"
+    assert 0.15 <= elapsed < 0.3
+    assert sorted(dependency.cancelled) == [1, 2]
+    assert call.statistics["attempt_number"] == 3
+
+
 @every_runner
 def test_the_deadline_cuts_every_copy_off(run: Callable[..., Any]) -> None:
     dependency = Copies((5.0, "slow"))
