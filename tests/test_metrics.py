@@ -4,9 +4,10 @@ scraped, and the OpenTelemetry SDK with in-memory readers and exporters."""
 from __future__ import annotations
 
 import asyncio
-import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import httpx
 import pytest
@@ -15,7 +16,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.parser import text_string_to_metric_families
 
 import brace
@@ -23,10 +24,9 @@ from brace.testing import no_waits
 from tests.fault_server import FaultServer, reply
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """No access log on stderr."""
 
 
 class Scraper:
@@ -34,9 +34,14 @@ class Scraper:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.port = _free_port()
-        self.server, self.thread = start_http_server(self.port, addr="127.0.0.1",
-                                                     registry=self.registry)
+        # prometheus_client's WSGI app in a stdlib server polling every 20 ms
+        # (start_http_server's polls every 0.5 s, which every shutdown waits out).
+        self.server = make_server("127.0.0.1", 0, make_wsgi_app(self.registry),
+                                  handler_class=_QuietHandler)
+        self.port = int(self.server.server_port)
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       kwargs={"poll_interval": 0.02}, daemon=True)
+        self.thread.start()
 
     def samples(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", trust_env=False).text

@@ -179,16 +179,17 @@ def test_retry_after_http_date_is_the_wait(mode: str, fault_server: FaultServer,
 @mode_param
 def test_retry_after_is_the_servers_word_even_past_max_wait(mode: str,
                                                              fault_server: FaultServer) -> None:
-    # No no_waits(): the server asked for 2 s and the resend must not come earlier, although
-    # max_wait (which caps the backoff, not the server) is 0.5 s.
-    fault_server.script("/limited", reply(429, headers={"Retry-After": "2"}), reply(200))
+    # No no_waits(): the server asked for 1 s and the resend must not come earlier, although
+    # max_wait (which caps the backoff, not the server) is 0.1 s.
+    fault_server.script("/limited", reply(429, headers={"Retry-After": "1"}), reply(200))
     with capture_logs() as logs:
-        outcome = send(mode, brace.http(max_wait=0.5), "GET", fault_server.url_for("/limited"))
+        outcome = send(mode, brace.http(initial=0.05, max_wait=0.1), "GET",
+                       fault_server.url_for("/limited"))
     ok(outcome)
     first, second = fault_server.matching("/limited", "GET")
-    assert second.received_at - first.received_at >= 2.0
+    assert second.received_at - first.received_at >= 1.0
     assert retry_events(logs)[0]["event"] == "retry.scheduled"
-    assert retry_events(logs)[0]["wait_s"] == 2.0
+    assert retry_events(logs)[0]["wait_s"] == 1.0
 
 
 @mode_param
