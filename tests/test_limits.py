@@ -136,6 +136,110 @@ def test_trio(max_wait_s: float, expected: list[str]) -> None:
         assert 0.95 <= time.monotonic() - started < 1.6
 
 
+def _until(condition: Any, what: str, timeout: float = 5.0) -> None:
+    """Wait (bounded) until another thread has reached a state the test can see."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        time.sleep(0.002)
+
+
+def test_a_freed_slot_goes_to_the_longest_waiting_attempt_whatever_it_runs_on() -> None:
+    # One slot, held; a thread, an asyncio task and a trio task queue in that order, each
+    # on its own thread. Each gets the slot in turn, in queue order.
+    slots = brace.bulkhead("fifo", max_concurrent=1, max_wait_s=5)
+    order: list[str] = []
+    holding, done = threading.Event(), threading.Event()
+
+    @brace.network(attempts=1, bulkhead="fifo")
+    def hold() -> None:
+        holding.set()
+        done.wait(5)
+
+    @brace.network(attempts=1, bulkhead="fifo")
+    def in_a_thread() -> None:
+        order.append("thread")
+
+    @brace.network(attempts=1, bulkhead="fifo")
+    async def in_a_task(library: str) -> None:
+        order.append(library)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(5)
+    waiters = [threading.Thread(target=in_a_thread),
+               threading.Thread(target=lambda: asyncio.run(in_a_task("asyncio"))),
+               threading.Thread(target=lambda: trio.run(in_a_task, "trio"))]
+    for queued, waiter in enumerate(waiters, start=1):
+        waiter.start()
+        _until(lambda queued=queued: slots.waiting == queued, f"{queued} attempts queue")
+    done.set()
+    for thread in [holder, *waiters]:
+        thread.join(5)
+    assert order == ["thread", "asyncio", "trio"]
+    assert (slots.in_use, slots.waiting) == (0, 0)
+
+
+@pytest.mark.parametrize("library", ["asyncio", "trio"])
+def test_a_cancelled_waiter_leaves_the_queue_and_the_slot_goes_on(library: str) -> None:
+    slots = brace.bulkhead("cancel", max_concurrent=1, max_wait_s=5)
+    ran: list[str] = []
+
+    @brace.network(attempts=1, bulkhead="cancel")
+    async def work(tag: str, hold: Any = None) -> None:
+        ran.append(tag)
+        if hold is not None:
+            await hold()
+
+    async def until(condition: Any) -> None:
+        for _ in range(1000):  # bounded
+            if condition():
+                return
+            await (asyncio.sleep(0.001) if library == "asyncio" else trio.sleep(0.001))
+        raise AssertionError("never reached")
+
+    if library == "asyncio":
+        async def main() -> None:
+            release = asyncio.Event()
+            holder = asyncio.create_task(work("holder", release.wait))
+            await until(lambda: slots.in_use == 1)
+            first = asyncio.create_task(work("cancelled"))
+            second = asyncio.create_task(work("second"))
+            await until(lambda: slots.waiting == 2)
+            first.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await first
+            assert slots.waiting == 1
+            release.set()
+            await asyncio.gather(holder, second)
+
+        asyncio.run(main())
+    else:
+        async def trio_main() -> None:
+            release = trio.Event()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(work, "holder", release.wait)
+                await until(lambda: slots.in_use == 1)
+                scope = trio.CancelScope()
+
+                async def cancelled() -> None:
+                    with scope:
+                        await work("cancelled")
+
+                nursery.start_soon(cancelled)
+                await until(lambda: slots.waiting == 1)
+                nursery.start_soon(work, "second")
+                await until(lambda: slots.waiting == 2)
+                scope.cancel()
+                await until(lambda: slots.waiting == 1)
+                release.set()
+
+        trio.run(trio_main)
+    assert ran == ["holder", "second"]
+    assert (slots.in_use, slots.waiting) == (0, 0)
+
+
 def test_a_refusal_is_not_retried_and_not_counted_by_the_breaker(
         brace_reset_breakers: None) -> None:
     brace.breaker("guarded", fail_max=1)

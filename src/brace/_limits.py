@@ -9,6 +9,9 @@ raised it, and a breaker counts neither as a success nor as a failure.
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -36,71 +39,154 @@ class RateLimitedError(Refused):
     """A rate limit had no token for this attempt within the call's deadline."""
 
 
+class _Waiter:
+    """One attempt queued for a slot: ``wake`` is called (from any thread) to hand it one."""
+
+    __slots__ = ("granted", "wake")
+
+    def __init__(self, wake: Callable[[], object]) -> None:
+        self.granted = False
+        self.wake = wake
+
+
 class Bulkhead:
-    """At most ``max_concurrent`` attempts at once; get one with ``brace.bulkhead``."""
+    """At most ``max_concurrent`` attempts at once; get one with ``brace.bulkhead``.
+
+    A freed slot goes to the attempt that has waited longest, whatever it runs on: one FIFO
+    of waiters serves threads and the event loops of every async library, and each is woken
+    by its own primitive (an Event, an asyncio future, a trio event).
+    """
 
     def __init__(self, name: str, max_concurrent: int, max_wait_s: float) -> None:
         self.name = name
         self.max_concurrent = max_concurrent
         self.max_wait_s = max_wait_s
         self._in_use = 0
-        self._waiting = 0  # threads waiting for a slot: a release wakes one
-        self._changed = threading.Condition(threading.Lock())
+        self._queue: collections.deque[_Waiter] = collections.deque()
+        self._lock = threading.Lock()
+
+    @property
+    def in_use(self) -> int:
+        """Slots taken right now."""
+        return self._in_use
+
+    @property
+    def waiting(self) -> int:
+        """Attempts queued for a slot right now."""
+        return len(self._queue)
 
     def _take(self) -> bool:
-        with self._changed:
+        with self._lock:
             if self._in_use < self.max_concurrent:
                 self._in_use += 1
                 return True
             return False
 
+    def _enter(self, wake: Callable[[], object]) -> _Waiter | None:
+        # A slot freed meanwhile is taken at once; otherwise the attempt queues.
+        with self._lock:
+            if self._in_use < self.max_concurrent:
+                self._in_use += 1
+                return None
+            waiter = _Waiter(wake)
+            self._queue.append(waiter)
+            return waiter
+
+    def _leave(self, waiter: _Waiter) -> bool:
+        """The waiter stops waiting: True when it was handed a slot meanwhile (it owns it)."""
+        with self._lock:
+            if waiter.granted:
+                return True
+            with contextlib.suppress(ValueError):
+                self._queue.remove(waiter)
+            return False
+
+    def _abandon(self, waiter: _Waiter) -> None:
+        # Cancelled while queued: a slot handed over meanwhile goes to the next waiter.
+        if self._leave(waiter):
+            self.release()
+
     def acquire(self, name: str, budget_s: float) -> None:
         """Take a slot (threads), waiting at most ``min(max_wait_s, budget_s)``."""
-        with self._changed:
-            if self._in_use < self.max_concurrent:  # the common case: a free slot
-                self._in_use += 1
+        if self._take():  # the common case: a free slot
+            return
+        started, limit = time.monotonic(), min(self.max_wait_s, max(0.0, budget_s))
+        if limit > 0:
+            ready = threading.Event()
+            waiter = self._enter(ready.set)
+            if waiter is None:
                 return
-            limit = min(self.max_wait_s, max(0.0, budget_s))
-            started = time.monotonic()
-            while self._in_use >= self.max_concurrent:
-                left = limit - (time.monotonic() - started)
-                if left <= 0:
-                    self._refuse(name, time.monotonic() - started)
-                self._waiting += 1
-                try:
-                    self._changed.wait(left)
-                finally:
-                    self._waiting -= 1
-            self._in_use += 1
+            try:
+                ready.wait(limit)
+            except BaseException:
+                self._abandon(waiter)
+                raise
+            if self._leave(waiter):
+                return
+        self._refuse(name, time.monotonic() - started)
 
     async def aacquire(self, name: str, budget_s: float) -> None:
-        """Take a slot (any async library), waiting at most ``min(max_wait_s, budget_s)``.
+        """Take a slot (any async library), waiting at most ``min(max_wait_s, budget_s)``."""
+        if self._take():
+            return
+        started, limit = time.monotonic(), min(self.max_wait_s, max(0.0, budget_s))
+        if limit > 0:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # trio (or anyio on trio)
+                loop = None
+            if loop is None:
+                import trio
 
-        The wait polls the slot count in growing steps (1 ms to 20 ms): one bulkhead is
-        shared by threads and by the event loops of every async library, which share no
-        primitive to wait on.
-        """
-        limit = min(self.max_wait_s, max(0.0, budget_s))
-        started = time.monotonic()
-        step = 0.001
-        while not self._take():
-            waited = time.monotonic() - started
-            if waited >= limit:
-                self._refuse(name, waited)
-            await waits.async_pause(min(step, limit - waited))
-            step = min(step * 2, 0.02)
+                token, ready = trio.lowlevel.current_trio_token(), trio.Event()
+                waiter = self._enter(lambda: token.run_sync_soon(ready.set))
+                if waiter is None:
+                    return
+                try:
+                    with trio.move_on_after(limit):
+                        await ready.wait()
+                except BaseException:
+                    self._abandon(waiter)
+                    raise
+            else:
+                future = loop.create_future()
+                waiter = self._enter(lambda: loop.call_soon_threadsafe(_set, future))
+                if waiter is None:
+                    return
+                try:
+                    await asyncio.wait((future,), timeout=limit)
+                except BaseException:
+                    self._abandon(waiter)
+                    raise
+            if self._leave(waiter):
+                return
+        self._refuse(name, time.monotonic() - started)
 
     def release(self) -> None:
-        """Give the slot back."""
-        with self._changed:
-            self._in_use -= 1
-            if self._waiting:
-                self._changed.notify()
+        """Give the slot back: to the longest waiting attempt, else to the pool."""
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._in_use -= 1
+                    return
+                waiter = self._queue.popleft()
+                waiter.granted = True
+            try:
+                waiter.wake()
+                return
+            except RuntimeError:
+                # Its event loop (or trio run) ended: nobody will use the slot, pass it on.
+                continue
 
     def _refuse(self, name: str, waited: float) -> None:
         _events.bulkhead_rejected(self.name, name, self.max_concurrent, waited)
         raise BulkheadFullError(f"bulkhead {self.name!r} is full ({self.max_concurrent} "
                                 f"attempts running)")
+
+
+def _set(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class RateLimit:
@@ -163,6 +249,10 @@ def bulkhead(name: str, max_concurrent: int | None = None,
         max_concurrent: Attempts that may run at once (int >= 1, default 10).
         max_wait_s: Seconds a full bulkhead makes an attempt wait for a slot (default 0:
             refuse at once); never past the call's deadline.
+
+    Returns:
+        The ``Bulkhead``: ``in_use`` and ``waiting`` say how many attempts hold a slot and
+        how many queue for one. A freed slot goes to the attempt that has waited longest.
 
     Raises:
         TypeError, ValueError: a setting is out of range, or conflicts with the existing one.
