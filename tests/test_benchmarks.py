@@ -19,6 +19,8 @@ BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
     ("overhead.py", ["sync: healthy call", "async: 2 failures, then success",
                      "brace.http(breaker=)", "tenacity + pybreaker", "import brace"]),
     ("storm.py", ["brace http + breaker + budget", "stamina defaults", "attempts/call"]),
+    ("bulkhead_handoff.py", ["brace.bulkhead, thread", "brace.bulkhead, asyncio",
+                             "brace.bulkhead, trio", "trio Semaphore"]),
 ])
 def test_benchmark_runs(script: str, needles: list[str]) -> None:
     if script == "redis_breaker.py" and shutil.which("redis-server") is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -139,7 +140,7 @@ class Bulkhead:
                 import trio
 
                 token, ready = trio.lowlevel.current_trio_token(), trio.Event()
-                waiter = self._enter(lambda: token.run_sync_soon(ready.set))
+                waiter = self._enter(functools.partial(_wake_trio, token, ready))
                 if waiter is None:
                     return
                 try:
@@ -150,7 +151,8 @@ class Bulkhead:
                     raise
             else:
                 future = loop.create_future()
-                waiter = self._enter(lambda: loop.call_soon_threadsafe(_set, future))
+                waiter = self._enter(functools.partial(_wake_asyncio, loop, future,
+                                                       threading.get_ident()))
                 if waiter is None:
                     return
                 try:
@@ -187,6 +189,29 @@ class Bulkhead:
 def _set(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+# A release on the waiter's own thread (or trio run) wakes it directly; from elsewhere it
+# goes through the loop's thread-safe door, which costs a wake-up of its selector.
+def _wake_asyncio(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None],
+                  thread: int) -> None:
+    if threading.get_ident() == thread:
+        _set(future)
+    else:
+        loop.call_soon_threadsafe(_set, future)
+
+
+def _wake_trio(token: Any, ready: Any) -> None:
+    import trio
+
+    try:
+        here = trio.lowlevel.current_trio_token() is token
+    except RuntimeError:  # not in a trio run
+        here = False
+    if here:
+        ready.set()
+    else:
+        token.run_sync_soon(ready.set)
 
 
 class RateLimit:
