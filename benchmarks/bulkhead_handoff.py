@@ -37,7 +37,7 @@ def threads(rounds: int) -> tuple[list[float], list[float]]:
             started = threading.Event()
             woke: list[float] = []
 
-            def waiter() -> None:
+            def waiter(started: threading.Event = started, woke: list[float] = woke) -> None:
                 started.set()
                 acquire()
                 woke.append(time.perf_counter())
@@ -67,7 +67,7 @@ async def _asyncio_rounds(rounds: int) -> tuple[list[float], list[float]]:
             await acquire()  # type: ignore[misc]
             woke: list[float] = []
 
-            async def waiter() -> None:
+            async def waiter(woke: list[float] = woke) -> None:
                 await acquire()  # type: ignore[misc]
                 woke.append(time.perf_counter())
                 release()
@@ -94,7 +94,7 @@ async def _trio_rounds(rounds: int) -> tuple[list[float], list[float]]:
             await acquire()  # type: ignore[misc]
             woke: list[float] = []
 
-            async def waiter() -> None:
+            async def waiter(woke: list[float] = woke) -> None:
                 await acquire()  # type: ignore[misc]
                 woke.append(time.perf_counter())
                 release()
