@@ -26,7 +26,7 @@ from brace._limits import Refused
 if TYPE_CHECKING:
     from brace._policy import Policy
 
-__all__ = ["Hedger", "launched"]
+__all__ = ["Hedger", "catch_up", "counted", "launched"]
 
 #: Attempts made so far by the hedged call running in this context (``[count]``): its
 #: copies are attempts, so the retry loop numbers its next attempt after them.
