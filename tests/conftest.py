@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
+import os
 import random
 import types
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import tenacity
@@ -53,3 +56,18 @@ def _seeded_random() -> Iterator[None]:
     random.seed(1234)
     yield
     random.setstate(state)
+
+
+def require(module: str) -> Any:
+    """Import a test dependency; without it skip locally, but fail on CI (CI=true).
+
+    The drivers are test dependencies that `make test` installs: on CI a missing one is a
+    broken install, never a reason to skip the database tests quietly.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{module} is not installed: `make test` installs the test "
+                        f"dependencies ({exc})", pytrace=False)
+        pytest.skip(f"{module} is not installed", allow_module_level=True)

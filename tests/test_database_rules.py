@@ -22,11 +22,12 @@ import brace
 from brace import _events, predicates
 from brace.predicates import db_code, dbapi_transient, is_dbapi_transient
 from brace.testing import no_waits
+from tests.conftest import require
 
-psycopg = pytest.importorskip("psycopg")
-asyncpg = pytest.importorskip("asyncpg")
-pymysql = pytest.importorskip("pymysql")
-sqlalchemy = pytest.importorskip("sqlalchemy")
+psycopg = require("psycopg")
+asyncpg = require("asyncpg")
+pymysql = require("pymysql")
+sqlalchemy = require("sqlalchemy")
 
 # --- the specification ---------------------------------------------------------------------
 

@@ -21,9 +21,10 @@ from structlog.testing import capture_logs
 
 import brace
 from brace.testing import no_waits
+from tests.conftest import require
 
-psycopg = pytest.importorskip("psycopg")
-asyncpg = pytest.importorskip("asyncpg")
+psycopg = require("psycopg")
+asyncpg = require("asyncpg")
 
 T = TypeVar("T")
 
@@ -274,7 +275,7 @@ def test_deadlock_is_retried_asyncpg(pg: Any) -> None:
 
 
 def test_deadlock_is_retried_sqlalchemy_session(pg: Any) -> None:
-    sqlalchemy = pytest.importorskip("sqlalchemy")
+    sqlalchemy = require("sqlalchemy")
     from sqlalchemy.orm import Session
 
     engine = sqlalchemy.create_engine(pg.url(scheme="postgresql+psycopg"),
@@ -496,7 +497,7 @@ def test_wrong_password_is_one_attempt_asyncpg(pg: Any) -> None:
 
 
 def test_wrong_password_is_one_attempt_sqlalchemy(pg: Any) -> None:
-    sqlalchemy = pytest.importorskip("sqlalchemy")
+    sqlalchemy = require("sqlalchemy")
     engine = sqlalchemy.create_engine(pg.url(password="not-the-password",
                                              scheme="postgresql+psycopg"))
     calls = 0
@@ -564,7 +565,7 @@ def test_not_retried_asyncpg(pg: Any, sql: str, sqlstate: str) -> None:
 def test_events_never_carry_sql_parameters(pg: Any) -> None:
     # Force retries of a unique violation (on=) to see what events say about a real error
     # whose message quotes the duplicated value.
-    sqlalchemy = pytest.importorskip("sqlalchemy")
+    sqlalchemy = require("sqlalchemy")
     secret = "alice.secret@example.com"
     with open_sync(pg) as conn:
         conn.execute("INSERT INTO entries VALUES (1, %s)", (secret,))
@@ -691,7 +692,7 @@ def test_sqlite_database_is_locked_is_retried(locked: LockHolder) -> None:
 
 
 def test_aiosqlite_database_is_locked_is_retried(locked: LockHolder) -> None:
-    aiosqlite = pytest.importorskip("aiosqlite")
+    aiosqlite = require("aiosqlite")
     calls = 0
 
     @brace.database(**FAST)
@@ -731,7 +732,7 @@ def test_sqlite_no_such_table_is_not_retried(sqlite_path: Path) -> None:
 
 
 def test_aiosqlite_no_such_table_is_not_retried(sqlite_path: Path) -> None:
-    aiosqlite = pytest.importorskip("aiosqlite")
+    aiosqlite = require("aiosqlite")
     calls = 0
 
     @brace.database(**FAST)
