@@ -120,6 +120,11 @@ def test_non_idempotent_methods_need_a_key_or_a_failure_before_sending(method: s
                        httpx.ReadError("reset", request=request)):
         assert not brace.predicates.is_safe_to_resend(maybe_sent)
     assert brace.predicates.is_safe_to_resend(ConnectionError("no request attached"))
+    # The request alone (what hedging asks before anything is sent): method or key only.
+    assert not brace.predicates.is_idempotent_request(request)
+    assert brace.predicates.is_idempotent_request(httpx.Request(
+        method, "http://127.0.0.1/x", headers={"Idempotency-Key": "abc"}))
+    assert brace.predicates.is_idempotent_request(httpx.Request("get", "http://127.0.0.1/x"))
 
 
 def test_http_preset_never_resends_a_post_without_a_key() -> None:

@@ -29,12 +29,12 @@ _TIMEOUT_KEYS = ("connect", "read", "write", "pool")
 def _check_policy(policy: object, name: str = "policy=", asynchronous: bool = True) -> Policy:
     if policy is None:
         return _config.presets["http"]  # type: ignore[no-any-return]
-    if not asynchronous and getattr(policy, "hedge_after", None) is not None:
+    if isinstance(policy, type) or not hasattr(policy, "tenacity_kwargs"):
+        raise TypeError(f"{name} must be a brace.Policy (such as brace.http), got {policy!r}")
+    if not asynchronous and policy.hedge_after is not None:  # type: ignore[attr-defined]
         raise TypeError(f"{name} has a hedge_after=, which races copies of a request: only "
                         "the async transport can (policy.async_client(), "
                         "brace.AsyncRetryTransport)")
-    if isinstance(policy, type) or not hasattr(policy, "tenacity_kwargs"):
-        raise TypeError(f"{name} must be a brace.Policy (such as brace.http), got {policy!r}")
     if policy.fallback is not _config.NO_FALLBACK:  # type: ignore[attr-defined]
         raise TypeError(f"{name} has a fallback=, which a transport cannot apply (it returns "
                         "responses or raises httpx errors): decorate the function that calls "
@@ -74,12 +74,6 @@ def _skipped(policy: Policy, label: str, error: BaseException | None,
         outcome = tenacity.Future.construct(1, error if error is not None else response,
                                             error is not None)
         _events.retry_skipped(label, policy.preset, 1, outcome, "streamed_body")
-
-
-def _resendable(request: httpx.Request) -> bool:
-    # Hedging sends a request twice at once: only where that is always safe.
-    return (request.method in predicates.IDEMPOTENT_METHODS
-            or bool(request.headers.get("idempotency-key")))
 
 
 def _replayable(request: httpx.Request) -> bool:
@@ -327,7 +321,8 @@ class AsyncRetryTransport(_Base, httpx.AsyncBaseTransport):
         # Retried responses, and those of hedges that lost, are closed by the call path.
         send = _call.async_path(policy, attempt, name=label, label=label,
                                 breaker=self._breaker_for(request, policy),
-                                attempt_timeouts=False, hedge=_resendable(request),
+                                attempt_timeouts=False,
+                                hedge=predicates.is_idempotent_request(request),
                                 discard=_adiscard)
         try:
             response: httpx.Response = await send(request)

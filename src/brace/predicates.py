@@ -35,6 +35,7 @@ __all__ = [
     "idempotent",
     "is_dbapi_transient",
     "is_exhausted",
+    "is_idempotent_request",
     "is_safe_to_resend",
     "is_transient",
     "mark_exhausted",
@@ -474,15 +475,15 @@ def is_safe_to_resend(value: object) -> bool:
     not HTTP and are always safe as far as this rule goes.
     """
     request = request_of(value)
-    if request is None:
-        return True
+    return request is None or is_idempotent_request(request) or _not_sent(value)
+
+
+def is_idempotent_request(request: Any) -> bool:
+    """True for a request safe to send twice: an idempotent method or an Idempotency-Key."""
     method = request.method.decode() if isinstance(request.method, bytes) else request.method
-    if method.upper() in IDEMPOTENT_METHODS:
-        return True
     headers = getattr(request, "headers", None)
-    if headers is not None and headers.get("idempotency-key"):
-        return True
-    return _not_sent(value)
+    return method.upper() in IDEMPOTENT_METHODS or bool(
+        headers is not None and headers.get("idempotency-key"))
 
 
 class _Idempotent(tenacity.retry_base):
