@@ -112,14 +112,11 @@ def _seed(policy: Policy, stats: dict[str, Any], name: str, label: str | None,
 
 def _next_sleep(policy: Policy, stats: dict[str, Any],
                 state: tenacity.RetryCallState) -> tuple[bool, Any]:
-    """Tenacity's ``iter()`` for a finished attempt, in its order and with its statistics.
+    """Tenacity's ``iter()``: ``(True, seconds)`` to retry, ``(False, value)`` to end the call.
 
-    Returns ``(True, seconds)`` to sleep and try again, or ``(False, value)`` to end the
-    call with ``value`` (or raise the attempt's error). The policy's own tenacity objects
-    decide (retry -> wait -> stop -> before_sleep); they are called directly because
-    tenacity's action list costs more than the strategies it runs.
-    ``test_fast_path_is_invisible_next_to_plain_tenacity`` pins that statistics, attempts
-    and events are tenacity's own.
+    The policy's tenacity objects decide (retry -> wait -> stop -> before_sleep), called
+    directly (tenacity's action list costs more than they do); pinned by
+    ``test_fast_path_is_invisible_next_to_plain_tenacity``.
     """
     outcome = state.outcome
     assert outcome is not None
@@ -140,15 +137,19 @@ def _next_sleep(policy: Policy, stats: dict[str, Any],
 
 def _replay(policy: Policy, stats: dict[str, Any], attempt: Callable[..., Any],
             name: str, label: str | None, started: float, mark: int,
-            exc: BaseException | None, result: Any, args: Any, kwargs: Any) -> Any:
-    """Hand a failed (or retried) first attempt to the policy's tenacity objects."""
+            exc: BaseException | None, result: Any, args: Any, kwargs: Any,
+            discard: Callable[[Any], Any] | None = None) -> Any:
+    """Hand a failed (or retried) first attempt to tenacity; ``discard`` frees retried values."""
     state = _seed(policy, stats, name, label, started, mark, exc, result, args, kwargs)
     token = retry_ends_at.set(started + policy.deadline)  # limits never wait past it
     try:
         while True:
+            previous = state.outcome
             again, value = _next_sleep(policy, stats, state)
             if not again:
                 return value
+            if discard is not None and previous is not None and not previous.failed:
+                discard(previous.result())
             waits.sleep(value)
             try:
                 outcome = attempt(*args, **kwargs)
@@ -236,10 +237,12 @@ def _agated(policy: Policy, fn: Callable[..., Any], name: str,
 
 
 def sync_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str | None = None,
-              breaker: str | pybreaker.CircuitBreaker | None) -> Callable[..., Any]:
+              breaker: str | pybreaker.CircuitBreaker | None,
+              discard: Callable[[Any], Any] | None = None) -> Callable[..., Any]:
     """``fn`` under ``policy``: fast path, then tenacity; with a ``statistics`` dict.
 
-    ``name`` names the callable in breaker events, ``label`` (transports) the retry loop.
+    ``name`` names the callable in breaker events, ``label`` (transports) the retry loop;
+    ``discard`` frees retried values.
     """
     check = policy.result_check
     fn = _limits.limited(policy, fn, name, False)
@@ -261,14 +264,12 @@ def sync_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str |
             raise  # an interrupt or exit: at once, no machinery
         except BaseException as exc:
             return _replay(policy, stats, attempt, name, label, started, mark, exc, None, args,
-                           kwargs)
+                           kwargs, discard)
         if check is not None and check(result):
             return _replay(policy, stats, attempt, name, label, started, mark, None, result,
-                           args, kwargs)
-        stats["start_time"] = started
-        stats["attempt_number"] = 1
-        stats["idle_for"] = 0
-        stats["delay_since_first_attempt"] = 0
+                           args, kwargs, discard)
+        stats["start_time"], stats["attempt_number"] = started, 1  # no tuple is built
+        stats["idle_for"] = stats["delay_since_first_attempt"] = 0
         return result
 
     core.statistics = stats  # type: ignore[attr-defined]

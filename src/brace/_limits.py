@@ -15,7 +15,7 @@ import contextlib
 import functools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from brace import _events, _validate, waits
@@ -136,30 +136,28 @@ class Bulkhead:
                 loop = asyncio.get_running_loop()
             except RuntimeError:  # trio (or anyio on trio)
                 loop = None
+            wait: Callable[[], Awaitable[object]]
             if loop is None:
                 import trio
 
                 token, ready = trio.lowlevel.current_trio_token(), trio.Event()
                 waiter = self._enter(functools.partial(_wake_trio, token, ready))
-                if waiter is None:
-                    return
-                try:
+
+                async def wait() -> None:
                     with trio.move_on_after(limit):
                         await ready.wait()
-                except BaseException:
-                    self._abandon(waiter)
-                    raise
             else:
                 future = loop.create_future()
                 waiter = self._enter(functools.partial(_wake_asyncio, loop, future,
                                                        threading.get_ident()))
-                if waiter is None:
-                    return
-                try:
-                    await asyncio.wait((future,), timeout=limit)
-                except BaseException:
-                    self._abandon(waiter)
-                    raise
+                wait = functools.partial(asyncio.wait, (future,), timeout=limit)
+            if waiter is None:
+                return
+            try:
+                await wait()
+            except BaseException:
+                self._abandon(waiter)
+                raise
             if self._leave(waiter):
                 return
         self._refuse(name, time.monotonic() - started)

@@ -251,18 +251,14 @@ class RetryTransport(_Base, httpx.BaseTransport):
             _skipped(policy, label, None, once)
             _report(once, {}, deadline)
             return once
-        last: list[httpx.Response] = []
 
         def attempt(request: httpx.Request) -> httpx.Response:
-            if last:  # retried: free its connection before the next try
-                _discard(last.pop())
             _bound_timeouts(request, policy, original, deadline)
-            response = self._send(request)
-            last.append(response)
-            return response
+            return self._send(request)
 
+        # A retried response is closed by the call path, freeing its connection.
         send = _call.sync_path(policy, attempt, name=label, label=label,
-                               breaker=self._breaker_for(request, policy))
+                               breaker=self._breaker_for(request, policy), discard=_discard)
         response: httpx.Response = send(request)
         _report(response, send.statistics, deadline)  # type: ignore[attr-defined]
         return response
