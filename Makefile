@@ -33,6 +33,10 @@ test: $(STAMP) servers
 lint: $(STAMP)
 	$(PY) -m ruff check src tests examples $(wildcard benchmarks)
 	$(PY) -m mypy --strict src
+# What users' type checkers see on decorated functions: mypy, then pyright (basedpyright in
+# pyright's standard mode, configured by tests/typing/pyrightconfig.json).
+	$(PY) -m mypy --strict tests/typing
+	$(VENV)/bin/basedpyright --project tests/typing
 
 docs: $(STAMP)
 	$(PY) -m mkdocs build --strict --site-dir site

@@ -54,7 +54,7 @@ def threads(rounds: int) -> tuple[list[float], list[float]]:
         return samples
 
     reset_limits()
-    slots = brace.bulkhead("handoff", max_concurrent=1, max_wait_s=5)
+    slots = brace.bulkhead("handoff", max_concurrent=1, queue_timeout=5)
     semaphore = threading.Semaphore(1)
     return (run(lambda: slots.acquire("bench", 5), slots.release),
             run(semaphore.acquire, semaphore.release))
@@ -81,7 +81,7 @@ async def _asyncio_rounds(rounds: int) -> tuple[list[float], list[float]]:
         return samples
 
     reset_limits()
-    slots = brace.bulkhead("handoff", max_concurrent=1, max_wait_s=5)
+    slots = brace.bulkhead("handoff", max_concurrent=1, queue_timeout=5)
     semaphore = asyncio.Semaphore(1)
     return (await run(lambda: slots.aacquire("bench", 5), slots.release),
             await run(semaphore.acquire, semaphore.release))
@@ -108,7 +108,7 @@ async def _trio_rounds(rounds: int) -> tuple[list[float], list[float]]:
         return samples
 
     reset_limits()
-    slots = brace.bulkhead("handoff", max_concurrent=1, max_wait_s=5)
+    slots = brace.bulkhead("handoff", max_concurrent=1, queue_timeout=5)
     semaphore = trio.Semaphore(1)
     return (await run(lambda: slots.aacquire("bench", 5), slots.release),
             await run(semaphore.acquire, semaphore.release))

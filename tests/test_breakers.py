@@ -586,7 +586,7 @@ def run_pattern(name: str, pattern: list[bool], calls: int) -> tuple[int, str]:
                          ids=["60%", "30%"])
 def test_a_failure_ratio_opens_without_consecutive_failures(
         pattern: list[bool], opens: bool, brace_reset_breakers: None) -> None:
-    brace.breaker("ratio", failure_ratio=0.5, min_calls=20, window_s=30)  # fail_max stays 5
+    brace.breaker("ratio", failure_ratio=0.5, min_calls=20, window=30)  # fail_max stays 5
     ran, state = run_pattern("ratio", pattern, 60)
     assert state == ("open" if opens else "closed")
     # 60 %: it opens at the first failure once 20 calls were made (call 21), then rejects.
@@ -594,13 +594,13 @@ def test_a_failure_ratio_opens_without_consecutive_failures(
 
 
 def test_fewer_calls_than_min_calls_never_open_it(brace_reset_breakers: None) -> None:
-    brace.breaker("few", failure_ratio=0.5, min_calls=20, window_s=30)
+    brace.breaker("few", failure_ratio=0.5, min_calls=20, window=30)
     ran, state = run_pattern("few", [False, False, True, False], 19)  # 75 %, 19 calls
     assert (ran, state) == (19, "closed")
 
 
 def test_slow_calls_count_as_failures(clock: Any, brace_reset_breakers: None) -> None:
-    brace.breaker("slow", fail_max=2, slow_call_s=2.0)
+    brace.breaker("slow", fail_max=2, slow_call=2.0)
     ran = 0
 
     @brace.network(attempts=1, breaker="slow")
@@ -618,9 +618,9 @@ def test_slow_calls_count_as_failures(clock: Any, brace_reset_breakers: None) ->
 
 
 def test_ratio_settings_say_no_when_they_cannot_apply(brace_reset_breakers: None) -> None:
-    with pytest.raises(TypeError, match="min_calls= and window_s= belong to a failure-ratio"):
+    with pytest.raises(TypeError, match="min_calls= and window= belong to a failure-ratio"):
         brace.breaker("lonely", min_calls=10)
     with pytest.raises(ValueError, match=r"failure_ratio must be a finite number in \(0, 1\]"):
         brace.breaker("zero", failure_ratio=0)
-    with pytest.raises(ValueError, match="slow_call_s"):
-        brace.breaker("never", slow_call_s=0)
+    with pytest.raises(ValueError, match="slow_call"):
+        brace.breaker("never", slow_call=0)

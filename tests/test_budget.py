@@ -33,7 +33,7 @@ def always_down() -> Any:
 
 
 def test_retries_stay_under_the_ratio_of_calls(clock: Any) -> None:
-    brace.budget("orders", ratio=0.1, min_per_s=0, window_s=10)
+    brace.budget("orders", ratio=0.1, min_per_s=0, window=10)
     dep = always_down()
     call = brace.network(attempts=5, budget="orders")(dep)
     with capture_logs() as logs:
@@ -50,7 +50,7 @@ def test_retries_stay_under_the_ratio_of_calls(clock: Any) -> None:
 
 
 def test_the_floor_lets_a_quiet_service_retry(clock: Any) -> None:
-    brace.budget("quiet", ratio=0.0, min_per_s=0.3, window_s=10)  # 3 retries
+    brace.budget("quiet", ratio=0.0, min_per_s=0.3, window=10)  # 3 retries
     dep = always_down()
     call = brace.network(attempts=3, budget="quiet")(dep)
     for _ in range(4):
@@ -60,7 +60,7 @@ def test_the_floor_lets_a_quiet_service_retry(clock: Any) -> None:
 
 
 def test_the_window_slides(clock: Any) -> None:
-    brace.budget("slide", ratio=0.0, min_per_s=0.2, window_s=10)  # 2 per window
+    brace.budget("slide", ratio=0.0, min_per_s=0.2, window=10)  # 2 per window
     dep = always_down()
     call = brace.network(attempts=2, budget="slide")(dep)
     for _ in range(5):
@@ -75,7 +75,7 @@ def test_the_window_slides(clock: Any) -> None:
 
 
 def test_successful_calls_refill_it(clock: Any) -> None:
-    brace.budget("refill", ratio=0.5, min_per_s=0, window_s=10)
+    brace.budget("refill", ratio=0.5, min_per_s=0, window=10)
     healthy = brace.network(budget="refill")(lambda: "ok")
     for _ in range(10):
         assert healthy() == "ok"  # fast path: counted without tenacity
@@ -89,7 +89,7 @@ def test_successful_calls_refill_it(clock: Any) -> None:
 
 
 def test_shared_by_name_across_policies(clock: Any) -> None:
-    shared = brace.budget("shared", ratio=0.0, min_per_s=0.1, window_s=10)  # 1
+    shared = brace.budget("shared", ratio=0.0, min_per_s=0.1, window=10)  # 1
     assert brace.budget("shared") is shared
     a, b = always_down(), always_down()
     with pytest.raises(ConnectionError):
@@ -100,7 +100,7 @@ def test_shared_by_name_across_policies(clock: Any) -> None:
 
 
 def test_threads_never_overspend(clock: Any) -> None:
-    budget = brace.budget("threads", ratio=0.0, min_per_s=2.5, window_s=10)  # 25
+    budget = brace.budget("threads", ratio=0.0, min_per_s=2.5, window=10)  # 25
     dep = always_down()
     lock = threading.Lock()
     calls = 0
@@ -128,7 +128,7 @@ def test_threads_never_overspend(clock: Any) -> None:
 
 
 def test_asyncio_tasks_share_it(clock: Any) -> None:
-    brace.budget("tasks", ratio=0.0, min_per_s=1.0, window_s=10)  # 10
+    brace.budget("tasks", ratio=0.0, min_per_s=1.0, window=10)  # 10
     calls = 0
 
     @brace.network(attempts=4, budget="tasks")
@@ -147,7 +147,7 @@ def test_asyncio_tasks_share_it(clock: Any) -> None:
 
 
 def test_in_plain_tenacity_code(clock: Any) -> None:
-    budget = brace.budget("raw", ratio=0.0, min_per_s=0.2, window_s=10)  # 2
+    budget = brace.budget("raw", ratio=0.0, min_per_s=0.2, window=10)  # 2
     attempts = 0
     for _ in range(3):
         retrying = tenacity.Retrying(retry=brace.predicates.transient & budget,
@@ -162,7 +162,7 @@ def test_in_plain_tenacity_code(clock: Any) -> None:
 
 
 def test_retrying_blocks_count_calls(clock: Any) -> None:
-    brace.budget("blocks", ratio=0.5, min_per_s=0, window_s=10)
+    brace.budget("blocks", ratio=0.5, min_per_s=0, window=10)
     policy = brace.network(attempts=3, budget="blocks")
     for _ in range(4):
         for attempt in policy.retrying():
@@ -179,8 +179,8 @@ def test_retrying_blocks_count_calls(clock: Any) -> None:
 
 @pytest.mark.parametrize(("kwargs", "name"), [
     ({"ratio": -0.1}, "ratio"), ({"ratio": 1.5}, "ratio"), ({"ratio": float("nan")}, "ratio"),
-    ({"min_per_s": -1}, "min_per_s"), ({"window_s": 0}, "window_s"),
-    ({"window_s": float("inf")}, "window_s")])
+    ({"min_per_s": -1}, "min_per_s"), ({"window": 0}, "window"),
+    ({"window": float("inf")}, "window")])
 def test_bad_settings(kwargs: dict[str, Any], name: str) -> None:
     with pytest.raises((ValueError, TypeError), match=name):
         brace.budget("bad", **kwargs)
@@ -191,9 +191,9 @@ def test_bad_settings(kwargs: dict[str, Any], name: str) -> None:
 def test_messages_name_the_parameter_and_its_unit() -> None:
     with pytest.raises(TypeError, match=r"ratio must be a finite number in \[0, 1\], got 'a'"):
         brace.budget("units", ratio="a")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"window_s must be a finite number of seconds in "
+    with pytest.raises(ValueError, match=r"window must be a finite number of seconds in "
                                          r"\[0.01, 1e\+07\]"):
-        brace.budget("units", window_s=-1)
+        brace.budget("units", window=-1)
     with pytest.raises(ValueError, match=r"min_per_s must be a finite number of retries per "
                                          r"second >= 0"):
         brace.budget("units", min_per_s=-1)
@@ -210,6 +210,6 @@ def test_conflicting_settings_for_a_name() -> None:
 def test_named_budget_is_created_with_defaults_on_first_use(clock: Any) -> None:
     brace.network(budget="lazy")(lambda: 1)()
     budget = brace.budget("lazy")
-    assert (budget.ratio, budget.min_per_s, budget.window_s) == (0.2, 10.0, 10.0)
+    assert (budget.ratio, budget.min_per_s, budget.window) == (0.2, 10.0, 10.0)
     assert repr(budget) == ("brace.budget('lazy', ratio=0.2, min_per_s=10.0, "
-                            "window_s=10.0)")
+                            "window=10.0)")

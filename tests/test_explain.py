@@ -104,6 +104,6 @@ def test_explain_rejects_what_is_not_a_policy() -> None:
 def test_explain_shows_a_retry_budget(capsys: pytest.CaptureFixture[str]) -> None:
     data = explain(brace.http(budget="never-created-budget"))
     assert data["budget"] == {"name": "never-created-budget", "configured": False,
-                              "ratio": 0.2, "min_per_s": 10.0, "window_s": 10.0}
+                              "ratio": 0.2, "min_per_s": 10.0, "window": 10.0}
     assert brace._budget.find("never-created-budget") is None
     assert explain(brace.http())["budget"] is None

@@ -259,7 +259,7 @@ def test_an_open_breaker_refuses_the_hedge_and_the_first_attempt_still_wins(
 @runners
 def test_hedges_pass_the_bulkhead(run: Callable[..., Any],
                                   events: list[tuple[str, dict[str, Any]]]) -> None:
-    brace.bulkhead("one", max_concurrent=1, max_wait_s=0)
+    brace.bulkhead("one", max_concurrent=1, queue_timeout=0)
     dependency = Copies((0.15, "first"), (0.0, "hedge"))
     call = brace.network(hedge_after=0.05, bulkhead="one")(dependency)
     assert run(call) == "first"  # the hedge found the only slot taken

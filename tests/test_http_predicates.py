@@ -187,7 +187,7 @@ def test_server_delay_http_date() -> None:
 
 
 def test_retry_after_wait_uses_the_header_capped_else_the_fallback() -> None:
-    wait = brace.waits.retry_after(fallback=tenacity.wait_fixed(7), max=10)
+    wait = brace.waits.retry_after(fallback=tenacity.wait_fixed(7), max_wait=10)
     assert wait(state_with(response(429, headers={"Retry-After": "3"}), failed=False)) == 3
     assert wait(state_with(response(429, headers={"Retry-After": "300"}), failed=False)) == 10
     error = SDKError(response(429, headers={"retry-after-ms": "1200"}))
@@ -196,8 +196,10 @@ def test_retry_after_wait_uses_the_header_capped_else_the_fallback() -> None:
     assert wait(state_with(response(429, headers={"Retry-After": "x"}), failed=False)) == 7
     with pytest.raises(TypeError, match="fallback="):
         brace.waits.retry_after(fallback=3)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="max"):
-        brace.waits.retry_after(max=-1)
+    with pytest.raises(ValueError, match="max_wait"):
+        brace.waits.retry_after(max_wait=-1)
+    with pytest.raises(TypeError, match="max"):
+        brace.waits.retry_after(max=10)  # type: ignore[call-arg]  # renamed max_wait=
 
 
 def test_retry_after_beyond_the_deadline_gives_up_at_once() -> None:

@@ -39,10 +39,10 @@ def outcomes(results: list[Any]) -> list[str]:
     return sorted("ok" if r == "ok" else type(r).__name__ for r in results)
 
 
-@pytest.mark.parametrize(("max_wait_s", "expected"), [
+@pytest.mark.parametrize(("queue_timeout", "expected"), [
     (0, ["BulkheadFullError"] * 8 + ["ok"] * 2), (1, ["ok"] * 10)])
-def test_threads(max_wait_s: float, expected: list[str]) -> None:
-    brace.bulkhead("reports", max_concurrent=2, max_wait_s=max_wait_s)
+def test_threads(queue_timeout: float, expected: list[str]) -> None:
+    brace.bulkhead("reports", max_concurrent=2, queue_timeout=queue_timeout)
     peak = Peak()
 
     @brace.network(attempts=1, bulkhead="reports")
@@ -73,14 +73,14 @@ def test_threads(max_wait_s: float, expected: list[str]) -> None:
     elapsed = time.monotonic() - started
     assert outcomes(results) == expected
     assert peak.peak == 2
-    if max_wait_s == 0:
+    if queue_timeout == 0:
         assert sorted(took)[7] < 0.1  # the 8 refused callers got their answer at once
     else:
         assert 0.95 <= elapsed < 1.6  # 10 calls of 0.2 s, 2 at a time
 
 
-def _async_case(max_wait_s: float, sleep: Any) -> tuple[Peak, Any]:
-    brace.bulkhead("async-reports", max_concurrent=2, max_wait_s=max_wait_s)
+def _async_case(queue_timeout: float, sleep: Any) -> tuple[Peak, Any]:
+    brace.bulkhead("async-reports", max_concurrent=2, queue_timeout=queue_timeout)
     peak = Peak()
 
     @brace.network(attempts=1, bulkhead="async-reports")
@@ -99,10 +99,10 @@ def _async_case(max_wait_s: float, sleep: Any) -> tuple[Peak, Any]:
     return peak, one
 
 
-@pytest.mark.parametrize(("max_wait_s", "expected"), [
+@pytest.mark.parametrize(("queue_timeout", "expected"), [
     (0, ["BulkheadFullError"] * 8 + ["ok"] * 2), (1, ["ok"] * 10)])
-def test_asyncio(max_wait_s: float, expected: list[str]) -> None:
-    peak, one = _async_case(max_wait_s, asyncio.sleep)
+def test_asyncio(queue_timeout: float, expected: list[str]) -> None:
+    peak, one = _async_case(queue_timeout, asyncio.sleep)
 
     async def main() -> list[Any]:
         return list(await asyncio.gather(*(one() for _ in range(10))))
@@ -110,14 +110,14 @@ def test_asyncio(max_wait_s: float, expected: list[str]) -> None:
     started = time.monotonic()
     assert outcomes(asyncio.run(main())) == expected
     assert peak.peak == 2
-    if max_wait_s:
+    if queue_timeout:
         assert 0.95 <= time.monotonic() - started < 1.6
 
 
-@pytest.mark.parametrize(("max_wait_s", "expected"), [
+@pytest.mark.parametrize(("queue_timeout", "expected"), [
     (0, ["BulkheadFullError"] * 8 + ["ok"] * 2), (1, ["ok"] * 10)])
-def test_trio(max_wait_s: float, expected: list[str]) -> None:
-    peak, one = _async_case(max_wait_s, trio.sleep)
+def test_trio(queue_timeout: float, expected: list[str]) -> None:
+    peak, one = _async_case(queue_timeout, trio.sleep)
     results: list[Any] = []
 
     async def main() -> None:
@@ -132,7 +132,7 @@ def test_trio(max_wait_s: float, expected: list[str]) -> None:
     trio.run(main)
     assert outcomes(results) == expected
     assert peak.peak == 2
-    if max_wait_s:
+    if queue_timeout:
         assert 0.95 <= time.monotonic() - started < 1.6
 
 
@@ -148,7 +148,7 @@ def _until(condition: Any, what: str, timeout: float = 5.0) -> None:
 def test_a_freed_slot_goes_to_the_longest_waiting_attempt_whatever_it_runs_on() -> None:
     # One slot, held; a thread, an asyncio task and a trio task queue in that order, each
     # on its own thread. Each gets the slot in turn, in queue order.
-    slots = brace.bulkhead("fifo", max_concurrent=1, max_wait_s=5)
+    slots = brace.bulkhead("fifo", max_concurrent=1, queue_timeout=5)
     order: list[str] = []
     holding, done = threading.Event(), threading.Event()
 
@@ -183,7 +183,7 @@ def test_a_freed_slot_goes_to_the_longest_waiting_attempt_whatever_it_runs_on() 
 
 @pytest.mark.parametrize("library", ["asyncio", "trio"])
 def test_a_cancelled_waiter_leaves_the_queue_and_the_slot_goes_on(library: str) -> None:
-    slots = brace.bulkhead("cancel", max_concurrent=1, max_wait_s=5)
+    slots = brace.bulkhead("cancel", max_concurrent=1, queue_timeout=5)
     ran: list[str] = []
 
     @brace.network(attempts=1, bulkhead="cancel")
@@ -243,7 +243,7 @@ def test_a_cancelled_waiter_leaves_the_queue_and_the_slot_goes_on(library: str) 
 def test_a_refusal_is_not_retried_and_not_counted_by_the_breaker(
         brace_reset_breakers: None) -> None:
     brace.breaker("guarded", fail_max=1)
-    brace.bulkhead("narrow", max_concurrent=1, max_wait_s=0)
+    brace.bulkhead("narrow", max_concurrent=1, queue_timeout=0)
     inside = threading.Event()
     release = threading.Event()
 
@@ -296,9 +296,9 @@ def test_settings_say_what_is_wrong() -> None:
 
 
 def test_explain_shows_the_rate_limit_and_bulkhead() -> None:
-    brace.bulkhead("explained", max_concurrent=4, max_wait_s=0.5)
+    brace.bulkhead("explained", max_concurrent=4, queue_timeout=0.5)
     data = brace.llm(rate_limit="not-yet", bulkhead="explained").explain()
-    assert data["bulkhead"] == {"name": "explained", "max_concurrent": 4, "max_wait_s": 0.5}
+    assert data["bulkhead"] == {"name": "explained", "max_concurrent": 4, "queue_timeout": 0.5}
     assert data["rate_limit"] == {"name": "not-yet"}  # looking does not create it
     assert brace.network().explain()["bulkhead"] is None
 

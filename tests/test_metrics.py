@@ -115,7 +115,7 @@ def test_prometheus_counts_every_kind_of_event_exactly(scraper: Scraper) -> None
             dependency()
     assert scraper.value("brace_breaker_rejected_total", breaker="metrics-dep") == 3
 
-    brace.budget("metrics-budget", ratio=0, min_per_s=0.1, window_s=10)  # one retry
+    brace.budget("metrics-budget", ratio=0, min_per_s=0.1, window=10)  # one retry
 
     @brace.network(budget="metrics-budget")
     def spending() -> None:

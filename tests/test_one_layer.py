@@ -180,7 +180,7 @@ def test_classes_are_refused() -> None:
     (lambda: brace.breaker("say-no-3", redis_url="not a url"), "redis_url"),
     (lambda: brace.breaker("say-no-4", exclude=ValueError), "exclude="),
     (lambda: brace.network(initial=1e12, max_wait=1e12, deadline=1e13), "initial"),
-    (lambda: brace.budget("say-no-5", window_s=5e-324), "window_s"),
+    (lambda: brace.budget("say-no-5", window=5e-324), "window"),
 ])
 def test_numbers_and_settings_that_would_break_at_call_time(build: Any, message: str,
                                                             brace_reset_breakers: None) -> None:

@@ -230,7 +230,7 @@ def test_backoff_sample_lies_in_window(initial: float, extra: float, attempt: in
                                        seed: int) -> None:
     random.seed(seed)
     maximum = initial + extra
-    wait = brace.waits.backoff(initial=initial, max=maximum)
+    wait = brace.waits.backoff(initial=initial, max_wait=maximum)
     rs = tenacity.RetryCallState(tenacity.Retrying(), fn=None, args=(), kwargs={})
     rs.attempt_number = attempt
     for _ in range(5):
@@ -292,7 +292,7 @@ def test_every_valid_configuration_builds(cfg: dict[str, Any]) -> None:
     assert policy.deadline == float(cfg["deadline"])
     assert isinstance(policy.stop, tenacity.stop.stop_base)
     assert isinstance(policy.wait, brace.waits.retry_after)
-    assert policy.wait.max is None  # max_wait caps the backoff, never a server's Retry-After
+    assert policy.wait.max_wait is None  # it caps the backoff, never a server's Retry-After
     assert policy.wait.fallback.max == policy.max_wait
     assert isinstance(policy.wait.fallback, tenacity.wait_random_exponential)
     assert policy.wait.fallback.multiplier == cfg["initial"]
@@ -361,11 +361,11 @@ def test_extreme_breaker_numbers(fail_max: int, reset_timeout: Any) -> None:
 
 
 @FAST
-@given(ratio=EXTREMES, min_per_s=EXTREMES, window_s=EXTREMES)
-def test_extreme_budget_numbers(ratio: Any, min_per_s: Any, window_s: Any) -> None:
+@given(ratio=EXTREMES, min_per_s=EXTREMES, window=EXTREMES)
+def test_extreme_budget_numbers(ratio: Any, min_per_s: Any, window: Any) -> None:
     brace.testing.reset_budgets()
     budget = _build(brace.budget, name="extreme", ratio=ratio, min_per_s=min_per_s,
-                    window_s=window_s)
+                    window=window)
     if budget is None:
         return
     calls = 0

@@ -31,7 +31,7 @@ def samples(wait: Any, attempt: int, n: int = 400) -> list[float]:
 
 
 def test_backoff_is_tenacitys_full_jitter_wait() -> None:
-    wait = backoff(initial=0.2, max=10)
+    wait = backoff(initial=0.2, max_wait=10)
     assert type(wait) is tenacity.wait_random_exponential
     assert wait.multiplier == 0.2
     assert wait.max == 10
@@ -58,7 +58,7 @@ def test_backoff_accepts_ints_and_zero() -> None:
                                                   (0.05, 0.25), (1.0, 60.0), (3.0, 4.0)])
 def test_sampled_waits_lie_within_the_full_jitter_window(initial: float, maximum: float) -> None:
     random.seed(20240601)
-    wait = backoff(initial=initial, max=maximum)
+    wait = backoff(initial=initial, max_wait=maximum)
     for attempt in range(1, 12):
         window = min(maximum, initial * 2 ** (attempt - 1))
         values = samples(wait, attempt)
@@ -73,7 +73,7 @@ def test_sampled_waits_lie_within_the_full_jitter_window(initial: float, maximum
 
 def test_window_grows_then_caps() -> None:
     random.seed(7)
-    wait = backoff(initial=1.0, max=8.0)
+    wait = backoff(initial=1.0, max_wait=8.0)
     highs = [max(samples(wait, attempt, 300)) for attempt in range(1, 8)]
     # windows 1, 2, 4, 8, 8, 8, 8
     assert highs[0] <= 1 < highs[1] <= 2 < highs[2] <= 4 < highs[3] <= 8
@@ -82,7 +82,7 @@ def test_window_grows_then_caps() -> None:
 
 def test_very_late_attempts_stay_capped() -> None:
     random.seed(3)
-    wait = backoff(initial=0.5, max=3.0)
+    wait = backoff(initial=0.5, max_wait=3.0)
     values = samples(wait, 10_000, 100)
     assert all(0 <= v <= 3.0 for v in values)
     assert max(values) > 2.5
@@ -98,7 +98,7 @@ def test_seeded_sampling_is_reproducible() -> None:
 
 def test_backoff_composes_with_plus() -> None:
     random.seed(11)
-    combined = backoff(initial=0.5, max=2.0) + tenacity.wait_fixed(1)
+    combined = backoff(initial=0.5, max_wait=2.0) + tenacity.wait_fixed(1)
     assert isinstance(combined, tenacity.wait.wait_base)
     for attempt in (1, 2, 3, 6):
         window = min(2.0, 0.5 * 2 ** (attempt - 1))
@@ -121,20 +121,20 @@ def _always_fails() -> None:
 
 INVALID: list[Any] = [
     pytest.param({"initial": -0.1}, "initial", id="negative-initial"),
-    pytest.param({"initial": -1, "max": 5}, "initial", id="negative-int-initial"),
+    pytest.param({"initial": -1, "max_wait": 5}, "initial", id="negative-int-initial"),
     pytest.param({"initial": math.nan}, "initial", id="nan-initial"),
     pytest.param({"initial": math.inf}, "initial", id="inf-initial"),
     pytest.param({"initial": -math.inf}, "initial", id="minus-inf-initial"),
     pytest.param({"initial": "0.1"}, "initial", id="str-initial"),
     pytest.param({"initial": True}, "initial", id="bool-initial"),
     pytest.param({"initial": None}, "initial", id="none-initial"),
-    pytest.param({"max": -1}, "max", id="negative-max"),
-    pytest.param({"max": math.nan}, "max", id="nan-max"),
-    pytest.param({"max": math.inf}, "max", id="inf-max"),
-    pytest.param({"max": "5"}, "max", id="str-max"),
-    pytest.param({"max": False}, "max", id="bool-max"),
-    pytest.param({"initial": 2.0, "max": 1.0}, "max", id="max-below-initial"),
-    pytest.param({"initial": 0.2, "max": 0.1}, "max", id="max-below-initial-small"),
+    pytest.param({"max_wait": -1}, "max_wait", id="negative-max"),
+    pytest.param({"max_wait": math.nan}, "max_wait", id="nan-max"),
+    pytest.param({"max_wait": math.inf}, "max_wait", id="inf-max"),
+    pytest.param({"max_wait": "5"}, "max_wait", id="str-max"),
+    pytest.param({"max_wait": False}, "max_wait", id="bool-max"),
+    pytest.param({"initial": 2.0, "max_wait": 1.0}, "max_wait", id="max-below-initial"),
+    pytest.param({"initial": 0.2, "max_wait": 0.1}, "max_wait", id="max-below-initial-small"),
 ]
 
 
@@ -149,12 +149,12 @@ def test_invalid_backoff_parameters_are_rejected_by_name(kwargs: dict[str, Any],
 def test_type_errors_and_value_errors_are_distinguished() -> None:
     with pytest.raises(TypeError, match="initial"):
         backoff(initial="1")  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="max"):
-        backoff(max=True)
+    with pytest.raises(TypeError, match="max_wait"):
+        backoff(max_wait=True)
     with pytest.raises(ValueError, match="initial"):
         backoff(initial=-1)
-    with pytest.raises(ValueError, match="max"):
-        backoff(initial=1, max=0.5)
+    with pytest.raises(ValueError, match="max_wait"):
+        backoff(initial=1, max_wait=0.5)
 
 
 # --- sleep / async_sleep / no_waits --------------------------------------------------------
@@ -244,8 +244,8 @@ def test_public_names() -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "name"), [
-    ({"max": 10**400}, "max"),
-    ({"initial": 10**400, "max": 10**401}, "initial"),
+    ({"max_wait": 10**400}, "max_wait"),
+    ({"initial": 10**400, "max_wait": 10**401}, "initial"),
 ])
 def test_huge_int_waits_are_rejected_by_name(kwargs: dict[str, Any], name: str) -> None:
     # An int too large for a float is not a finite number of seconds: a ValueError naming

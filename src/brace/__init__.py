@@ -19,19 +19,30 @@ from brace._breakers import BreakerInfo, CircuitOpenError, breaker, breakers
 from brace._budget import Budget, budget
 from brace._config import NO_FALLBACK, is_active, set_active
 from brace._events import observe, unobserve
-from brace._limits import BulkheadFullError, RateLimitedError, bulkhead, rate_limit
+from brace._limits import (
+    Bulkhead,
+    BulkheadFullError,
+    RateLimit,
+    RateLimitedError,
+    bulkhead,
+    rate_limit,
+)
+from brace._outcome import BraceError
 from brace._policy import Policy, Retried
 from brace.presets import Preset, background, database, http, interactive, llm, network
 
 __all__ = [
     "NO_FALLBACK",
     "AsyncRetryTransport",
+    "BraceError",
     "BreakerInfo",
     "Budget",
+    "Bulkhead",
     "BulkheadFullError",
     "CircuitOpenError",
     "Policy",
     "Preset",
+    "RateLimit",
     "RateLimitedError",
     "Retried",
     "RetryTransport",

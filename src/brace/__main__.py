@@ -105,7 +105,7 @@ def _breakers(args: argparse.Namespace) -> list[str]:
             if args.action != "list":
                 _redis.force(client, args.name, "open" if args.action == "open" else "closed")
                 return [f"breaker {args.name!r} forced {args.action}: every process sharing "
-                        "it obeys within its sync_s"]
+                        "it obeys within its sync_interval"]
             rows = _redis.shared_breakers(client)
         except Exception as exc:  # redis's errors, a malformed URL: one line, exit 2
             raise _Error(f"Redis at {args.redis_url}: {type(exc).__name__}: {exc}") from None

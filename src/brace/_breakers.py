@@ -10,18 +10,18 @@ both call the gate.
 from __future__ import annotations
 
 import threading
+import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import pybreaker
 
 from brace import _budget, _events, _validate
 from brace._deadline import clock
-from brace._limits import Refused
-from brace.predicates import NEVER_RETRY
+from brace._outcome import BraceError, Kind, Outcome
 
 __all__ = [
     "DEFAULTS",
@@ -34,10 +34,13 @@ __all__ = [
     "reset",
 ]
 
-_NEVER_COUNTED = (*NEVER_RETRY, Refused)  # no verdict: cancelled, interrupted, or refused
 #: What a breaker named before it was configured gets (and what ``explain`` shows for one).
 DEFAULTS = MappingProxyType({"fail_max": 5, "reset_timeout": 30.0, "success_threshold": 1})
 _CLOSED, _OPEN, _HALF_OPEN = pybreaker.STATE_CLOSED, pybreaker.STATE_OPEN, pybreaker.STATE_HALF_OPEN
+
+
+# A Redis-shared breaker's local copy is timed on the clock its storage uses.
+_monotonic = time.monotonic
 
 
 def _utcnow() -> datetime:
@@ -45,14 +48,19 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class CircuitOpenError(pybreaker.CircuitBreakerError):
+class CircuitOpenError(BraceError, pybreaker.CircuitBreakerError):
     """A circuit breaker rejected the call without running it.
+
+    A ``brace.BraceError`` and a ``pybreaker.CircuitBreakerError``; out of brace's httpx
+    transports and clients also an ``httpx.TransportError``.
 
     Attributes:
         breaker: The breaker's name.
         remaining_s: Seconds until the breaker admits a trial call (0 when a trial is
             already running in half-open state).
     """
+
+    __module__ = "brace"
 
     def __init__(self, breaker: str, remaining_s: float) -> None:
         self.breaker = breaker
@@ -71,6 +79,9 @@ class BreakerInfo(NamedTuple):
     fail_max: int
     reset_timeout: float
     storage: str
+
+
+BreakerInfo.__module__ = "brace"  # a NamedTuple's body may hold fields only
 
 
 class _Listener(pybreaker.CircuitBreakerListener):
@@ -127,21 +138,10 @@ class CountedResult(Exception):
 
 
 class SlowCall(Exception):
-    """A call slower than the breaker's ``slow_call_s``: it counts as a failure."""
+    """A call slower than the breaker's ``slow_call``: it counts as a failure."""
 
-    def __init__(self, took_s: float, limit_s: float) -> None:
-        super().__init__(f"took {took_s:.3f} s, slow_call_s is {limit_s:g} s")
-
-
-class Judge(Protocol):
-    """What a gate asks the policy about an outcome (a Policy is one)."""
-
-    @property
-    def result_check(self) -> Callable[[Any], bool] | None:
-        """Cheap test for a result the policy may retry (None: results never are)."""
-
-    def counts(self, exc: BaseException | None, result: Any = None) -> bool:
-        """Whether the outcome is a failure of the dependency."""
+    def __init__(self, took: float, limit: float) -> None:
+        super().__init__(f"took {took:.3f} s, slow_call is {limit:g} s")
 
 
 _NO_SUCCESS_HOOK = pybreaker.CircuitBreakerListener.success
@@ -167,10 +167,11 @@ class Gate:
     """Admits attempts to one pybreaker breaker and records their outcomes through it."""
 
     def __init__(self, cb: pybreaker.CircuitBreaker, storage: pybreaker.CircuitBreakerStorage,
-                 ratio: _budget.FailureRatio | None = None, slow_s: float | None = None) -> None:
+                 ratio: _budget.FailureRatio | None = None,
+                 slow_call: float | None = None) -> None:
         self.breaker = cb
         self._ratio = ratio  # also open on a failure ratio over a sliding window
-        self._slow = slow_s  # a call slower than this counts as a failure
+        self._slow = slow_call  # a call slower than this (seconds) counts as a failure
         self.storage = storage
         self.name = cb.name or f"<breaker {id(cb):x}>"
         self._lock = threading.Lock()
@@ -242,59 +243,41 @@ class Gate:
         _events.breaker_rejected(self.name, callable_name, remaining)
         raise CircuitOpenError(self.name, remaining)
 
-    def call(self, judge: Judge, name: str, fn: Callable[..., Any], *args: Any,
-             **kwargs: Any) -> Any:
-        """One attempt through the breaker: gate, call outside pybreaker's lock, record."""
-        trial = self.enter(name)
-        started = clock() if self._slow is not None else 0.0
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:
-            self.settle(judge, name, trial, exc, None)
-            raise
-        self._succeeded(judge, name, trial, result, started)
-        return result
+    def healthy(self) -> bool:
+        """Whether an attempt may skip ``enter``: closed with nothing counted, as of now.
 
-    def _succeeded(self, judge: Judge, name: str, trial: bool, result: Any,
-                   started: float) -> None:
-        if self._slow is not None and clock() - started >= self._slow:
-            self.settle(judge, name, trial, SlowCall(clock() - started, self._slow), None)
-            return
-        check = judge.result_check  # a quiet, healthy call has nothing to record:
-        if trial or (check is not None and check(result)) or not self.quiet():
-            self.settle(judge, name, trial, None, result)
-        elif self._ratio is not None:
-            self._ratio.window.call()  # a quiet success still counts in the window
+        In memory a flag kept current by brace's listener; shared through Redis, the local
+        copy's freshness (at most ``sync_interval`` old).
+        """
+        return self.fast or self.fresh_until > _monotonic()
 
-    async def acall(self, judge: Judge, name: str, fn: Callable[..., Awaitable[Any]],
-                    *args: Any, **kwargs: Any) -> Any:
-        """The async twin of ``call``."""
-        trial = self.enter(name)
-        started = clock() if self._slow is not None else 0.0
-        try:
-            result = await fn(*args, **kwargs)
-        except BaseException as exc:
-            self.settle(judge, name, trial, exc, None)
-            raise
-        self._succeeded(judge, name, trial, result, started)
-        return result
+    @property
+    def times_calls(self) -> bool:
+        """Whether attempts are timed (a ``slow_call`` breaker counts slow ones as failures)."""
+        return self._slow is not None
 
-    def settle(self, judge: Judge, name: str, trial: bool, exc: BaseException | None,
-               result: Any) -> None:
-        """Record one attempt (of the callable ``name``), as the policy judges its outcome."""
-        if isinstance(exc, _NEVER_COUNTED):
-            # Cancelled or interrupted: no verdict on the dependency, but a trial must end
-            # so the breaker can admit another one.
+    def finish(self, name: str, trial: bool, outcome: Outcome | None, started: float) -> None:
+        """Record one attempt of the callable ``name``, as its ``Outcome`` says.
+
+        ``outcome`` is None when the attempt never reached the function (a rate limit or
+        bulkhead refused it). A cancellation, an interrupt or a refusal gives no verdict on
+        the dependency: nothing is counted, but a trial ends so another one may start.
+        """
+        if outcome is None or outcome.kind is Kind.CANCELLED or outcome.kind is Kind.REFUSED:
             if trial:
                 self.release()
             return
-        if exc is None:
-            check = judge.result_check  # the fast path's test: cheap for plain results
-            counted = check is not None and check(result) and judge.counts(None, result)
-        else:
-            counted = isinstance(exc, SlowCall) or judge.counts(exc)
-        failure = None if not counted else exc if exc is not None else CountedResult(
-            _events.describe_result(result))
+        failure: BaseException | None = None
+        if outcome.failure:
+            failure = (outcome.error if outcome.error is not None
+                       else CountedResult(_events.describe_result(outcome.value)))
+        elif self._slow is not None and clock() - started >= self._slow:
+            failure = SlowCall(clock() - started, self._slow)
+        elif not trial and self.quiet():
+            # A quiet, healthy call has nothing to record (a ratio window still counts it).
+            if self._ratio is not None:
+                self._ratio.window.call()
+            return
         self.record(trial, failure, name)  # not counted: like pybreaker's exclude, a success
         if self._ratio is not None and self._ratio.tally(failure):
             self.recording = (name, failure)  # type: ignore[assignment]
@@ -374,38 +357,41 @@ def breaker(
     name: str,
     *,
     fail_max: int = _UNSET,
-    reset_timeout: float = _UNSET,
+    reset_timeout: _validate.Duration = _UNSET,
     success_threshold: int = _UNSET,
     exclude: Iterable[type[BaseException] | Callable[[BaseException], bool]] = _UNSET,
     redis: Any = _UNSET,
     redis_url: str = _UNSET,
     fallback_state: str = _UNSET,
-    sync_s: float = _UNSET,
+    sync_interval: _validate.Duration = _UNSET,
     failure_ratio: float = _UNSET,
     min_calls: int = _UNSET,
-    window_s: float = _UNSET,
-    slow_call_s: float = _UNSET,
+    window: _validate.Duration = _UNSET,
+    slow_call: _validate.Duration = _UNSET,
 ) -> pybreaker.CircuitBreaker:
     """Return the process-wide ``pybreaker.CircuitBreaker`` called ``name``, creating it once.
 
     Args:
         name: The breaker's name: the same name is the same breaker everywhere.
         fail_max: Consecutive counted failures that open it (int >= 1, default 5).
-        reset_timeout: Seconds it stays open before one trial call (> 0, default 30).
+        reset_timeout: How long it stays open before one trial call: seconds or a
+            ``datetime.timedelta`` (0.001-1e7 s, default 30).
         success_threshold: Successful trials needed to close it again (int >= 1, default 1).
         exclude: Exception types or predicates that never count (pybreaker ``exclude``).
         redis: A ``redis.Redis`` client: state is shared by every process using the name.
         redis_url: Same as ``redis=`` with a client brace builds with 0.25 s timeouts.
         fallback_state: While Redis is unreachable: ``"closed"`` (default) goes on as a
             local, in-process breaker; ``"open"`` fails fast.
-        sync_s: With Redis: the local copy of the shared state is at most this old, in
-            seconds (0.01-60, default 1): a healthy call makes no Redis round trip.
+        sync_interval: With Redis: the local copy of the shared state is at most this old
+            (seconds or a ``timedelta``, 0.01-60 s, default 1): a healthy call makes no
+            Redis round trip.
         failure_ratio: Also open when failures reach this share (0-1] of the calls of the
-            last ``window_s`` seconds (default 30), once ``min_calls`` (default 20) were
-            made; counted fleet-wide when shared through Redis.
+            last ``window`` (default 30 s), once ``min_calls`` (default 20) were made;
+            counted fleet-wide when shared through Redis.
         min_calls: The fewest calls in the window a ratio is judged on (int >= 1).
-        window_s: The failure-ratio window in seconds (0.01-1e7).
-        slow_call_s: A call slower than this (seconds > 0) counts as a failure.
+        window: The failure-ratio window (seconds or a ``timedelta``, 0.01-1e7 s).
+        slow_call: A call slower than this (seconds or a ``timedelta``, > 0) counts as a
+            failure.
 
     Raises:
         ValueError: a setting is out of range, or the breaker exists with other settings.
@@ -416,14 +402,16 @@ def breaker(
     given = {key: value for key, value in {
         "fail_max": fail_max, "reset_timeout": reset_timeout,
         "success_threshold": success_threshold, "exclude": exclude, "redis": redis,
-        "redis_url": redis_url, "fallback_state": fallback_state, "sync_s": sync_s,
-        "failure_ratio": failure_ratio, "min_calls": min_calls, "window_s": window_s,
-        "slow_call_s": slow_call_s}.items() if value is not _UNSET}
+        "redis_url": redis_url, "fallback_state": fallback_state,
+        "sync_interval": sync_interval, "failure_ratio": failure_ratio,
+        "min_calls": min_calls, "window": window,
+        "slow_call": slow_call}.items() if value is not _UNSET}
     with _registry_lock:
         existing = registry.get(name)
         if existing is not None:
             old = _settings[name]
-            conflicts = sorted(k for k, v in given.items() if old.get(k, _UNSET) != v)
+            conflicts = sorted(k for k, v in given.items()
+                               if _validate.plain(old.get(k, _UNSET)) != _validate.plain(v))
             if conflicts:
                 shown = ", ".join(f"{k}={old.get(k, '<default>')!r}" for k in conflicts)
                 raise ValueError(f"breaker {name!r} already exists with {shown}; configure a "
@@ -443,9 +431,9 @@ def _create(name: str, given: dict[str, Any]) -> Gate:
 
         storage, shared_window = _redis.shared_storage(name, given, settings)
     if settings["failure_ratio"] is not None:
-        window = _budget.Window(settings["window_s"],
+        counts = _budget.Window(settings["window"],
                                 None if shared_window is None else shared_window.add_calls)
-        ratio = _budget.FailureRatio(settings["failure_ratio"], settings["min_calls"], window,
+        ratio = _budget.FailureRatio(settings["failure_ratio"], settings["min_calls"], counts,
                                      shared_window)
     listener = _Listener()
     # The call that trips the breaker raises its own error: users see the real cause.
@@ -454,7 +442,7 @@ def _create(name: str, given: dict[str, Any]) -> Gate:
                   listeners=[listener], state_storage=storage, name=name,
                   throw_new_error_on_trip=False)
     cb.listener = listener
-    listener.gate = Gate(cb, storage, ratio, settings["slow_call_s"])
+    listener.gate = Gate(cb, storage, ratio, settings["slow_call"])
     return listener.gate
 
 

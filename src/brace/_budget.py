@@ -10,6 +10,7 @@ also a retry predicate.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from types import MappingProxyType
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULTS", "Budget", "FailureRatio", "Window", "budget", "find", "lookup", "reset"]
 
 #: What a budget named before it was configured gets (and what ``explain`` shows for one).
-DEFAULTS = MappingProxyType({"ratio": 0.2, "min_per_s": 10.0, "window_s": 10.0})
+DEFAULTS = MappingProxyType({"ratio": 0.2, "min_per_s": 10.0, "window": 10.0})
 _BUCKETS = 10
 # Calls are counted in batches of up to this many, each timed by its first call: the healthy
 # path then reads no clock and takes no lock. A batch still pending is timed as older than
@@ -43,10 +44,10 @@ class Window:
     The other methods are called with ``lock`` held.
     """
 
-    def __init__(self, window_s: float,
+    def __init__(self, window: float,
                  shared_calls: Callable[[int], bool | None] | None = None) -> None:
-        self.window_s = window_s
-        self._per_s = _BUCKETS / window_s  # bucket numbers per second
+        self.window = window  # seconds
+        self._per_s = _BUCKETS / window  # bucket numbers per second
         # Per bucket: [bucket number, calls, events]; a bucket is reused when it comes round.
         self._buckets = [[-1, 0, 0] for _ in range(_BUCKETS)]
         self._pending = 0  # calls not yet in a bucket
@@ -137,8 +138,8 @@ class FailureRatio:
 class Budget(tenacity.retry_base):
     """A retry budget; get one with ``brace.budget``.
 
-    Over a sliding ``window_s``, retries may not exceed ``ratio`` x calls plus a floor of
-    ``min_per_s`` x ``window_s`` (so a quiet service can still retry). Under an outage every
+    Over a sliding ``window`` (seconds), retries may not exceed ``ratio`` x calls plus a
+    floor of ``min_per_s`` x ``window`` (so a quiet service can still retry). Under an outage every
     call fails, the budget runs dry, and clients stop multiplying the load on the failing
     dependency; when it recovers, calls refill it.
 
@@ -148,16 +149,17 @@ class Budget(tenacity.retry_base):
     call ``record_call`` once per logical call).
     """
 
-    def __init__(self, name: str, ratio: float, min_per_s: float, window_s: float,
-                 shared: Any = None) -> None:
+    __module__ = "brace"
+
+    def __init__(self, name: str, *, ratio: float, min_per_s: float,
+                 window: _validate.Duration, shared: Any = None) -> None:
         self.name = name
         self.ratio = _validate.number(ratio, "ratio", high=1.0)
         self.min_per_s = _validate.number(min_per_s, "min_per_s", unit=" of retries per second")
         # At least 10 ms: the window is counted in ten buckets, each at least 1 ms wide.
-        self.window_s = _validate.number(window_s, "window_s", low=0.01,
-                                         high=_validate.MAX_SECONDS, unit=" of seconds")
+        self.window = _validate.seconds(window, "window", low=0.01)
         self._shared = shared  # a brace._redis.SharedBudget: the fleet's counts
-        self._window = Window(self.window_s, None if shared is None else shared.add_calls)
+        self._window = Window(self.window, None if shared is None else shared.add_calls)
         # The healthy path calls the window directly: no layer of its own.
         self.record_call = self._window.call  # type: ignore[method-assign]
 
@@ -181,14 +183,14 @@ class Budget(tenacity.retry_base):
             if self._shared is not None:
                 # The fleet's budget: the pending calls and the spending in one round trip.
                 pending = window.take_pending()
-                verdict = self._shared.spend(pending, self.ratio, self.min_per_s * self.window_s)
+                verdict = self._shared.spend(pending, self.ratio, self.min_per_s * self.window)
                 if verdict is not None:
                     return bool(verdict)
                 window.bucket(clock())[1] += pending  # Redis unreachable: count here
             window.flush()
             now = clock()
             calls, retries = window.totals(now)
-            if retries >= self.ratio * calls + self.min_per_s * self.window_s:
+            if retries >= self.ratio * calls + self.min_per_s * self.window:
                 return False
             window.bucket(now)[2] += 1
             return True
@@ -207,10 +209,13 @@ class Budget(tenacity.retry_base):
 
     def __repr__(self) -> str:
         return (f"brace.budget({self.name!r}, ratio={self.ratio!r}, "
-                f"min_per_s={self.min_per_s!r}, window_s={self.window_s!r})")
+                f"min_per_s={self.min_per_s!r}, window={self.window!r})")
 
     def __reduce__(self) -> Any:
-        return (budget, (self.name, self.ratio, self.min_per_s, self.window_s))
+        # Copied or unpickled: the budget of that name in this process (settings are
+        # keyword-only, hence the partial).
+        return (functools.partial(budget, self.name, ratio=self.ratio,
+                                  min_per_s=self.min_per_s, window=self.window), ())
 
 
 #: Every budget by name (the call path reads it directly: one dict look-up).
@@ -218,22 +223,23 @@ registry: dict[str, Budget] = {}
 _registry_lock = threading.Lock()
 
 
-def budget(name: str, ratio: float | None = None, min_per_s: float | None = None,
-           window_s: float | None = None, *, redis: Any = None,
+def budget(name: str, *, ratio: float | None = None, min_per_s: float | None = None,
+           window: _validate.Duration | None = None, redis: Any = None,
            redis_url: str | None = None) -> Budget:
     """Return the retry budget called ``name``, creating it with these settings once.
 
     ``budget(name)`` with no settings returns the existing one (or creates it with
-    ``DEFAULTS``: ratio 0.2, min_per_s 10, window_s 10); other settings for an existing
-    name are a ValueError. Policies name it with ``budget=NAME``.
+    ``DEFAULTS``: ratio 0.2, min_per_s 10, window 10 s); other settings for an existing
+    name are a ValueError. Policies name it with ``budget=NAME``. Settings are
+    keyword-only.
 
     Args:
         name: The budget's name: the same name is the same budget everywhere.
         ratio: Share of calls that may be retries, in [0, 1].
         min_per_s: Retries per second always allowed, whatever the traffic (>= 0).
-        window_s: The sliding window in seconds (0.01-1e7).
+        window: The sliding window: seconds or a ``datetime.timedelta`` (0.01-1e7 s).
         redis: A ``redis.Redis`` client: one budget for every process using the name, its
-            floor (``min_per_s`` x ``window_s``) the fleet's. Calls are counted in batches;
+            floor (``min_per_s`` x ``window``) the fleet's. Calls are counted in batches;
             each retry is spent atomically in Redis. While Redis is unreachable the budget
             counts locally.
         redis_url: Same as ``redis=``, with a client brace builds (0.25 s timeouts).
@@ -245,12 +251,13 @@ def budget(name: str, ratio: float | None = None, min_per_s: float | None = None
     if not isinstance(name, str) or not name:
         raise TypeError(f"budget name must be a non-empty str, got {name!r}")
     given = {key: value for key, value in (("ratio", ratio), ("min_per_s", min_per_s),
-                                           ("window_s", window_s), ("redis", redis),
+                                           ("window", window), ("redis", redis),
                                            ("redis_url", redis_url)) if value is not None}
     with _registry_lock:
         existing = registry.get(name)
         if existing is not None:
-            conflicts = sorted(k for k, v in given.items() if getattr(existing, k) != v)
+            conflicts = sorted(k for k, v in given.items()
+                               if getattr(existing, k) != _validate.plain(v))
             if conflicts:
                 shown = ", ".join(f"{k}={getattr(existing, k)!r}" for k in conflicts)
                 raise ValueError(f"budget {name!r} already exists with {shown}")
@@ -266,7 +273,7 @@ def budget(name: str, ratio: float | None = None, min_per_s: float | None = None
 
             client = client if client is not None else _redis.client_from_url(url)
             checked = Budget(name, **settings)  # validate before talking to Redis
-            shared = _redis.SharedBudget(name, client, checked.window_s)
+            shared = _redis.SharedBudget(name, client, checked.window)
         created = registry[name] = Budget(name, **settings, shared=shared)
         return created
 

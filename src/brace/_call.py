@@ -1,10 +1,21 @@
 """The call path of a decorated function (and of each request on brace's transports).
 
-A healthy call runs the function once, through its gates, with no tenacity objects at all.
-Only a failure (or a result the policy retries) enters tenacity, which is seeded with that
-first outcome as attempt 1 and takes over from there with the policy's own ``Retrying``:
-statistics, attempt numbers, hooks and events are tenacity's, as if it had run from the
-start. The fallback, when set, wraps it all.
+A ``Path`` is built once per decorated function (or per transport and policy); a ``Call``
+is made at the start of every call and handed to every layer: its ``Deadline`` (the one
+clock of ``_deadline.py``), the exhausted-mark number it began at, the attempts started
+(hedges included) and, once the first attempt failed, tenacity's call state.
+
+Per attempt the layers run in DESIGN rule 5's order: circuit breaker -> rate limit ->
+bulkhead -> attempt timeout -> the function; ``_outcome.classify`` then says once what the
+attempt's result or error is, and the breaker, the retry decision, events and hedging all
+read that verdict.
+
+A healthy call runs the function once, with no tenacity objects at all. Only a failure (or
+a result the policy retries) enters tenacity's decision, seeded with that first outcome as
+attempt 1: the policy's own retry, wait, stop and before-sleep objects then decide, so
+statistics, attempt numbers and events are tenacity's, as if it had run from the start.
+Sync and async calls share every decision (``Path.next_sleep``); they differ only where
+they wait. The fallback, when set, wraps it all.
 """
 
 from __future__ import annotations
@@ -12,24 +23,23 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-import weakref
 from collections.abc import Callable
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
 import pybreaker
 import tenacity
 
-from brace import _breakers, _budget, _config, _events, _limits, _validate, predicates, waits
-from brace._breakers import CircuitOpenError, gate_for
-from brace._deadline import RUNNING, clock, current_call, retry_ends_at, watch_attempt, watchdog
-from brace._hedge import Hedger, catch_up, counted, launched
-from brace.predicates import LAST_MARK as last_mark
-from brace.predicates import NEVER_RETRY
+from brace import _breakers, _budget, _config, _events, _limits, _validate, waits
+from brace._breakers import CircuitOpenError, Gate, gate_for
+from brace._deadline import RUNNING, Deadline, clock, watch_attempt, watchdog
+from brace._hedge import Hedger
+from brace._outcome import LAST_MARK, Kind, Outcome, classify, is_exit, mark_exhausted
 
 if TYPE_CHECKING:
     from brace._policy import Policy
 
-__all__ = ["async_path", "decorate", "sync_path"]
+__all__ = ["Call", "Path", "decorate"]
 
 _state = _config.state
 # A Redis-shared breaker's local copy is timed on the clock its storage uses.
@@ -37,6 +47,51 @@ _monotonic = time.monotonic
 # asyncio's own; under another async library get_running_loop raises RuntimeError.
 _running_loop = asyncio.get_running_loop
 _current_task = asyncio.current_task
+
+
+class Call:
+    """One call: its deadline and what its attempts have done so far.
+
+    Attributes:
+        deadline: When the call must end, on ``_deadline.clock``.
+        mark: The exhausted-mark number when the call began (retry at one layer).
+        attempts: Attempts started, hedged copies included.
+        state: tenacity's call state, once the first attempt did not simply succeed.
+        watch: On asyncio, the deadline watchdog and its watch of the calling task.
+        scope: Off asyncio (trio), the anyio cancel scope that ends the call at its deadline.
+    """
+
+    __slots__ = ("attempts", "deadline", "mark", "scope", "state", "watch")
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = Deadline(seconds)
+        self.mark = LAST_MARK[0]
+        self.attempts = 0
+        self.state: _CallState | None = None
+        self.watch: tuple[Any, list[Any]] | None = None
+        self.scope: Any = None
+
+    def deadline_passed(self) -> bool:
+        """Whether the asyncio watchdog already cut this call off at its deadline."""
+        return self.watch is not None and self.watch[1][2] != RUNNING
+
+    def deadline_error(self, error: BaseException) -> TimeoutError | None:
+        """The TimeoutError a cancellation stands for when this call's deadline caused it.
+
+        Only in the watched task itself (never a hedged copy's), and only once.
+        """
+        if self.watch is not None and isinstance(error, asyncio.CancelledError):
+            dog, watch = self.watch
+            task = watch[1]
+            if task is not None and _current_task() is task:
+                return cast("TimeoutError | None", dog.timeout_error(watch, task, error))
+        if self.scope is not None and self.scope.cancel_called and is_exit(error):
+            return TimeoutError(self.deadline_message())
+        return None
+
+    def deadline_message(self) -> str:
+        """What a TimeoutError at this call's deadline says."""
+        return f"deadline of {self.deadline.seconds:g} s reached"
 
 
 class _Named:
@@ -83,356 +138,391 @@ class _Done(tenacity.Future):
         return f"<attempt {self.attempt_number}: {'failed' if self._exc else 'returned'}>"
 
 
-def _settle(state: tenacity.RetryCallState, exc: BaseException | None, value: Any) -> None:
-    # RetryCallState.set_exception / set_result, with a _Done outcome.
-    state.outcome = _Done(state.attempt_number, exc, value)
-    state.outcome_timestamp = clock()
-
-
 class _CallState(tenacity.RetryCallState):
-    """Tenacity's call state, knowing the exhausted-mark number its call began at."""
+    """tenacity's call state, carrying brace's verdict on its latest outcome.
+
+    ``after_mark`` is the exhausted-mark number the call began at; ``verdict`` the
+    ``Outcome`` of the attempt in ``outcome``, which the policy's retry decision reads
+    instead of judging the attempt again.
+    """
 
     after_mark = 0
+    verdict: Outcome | None = None
 
 
-def _seed(policy: Policy, stats: dict[str, Any], name: str, label: str | None,
-          started: float, mark: int, exc: BaseException | None, result: Any, args: Any,
-          kwargs: Any) -> tenacity.RetryCallState:
-    """Tenacity's call state for a call whose first attempt ran on the fast path."""
-    # Named as brace names it (a callable object's class, not its repr with an address).
-    state = _CallState(policy.retryer, cast(Any, _Named(label or name)), args, kwargs)
-    state.after_mark = mark
-    # Attempt 1 ran before tenacity would have started its clock.
-    state.start_time = started
-    stats.clear()
-    stats.update(start_time=started, attempt_number=1, idle_for=0, delay_since_first_attempt=0)
-    _settle(state, exc, result)
-    return state
+def _settle(state: _CallState, outcome: Outcome) -> None:
+    # RetryCallState.set_exception / set_result, with a _Done outcome and brace's verdict.
+    state.outcome = _Done(state.attempt_number, outcome.error, outcome.value)
+    state.outcome_timestamp = clock()
+    state.verdict = outcome
 
 
-def _next_sleep(policy: Policy, stats: dict[str, Any],
-                state: tenacity.RetryCallState) -> tuple[bool, Any]:
-    """Tenacity's ``iter()``: ``(True, seconds)`` to retry, ``(False, value)`` to end the call.
+def _trimmed(error: BaseException) -> BaseException:
+    """``error`` with brace's own frames cut from the head of its traceback.
 
-    The policy's tenacity objects decide (retry -> wait -> stop -> before_sleep), called
-    directly (tenacity's action list costs more than they do); pinned by
-    ``test_fast_path_is_invisible_next_to_plain_tenacity``.
+    The caller re-raises it from the call's own frame, so a user reads their function's
+    frames under at most that one (and the fallback's) brace frame.
     """
-    outcome = state.outcome
-    assert outcome is not None
-    explicit = isinstance(outcome.exception(), tenacity.TryAgain)
-    if not (explicit or policy.predicate(state)):
-        return False, outcome.result()
-    upcoming = state.upcoming_sleep = policy.wait(state)
-    stats["delay_since_first_attempt"] = state.seconds_since_start
-    if policy.stop_object(state):
-        return False, policy.give_up(state)
-    state.idle_for += upcoming
-    stats["idle_for"] += upcoming
-    stats["attempt_number"] += 1
-    policy.before_sleep(state)
-    state.prepare_for_next_attempt()
-    return True, upcoming
+    tb: TracebackType | None = error.__traceback__
+    while tb is not None and tb.tb_frame.f_globals.get("__name__", "").startswith("brace."):
+        tb = tb.tb_next
+    return error.with_traceback(tb)
 
 
-def _replay(policy: Policy, stats: dict[str, Any], attempt: Callable[..., Any],
-            name: str, label: str | None, started: float, mark: int,
-            exc: BaseException | None, result: Any, args: Any, kwargs: Any,
-            discard: Callable[[Any], Any] | None = None) -> Any:
-    """Hand a failed (or retried) first attempt to tenacity; ``discard`` frees retried values."""
-    state = _seed(policy, stats, name, label, started, mark, exc, result, args, kwargs)
-    token = retry_ends_at.set(started + policy.deadline)  # limits never wait past it
-    try:
-        while True:
-            previous = state.outcome
-            again, value = _next_sleep(policy, stats, state)
-            if not again:
-                return value
-            if discard is not None and previous is not None and not previous.failed:
-                discard(previous.result())
-            waits.sleep(value)
-            try:
-                outcome = attempt(*args, **kwargs)
-            except BaseException as error:
-                _settle(state, error, None)
-            else:
-                _settle(state, None, outcome)
-    finally:
-        retry_ends_at.reset(token)
+class Path:
+    """How one function, or one transport's requests, is called under a policy.
 
-
-async def _areplay(policy: Policy, stats: dict[str, Any], attempt: Callable[..., Any],
-                   name: str, label: str | None, started: float, mark: int,
-                   exc: BaseException | None, result: Any, args: Any, kwargs: Any,
-                   discard: Callable[[Any], Any] | None = None,
-                   count: list[int] | None = None) -> Any:
-    """``_replay``'s twin; ``discard`` frees retried values, ``count`` counts hedges."""
-    state = _seed(policy, stats, name, label, started, mark, exc, result, args, kwargs)
-    token = retry_ends_at.set(started + policy.deadline)
-    try:
-        while True:
-            if count is not None:
-                catch_up(state, stats, count)
-            previous = state.outcome
-            again, value = _next_sleep(policy, stats, state)
-            if not again:
-                return value
-            if discard is not None and previous is not None and not previous.failed:
-                await discard(previous.result())
-            await waits.async_sleep(value)
-            try:
-                outcome = await attempt(*args, **kwargs)
-            except BaseException as error:
-                _settle(state, error, None)
-            else:
-                _settle(state, None, outcome)
-    finally:
-        retry_ends_at.reset(token)
-
-
-def _gated(policy: Policy, fn: Callable[..., Any], name: str,
-           breaker: str | pybreaker.CircuitBreaker,
-           check: Callable[[Any], bool] | None) -> Callable[..., Any]:
-    """One sync attempt through the breaker's gate; a healthy breaker costs a flag read."""
-    gates = _breakers.registry if isinstance(breaker, str) else {}
-
-    def attempt(*args: Any, **kwargs: Any) -> Any:
-        # Looked up per call (reset_breakers() forgets breakers): one dict look-up.
-        gate = gates.get(breaker) or gate_for(breaker)  # type: ignore[arg-type]
-        if not (gate.fast or gate.fresh_until > _monotonic()):
-            return gate.call(policy, name, fn, *args, **kwargs)
-        # Closed with nothing counted: admitted, and a plain success has nothing to record.
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:
-            gate.settle(policy, name, False, exc, None)
-            raise
-        if (check is not None and check(result)) or not (gate.fast or gate.fresh_until):
-            gate.settle(policy, name, False, None, result)
-        return result
-
-    return attempt
-
-
-def _agated(policy: Policy, fn: Callable[..., Any], name: str,
-            breaker: str | pybreaker.CircuitBreaker,
-            check: Callable[[Any], bool] | None) -> Callable[..., Any]:
-    """The async twin of ``_gated``."""
-    gates = _breakers.registry if isinstance(breaker, str) else {}
-
-    async def attempt(*args: Any, **kwargs: Any) -> Any:
-        gate = gates.get(breaker) or gate_for(breaker)  # type: ignore[arg-type]
-        if not (gate.fast or gate.fresh_until > _monotonic()):
-            return await gate.acall(policy, name, fn, *args, **kwargs)
-        try:
-            result = await fn(*args, **kwargs)
-        except BaseException as exc:
-            gate.settle(policy, name, False, exc, None)
-            raise
-        if (check is not None and check(result)) or not (gate.fast or gate.fresh_until):
-            gate.settle(policy, name, False, None, result)
-        return result
-
-    return attempt
-
-
-def sync_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str | None = None,
-              breaker: str | pybreaker.CircuitBreaker | None,
-              discard: Callable[[Any], Any] | None = None) -> Callable[..., Any]:
-    """``fn`` under ``policy``: fast path, then tenacity; with a ``statistics`` dict.
-
-    ``name`` names the callable in breaker events, ``label`` (transports) the retry loop;
-    ``discard`` frees retried values.
+    Built once; ``__call__`` (sync) or ``acall`` (async) runs one call. ``name`` names the
+    callable in breaker events, ``label`` (transports) the retry loop; ``discard`` frees a
+    retried or losing value (a response's connection); ``with_call`` passes the ``Call``
+    to the function as its first argument (the transports read its deadline);
+    ``attempt_timeouts=False`` leaves ``attempt_timeout`` to the function (the transports
+    make it httpx's timeout); ``hedge=False`` never races copies (a request not safe to
+    resend).
     """
-    check = policy.result_check
-    fn = _limits.limited(policy, fn, name, False)
-    attempt = fn if breaker is None else _gated(policy, fn, name, breaker, check)
-    budget = policy.budget
-    budgets = _budget.registry
-    stats: dict[str, Any] = {}
 
-    def core(*args: Any, **kwargs: Any) -> Any:
-        if not _state.active:  # brace.set_active(False): one plain attempt
-            return attempt(*args, **kwargs)
-        started, mark = clock(), last_mark[0]
-        if budget is not None:
-            # Looked up per call (reset_budgets() forgets budgets): one dict look-up.
-            (budgets.get(budget) or _budget.lookup(budget)).record_call()  # type: ignore[arg-type]
-        try:
-            result = attempt(*args, **kwargs)
-        except NEVER_RETRY:
-            raise  # an interrupt or exit: at once, no machinery
-        except BaseException as exc:
-            return _replay(policy, stats, attempt, name, label, started, mark, exc, None, args,
-                           kwargs, discard)
-        if check is not None and check(result):
-            return _replay(policy, stats, attempt, name, label, started, mark, None, result,
-                           args, kwargs, discard)
-        stats["start_time"], stats["attempt_number"] = started, 1  # no tuple is built
+    def __init__(self, policy: Policy, fn: Callable[..., Any], *, name: str,
+                 breaker: str | pybreaker.CircuitBreaker | None, label: str | None = None,
+                 discard: Callable[[Any], Any] | None = None, with_call: bool = False,
+                 attempt_timeouts: bool = True, hedge: bool = True,
+                 asynchronous: bool = False) -> None:
+        self.policy = policy
+        self.fn = fn
+        self.name = name
+        self.label = label or name
+        self.discard = discard
+        self.with_call = with_call
+        self.check = policy._result_check
+        self.breaker = breaker
+        # Named breakers are looked up per attempt (reset_breakers() forgets them).
+        self.gates = _breakers.registry if isinstance(breaker, str) else {}
+        self.rate_limit = policy.rate_limit
+        self.bulkhead = policy.bulkhead
+        self.attempt_timeout = policy.attempt_timeout if attempt_timeouts else None
+        self.hedger = (Hedger(policy, name, discard)
+                       if asynchronous and hedge and policy.hedge_after else None)
+        self.budget = policy.budget
+        self.deadline = policy.deadline
+        #: tenacity's statistics of the latest call (one dict, updated in place).
+        self.stats: dict[str, Any] = {}
+
+    # -- the shared decisions -----------------------------------------------------------------
+
+    def begin(self) -> Call:
+        """Start a call: its deadline, and one call counted by the retry budget."""
+        call = Call(self.deadline)
+        if self.budget is not None:
+            budget = self.budget
+            # One dict look-up (reset_budgets() forgets budgets).
+            (_budget.registry.get(budget) or _budget.lookup(budget)).record_call()  # type: ignore[arg-type]
+        return call
+
+    def gate(self) -> Gate | None:
+        """The breaker's gate for this attempt, or None without a breaker."""
+        breaker = self.breaker
+        if breaker is None:
+            return None
+        return self.gates.get(breaker) or gate_for(breaker)  # type: ignore[arg-type]
+
+    def judge(self, call: Call, error: BaseException | None, value: Any) -> Outcome:
+        """The attempt's outcome, judged once (``_outcome.classify``)."""
+        return classify(self.policy, error, value, call.mark)
+
+    def done_at_once(self, call: Call, outcome: Outcome) -> bool:
+        """True for a first attempt that ends the call without tenacity (the healthy path)."""
+        if outcome.kind is not Kind.SUCCESS or call.state is not None:
+            return False
+        stats = self.stats
+        stats["start_time"] = call.deadline.started
+        stats["attempt_number"] = call.attempts or 1
         stats["idle_for"] = stats["delay_since_first_attempt"] = 0
-        return result
+        return True
 
-    core.statistics = stats  # type: ignore[attr-defined]
-    return core
+    def next_sleep(self, call: Call, outcome: Outcome, args: Any = (),
+                   kwargs: Any = None) -> float | None:
+        """The retry decision on ``outcome``: seconds to sleep before retrying, or None.
 
+        The policy's tenacity objects decide (retry -> wait -> stop -> before_sleep),
+        called directly (tenacity's action list costs more than they do); pinned by
+        ``test_fast_path_is_invisible_next_to_plain_tenacity``.
+        """
+        policy, stats = self.policy, self.stats
+        state = call.state
+        if state is None:
+            state = call.state = self._seed(call, args, kwargs or {})
+        else:
+            state.attempt_number = max(state.attempt_number, call.attempts)
+        stats["attempt_number"] = state.attempt_number
+        _settle(state, outcome)
+        if not policy._predicate(state):
+            return None
+        upcoming = state.upcoming_sleep = policy.wait(state)
+        stats["delay_since_first_attempt"] = state.seconds_since_start
+        if policy._stop(state):
+            policy._give_up_report(state)
+            return None
+        state.idle_for += upcoming
+        stats["idle_for"] += upcoming
+        stats["attempt_number"] += 1
+        policy._before_sleep(state)
+        state.prepare_for_next_attempt()
+        return upcoming
 
-def async_path(policy: Policy, fn: Callable[..., Any], *, name: str, label: str | None = None,
-               breaker: str | pybreaker.CircuitBreaker | None,
-               attempt_timeouts: bool = True, hedge: bool = True,
-               discard: Callable[[Any], Any] | None = None) -> Callable[..., Any]:
-    """The async twin of ``sync_path``, with the deadline and attempt timeouts enforced.
+    def _seed(self, call: Call, args: Any, kwargs: Any) -> _CallState:
+        # tenacity's call state for a call whose first attempt ran without it. Named as
+        # brace names it (a callable object's class, not its repr with an address).
+        state = _CallState(self.policy._retryer, cast(Any, _Named(self.label)), args, kwargs)
+        state.after_mark = call.mark
+        state.start_time = call.deadline.started  # attempt 1 ran before tenacity's clock
+        state.attempt_number = max(1, call.attempts)
+        stats = self.stats
+        stats.clear()
+        stats.update(start_time=call.deadline.started, attempt_number=state.attempt_number,
+                     idle_for=0, delay_since_first_attempt=0)
+        return state
 
-    An attempt (or sleep) still running when the deadline passes is cancelled, so an async
-    call never outlives its deadline (an asyncio watchdog; an anyio cancel scope on trio);
-    those cancellations become TimeoutErrors. ``attempt_timeouts=False`` leaves
-    ``attempt_timeout`` to the callee (the transports make it httpx's timeout, so the
-    caller sees httpx's own timeout errors). With the policy's ``hedge_after`` (and
-    ``hedge``), each attempt may race copies of itself; ``discard`` frees values that lost
-    or were retried.
-    """
-    attempt_timeout = policy.attempt_timeout if attempt_timeouts else None
-    fn = _limits.limited(policy, fn, name, True)
+    def finish(self, call: Call, outcome: Outcome) -> None:
+        """The call ended: statistics count every attempt started, hedges included."""
+        if call.attempts:
+            self.stats["attempt_number"] = call.attempts
+        if not call.attempts and not self.stats:
+            self.stats.update(start_time=call.deadline.started, attempt_number=1, idle_for=0,
+                              delay_since_first_attempt=0)
 
-    async def bounded(*args: Any, **kwargs: Any) -> Any:
-        call = current_call.get()
-        if call is not None and call[1][2] != RUNNING:
-            raise TimeoutError(call[0].message)  # the call's deadline passed meanwhile
-        own = watch_attempt(attempt_timeout)
-        if own is None and attempt_timeout is not None:
-            return await _scoped_attempt(fn, attempt_timeout, args, kwargs)
+    # -- sync ---------------------------------------------------------------------------------
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run one sync call."""
+        return self.run(self.begin(), args, kwargs)
+
+    def run(self, call: Call, args: Any, kwargs: Any) -> Any:
+        """Run ``call`` (made by ``begin``) of the sync function."""
+        outcome = self.attempt(call, args, kwargs)
+        if not self.done_at_once(call, outcome):
+            while _state.active:
+                wait = self.next_sleep(call, outcome, args, kwargs)
+                if wait is None:
+                    break
+                if self.discard is not None and outcome.error is None:
+                    self.discard(outcome.value)  # a retried response frees its connection
+                waits.sleep(wait)
+                outcome = self.attempt(call, args, kwargs)
+            self.finish(call, outcome)
+        error = outcome.error
+        if error is not None:
+            raise _trimmed(error)
+        return outcome.value
+
+    def attempt(self, call: Call, args: Any, kwargs: Any) -> Outcome:
+        """One sync attempt through breaker -> rate limit -> bulkhead -> the function."""
+        call.attempts += 1
+        gate = self.gate()
+        trial = ran = False
+        started = 0.0
         try:
-            return await fn(*args, **kwargs)
-        except asyncio.CancelledError as cancelled:
-            # The watchdog's cancellations become TimeoutErrors: transient, retried (an
-            # attempt timeout) or ending the call (the deadline). Others propagate.
-            watches: tuple[Any, ...] = (own, call)
-            for watched in watches:
-                if watched is not None:
-                    error = watched[0].timeout_error(watched[1], watched[2], cancelled)
-                    if error is not None:
-                        raise error from None
-            raise
-        finally:
-            if own is not None:
-                own[0].release(own[1])
+            if gate is not None and not gate.healthy():
+                trial = gate.enter(self.name)
+            slot = self._gates(call)
+            try:
+                if gate is not None and gate.times_calls:
+                    started = clock()
+                ran = True
+                if self.with_call:
+                    value = self.fn(call, *args, **kwargs)
+                else:
+                    value = self.fn(*args, **kwargs)
+            finally:
+                if slot is not None:
+                    slot.release()
+        except BaseException as error:
+            outcome = self.judge(call, error, None)
+            if gate is not None:
+                gate.finish(self.name, trial, outcome if ran else None, started)
+            if outcome.kind is Kind.CANCELLED:
+                raise
+            return outcome
+        outcome = self.judge(call, None, value)
+        if gate is not None:
+            gate.finish(self.name, trial, outcome, started)
+        return outcome
 
-    check = policy.result_check
-    # Later attempts check the call's deadline first (`bounded`); the first attempt goes
-    # straight to the function unless an attempt timeout stands between them (the core
-    # itself turns a deadline into a TimeoutError).
-    inner: Callable[..., Any] = bounded
-    first_try = bounded if attempt_timeout is not None else fn
-    if breaker is not None:
-        inner = _agated(policy, inner, name, breaker, check)
-        first_try = _agated(policy, first_try, name, breaker, check)
-    hedger = Hedger(policy, name, discard) if hedge and policy.hedge_after else None
-    if hedger is not None:
-        inner, first_try = hedger.wrap(inner), hedger.wrap(first_try)
-    budget = policy.budget
-    budgets = _budget.registry
-    deadline = policy.deadline
-    message = f"deadline of {deadline:g} s reached"
-    stats: dict[str, Any] = {}
-    # The loop last served (weakly: a closed loop must be freed) and its watchdog.
-    last: list[Any] = [None, None]
+    def _gates(self, call: Call) -> _limits.Bulkhead | None:
+        # A rate-limit token, then a bulkhead slot, each waited for only while the call's
+        # deadline allows; a wait that is interrupted gives back what it reserved.
+        if self.rate_limit is not None:
+            rate = _limits.find_rate_limit(self.rate_limit)
+            wait = rate.reserve(self.name, call.deadline.remaining())
+            if wait:
+                try:
+                    waits.sleep(wait)
+                except BaseException:
+                    rate.give_back()
+                    raise
+        if self.bulkhead is None:
+            return None
+        slots = _limits.find_bulkhead(self.bulkhead)
+        slots.acquire(self.name, call.deadline.remaining())
+        return slots
 
-    async def slow(args: Any, kwargs: Any, started: float, mark: int,
-                   exc: BaseException | None, result: Any, call: Any) -> Any:
-        # Later attempts read the call's watch to tell its deadline from other cancellations.
-        token = current_call.set(call)
+    # -- async --------------------------------------------------------------------------------
+
+    async def acall(self, *args: Any, **kwargs: Any) -> Any:
+        """Run one async call."""
+        return await self.arun(self.begin(), args, kwargs)
+
+    async def arun(self, call: Call, args: Any, kwargs: Any) -> Any:
+        """Run ``call`` of the async function, never past its deadline.
+
+        On asyncio a per-loop watchdog cancels the task at the deadline; elsewhere (trio)
+        an anyio cancel scope does. Either becomes a TimeoutError: the attempt's own
+        outcome when it cut an attempt off, the call's end when it cut a sleep.
+        """
         try:
-            return await _areplay(policy, stats, inner, name, label, started, mark, exc, result,
-                                  args, kwargs, discard,
-                                  None if hedger is None else launched.get())
-        finally:
-            current_call.reset(token)
-
-    async def unwatched(args: Any, kwargs: Any, started: float, mark: int) -> Any:
-        # Not asyncio (trio): an anyio cancel scope cuts the call off at its deadline; a
-        # cancellation that is not the scope's own (the caller's) passes through untouched.
-        import anyio
-
-        with anyio.move_on_after(deadline - (clock() - started)):
-            return await plain(args, kwargs, started, mark)
-        error = TimeoutError(message)
-        predicates.mark_exhausted(error)  # the deadline ended the call
-        raise error
-
-    async def plain(args: Any, kwargs: Any, started: float, mark: int) -> Any:
-        if not _state.active:
-            return await inner(*args, **kwargs)
-        try:
-            result = await first_try(*args, **kwargs)
-        except BaseException as exc:
-            if not isinstance(exc, Exception):
-                raise  # cancellation (of any library), an interrupt or exit: at once
-            return await slow(args, kwargs, started, mark, exc, None, None)
-        if check is not None and check(result):
-            return await slow(args, kwargs, started, mark, None, result, None)
-        stats["start_time"] = started
-        stats["attempt_number"] = 1
-        stats["idle_for"] = 0
-        stats["delay_since_first_attempt"] = 0
-        return result
-
-    async def core(*args: Any, **kwargs: Any) -> Any:
-        started, mark = clock(), last_mark[0]
-        if budget is not None:
-            (budgets.get(budget) or _budget.lookup(budget)).record_call()  # type: ignore[arg-type]
-        loop: asyncio.AbstractEventLoop | None
-        try:
-            loop = _running_loop()
+            loop: asyncio.AbstractEventLoop | None = _running_loop()
         except RuntimeError:  # no asyncio loop running (trio)
             loop = None
         task = None if loop is None else _current_task(loop)
         if loop is None or task is None:
-            return await unwatched(args, kwargs, started, mark)
-        cached = last[0]
-        if cached is None or cached() is not loop:
-            last[0], last[1] = weakref.ref(loop), watchdog(loop, deadline, message)
-        dog = last[1]
-        # Watchdog.watch and .release, inlined: this is every healthy async call's cost.
-        at = loop.time() + deadline
-        watch = [at, task, RUNNING]
-        watches = dog.watches
-        watches.append(watch)
-        if not dog.armed:
-            dog.arm(loop, at)
+            outcome = await self._scoped(call, args, kwargs)
+        else:
+            outcome = await self._watched(call, task, loop, args, kwargs)
+        error = outcome.error
+        if error is not None:
+            raise _trimmed(error)
+        return outcome.value
+
+    async def _watched(self, call: Call, task: asyncio.Task[Any],
+                       loop: asyncio.AbstractEventLoop, args: Any, kwargs: Any) -> Outcome:
+        dog = watchdog(loop, call.deadline.seconds, call.deadline_message())
+        watch = dog.watch(task, loop, call.deadline.remaining())
+        call.watch = (dog, watch)
         try:
-            if not _state.active:
-                return await inner(*args, **kwargs)
-            try:
-                result = await first_try(*args, **kwargs)
-            except BaseException as exc:
-                if isinstance(exc, NEVER_RETRY):
-                    error = (dog.timeout_error(watch, task, exc)
-                             if isinstance(exc, asyncio.CancelledError) else None)
-                    if error is None:
-                        raise  # cancelled by the caller, an interrupt or exit: at once
-                    exc = error  # the deadline passed
-                return await slow(args, kwargs, started, mark, exc, None, (dog, watch, task))
-            if check is not None and check(result):
-                return await slow(args, kwargs, started, mark, None, result,
-                                  (dog, watch, task))
-            stats["start_time"] = started
-            stats["attempt_number"] = 1
-            stats["idle_for"] = 0
-            stats["delay_since_first_attempt"] = 0
-            return result
+            return await self._loop(call, args, kwargs)
         except asyncio.CancelledError as cancelled:
-            error = dog.timeout_error(watch, task, cancelled)  # cancelled in a backoff sleep
+            error = dog.timeout_error(watch, task, cancelled)  # cut off while waiting
+            if error is None:
+                raise  # the caller's own cancellation: at once, untouched
+            mark_exhausted(error)  # the deadline ended the call
+            raise error from None
+        finally:
+            dog.release(watch)
+
+    async def _scoped(self, call: Call, args: Any, kwargs: Any) -> Outcome:
+        # Not asyncio (trio): an anyio cancel scope cuts the call off at its deadline; a
+        # cancellation that is not the scope's own (the caller's) passes through untouched.
+        import anyio
+
+        with anyio.move_on_after(call.deadline.remaining()) as scope:
+            call.scope = scope
+            return await self._loop(call, args, kwargs)
+        error = TimeoutError(call.deadline_message())
+        mark_exhausted(error)  # the deadline ended the call
+        raise error
+
+    async def _loop(self, call: Call, args: Any, kwargs: Any) -> Outcome:
+        hedged = self.hedger is not None and _state.active
+        outcome = await (self.hedger.race(call, self.aattempt, args, kwargs)  # type: ignore[union-attr]
+                         if hedged else self.aattempt(call, args, kwargs))
+        if self.done_at_once(call, outcome):
+            return outcome
+        while _state.active:
+            wait = self.next_sleep(call, outcome, args, kwargs)
+            if wait is None:
+                break
+            if self.discard is not None and outcome.error is None:
+                await self.discard(outcome.value)
+            await waits.async_sleep(wait)
+            outcome = await (self.hedger.race(call, self.aattempt, args, kwargs)  # type: ignore[union-attr]
+                             if hedged else self.aattempt(call, args, kwargs))
+        self.finish(call, outcome)
+        return outcome
+
+    async def aattempt(self, call: Call, args: Any, kwargs: Any) -> Outcome:
+        """One async attempt: breaker -> rate limit -> bulkhead -> attempt timeout -> call.
+
+        The attempt timeout bounds the function alone, never the waits for a token or a
+        slot. A cut by the call's deadline is the attempt's TimeoutError (the breaker
+        counts it: the dependency did not answer in time); the caller's cancellation
+        propagates, counted by nothing.
+        """
+        call.attempts += 1
+        gate = self.gate()
+        trial = ran = False
+        started = 0.0
+        try:
+            if call.deadline_passed():
+                raise TimeoutError(call.deadline_message())
+            if gate is not None and not gate.healthy():
+                trial = gate.enter(self.name)
+            slot = await self._agates(call)
+            try:
+                if gate is not None and gate.times_calls:
+                    started = clock()
+                ran = True
+                value = await self._timed(call, args, kwargs)
+            finally:
+                if slot is not None:
+                    slot.release()
+        except BaseException as error:
+            converted = call.deadline_error(error) if ran else None
+            outcome = self.judge(call, error if converted is None else converted, None)
+            if gate is not None:
+                gate.finish(self.name, trial, outcome if ran else None, started)
+            if converted is not None and call.scope is not None:
+                raise  # trio: the scope's cancellation must reach the scope
+            if outcome.kind is Kind.CANCELLED:
+                raise
+            return outcome
+        outcome = self.judge(call, None, value)
+        if gate is not None:
+            gate.finish(self.name, trial, outcome, started)
+        return outcome
+
+    async def _timed(self, call: Call, args: Any, kwargs: Any) -> Any:
+        # The function, bounded by attempt_timeout when set: an asyncio watchdog, or an
+        # anyio cancel scope off asyncio. A cut is a transient TimeoutError.
+        fn = self.fn
+        timeout = self.attempt_timeout
+        if timeout is None:
+            if self.with_call:
+                return await fn(call, *args, **kwargs)
+            return await fn(*args, **kwargs)
+        if self.with_call:
+            args = (call, *args)
+        own = watch_attempt(timeout)
+        if own is None:
+            import anyio
+
+            with anyio.move_on_after(timeout):
+                return await fn(*args, **kwargs)
+            raise TimeoutError(f"attempt timed out after {timeout:g} s")
+        dog, watch, task = own
+        try:
+            return await fn(*args, **kwargs)
+        except asyncio.CancelledError as cancelled:
+            error = dog.timeout_error(watch, task, cancelled)
             if error is not None:
-                predicates.mark_exhausted(error)  # the deadline ended the call
                 raise error from None
             raise
         finally:
-            watch[1] = None
-            while watches and watches[0][1] is None:
-                watches.popleft()
+            dog.release(watch)
 
-    call = core if hedger is None else counted(core, stats, _state)
-    call.statistics = stats  # type: ignore[attr-defined]
-    return call
+    async def _agates(self, call: Call) -> _limits.Bulkhead | None:
+        # As _gates, waiting in the running async library.
+        if self.rate_limit is not None:
+            rate = _limits.find_rate_limit(self.rate_limit)
+            wait = rate.reserve(self.name, call.deadline.remaining())
+            if wait:
+                try:
+                    await waits.async_sleep(wait)
+                except BaseException:
+                    rate.give_back()  # cancelled while waiting: the token was never used
+                    raise
+        if self.bulkhead is None:
+            return None
+        slots = _limits.find_bulkhead(self.bulkhead)
+        await slots.aacquire(self.name, call.deadline.remaining())
+        return slots
 
 
 def _fallback_reason(policy: Policy, exc: BaseException) -> str | None:
@@ -453,18 +543,8 @@ def _fallback_value(policy: Policy, name: str, exc: BaseException) -> Any:
     return policy.fallback(exc) if callable(policy.fallback) else policy.fallback
 
 
-async def _scoped_attempt(fn: Callable[..., Any], attempt_timeout: float, args: Any,
-                          kwargs: Any) -> Any:
-    """One attempt off asyncio (trio), cut off after ``attempt_timeout`` by an anyio scope."""
-    import anyio
-
-    with anyio.move_on_after(attempt_timeout):
-        return await fn(*args, **kwargs)
-    raise TimeoutError(f"attempt timed out after {attempt_timeout:g} s")
-
-
 def decorate(policy: Policy, fn: Callable[..., Any]) -> Any:
-    """``fn`` under ``policy``, outer to inner: fallback -> retry -> breaker -> timeout -> call.
+    """``fn`` under ``policy``, outer to inner: fallback -> retry -> per-attempt layers -> call.
 
     Raises:
         TypeError: ``fn`` is not a function, or ``attempt_timeout`` is set on a sync one.
@@ -474,27 +554,31 @@ def decorate(policy: Policy, fn: Callable[..., Any]) -> Any:
     name = _validate.callable_name(fn)
     asynchronous = _validate.is_async(fn)
     _validate.decoratable(fn, name, asynchronous, policy.attempt_timeout, policy.hedge_after)
-    path = async_path if asynchronous else sync_path
-    core = path(policy, fn, name=name, breaker=policy.breaker)
-    stats = core.statistics  # type: ignore[attr-defined]
-    if policy.fallback is _config.NO_FALLBACK:
-        functools.update_wrapper(core, fn)
-        core.statistics = stats  # type: ignore[attr-defined]
-        return core
+    path = Path(policy, fn, name=name, breaker=policy.breaker, asynchronous=asynchronous)
+    # Each wrapper runs the call itself: a give-up's traceback shows at most two brace
+    # frames (the wrapper's and run's) above the function's own.
     wrapper: Any
-    if asynchronous:
+    if policy.fallback is _config.NO_FALLBACK:
+        if asynchronous:
+            async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                return await path.arun(path.begin(), args, kwargs)
+        else:
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                return path.run(path.begin(), args, kwargs)
+    elif asynchronous:
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
-                return await core(*args, **kwargs)
+                return await path.arun(path.begin(), args, kwargs)
             except Exception as exc:
                 return _fallback_value(policy, name, exc)
     else:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
-                return core(*args, **kwargs)
+                return path.run(path.begin(), args, kwargs)
             except Exception as exc:
                 return _fallback_value(policy, name, exc)
     functools.update_wrapper(wrapper, fn)
     # One statistics dict, shared with the retry layer (tenacity issue 519).
-    wrapper.statistics = stats
+    wrapper.statistics = path.stats
     return wrapper
+

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextvars
 import time
 import weakref
 from typing import Any
@@ -22,19 +21,6 @@ __all__ = ["Deadline", "Watch", "Watchdog", "clock", "current_task", "past", "wa
 def clock() -> float:
     """The monotonic clock of every deadline (the clock tenacity times attempts with)."""
     return time.monotonic()
-
-
-#: When the call whose later attempts run in this context must end (``clock()``), so that a
-#: rate limit or bulkhead never makes an attempt wait past it; set once a call leaves the
-#: fast path (its first attempt has the whole deadline).
-retry_ends_at: contextvars.ContextVar[float | None] = contextvars.ContextVar(
-    "brace_retry_ends_at", default=None)
-
-
-def left(deadline_s: float) -> float:
-    """Seconds an attempt may still wait: what is left of its call's deadline."""
-    ends_at = retry_ends_at.get()
-    return deadline_s if ends_at is None else ends_at - clock()
 
 
 def past(elapsed: float, upcoming: float, limit: float) -> bool:
@@ -72,12 +58,6 @@ RUNNING, FIRED, CONVERTED = 0, 1, 2
 _CANCEL_MESSAGE = "brace: deadline reached"
 Watch = list[Any]  # [float, asyncio.Task | None, int]
 
-#: The watch of the async call running in this context (and its watchdog), read by its
-#: later attempts; set only once a call leaves the fast path.
-current_call: contextvars.ContextVar[tuple[Watchdog, Watch] | None] = contextvars.ContextVar(
-    "brace_current_call", default=None)
-
-
 class Watchdog:
     """Cancels async calls whose deadline passed: one timer per loop and deadline length.
 
@@ -96,9 +76,14 @@ class Watchdog:
         # Whether a timer is pending. Not the TimerHandle: it references the loop.
         self.armed = False
 
-    def watch(self, task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop) -> Watch:
-        """Start watching ``task``: it is cancelled ``seconds`` from now unless released."""
-        at = loop.time() + self.seconds
+    def watch(self, task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop,
+              remaining: float | None = None) -> Watch:
+        """Start watching ``task``: it is cancelled ``remaining`` s from now unless released.
+
+        ``remaining`` is what is left of the call's ``Deadline`` (default: ``seconds``):
+        the one conversion from brace's clock to the loop's.
+        """
+        at = loop.time() + (self.seconds if remaining is None else remaining)
         watch: Watch = [at, task, RUNNING]
         self.watches.append(watch)
         if not self.armed:

@@ -65,7 +65,8 @@ def _wait_range(wait: tenacity.wait.wait_base,
 def _wait_name(wait: tenacity.wait.wait_base) -> str:
     """A stable description of a wait (tenacity's own reprs carry memory addresses)."""
     if isinstance(wait, waits.retry_after):
-        return f"brace.waits.retry_after(fallback={_wait_name(wait.fallback)}, max={wait.max!r})"
+        return (f"brace.waits.retry_after(fallback={_wait_name(wait.fallback)}, "
+                f"max_wait={wait.max_wait!r})")
     if isinstance(wait, tenacity.wait_random_exponential):
         return (f"tenacity.wait_random_exponential(multiplier={wait.multiplier!r}, "
                 f"max={wait.max!r})")
@@ -128,7 +129,7 @@ def _budget(spec: str | _budget_module.Budget | None) -> dict[str, Any] | None:
     if found is None:
         return {"name": spec, "configured": False, **_budget_module.DEFAULTS}
     return {"name": found.name, "configured": True, "ratio": found.ratio,
-            "min_per_s": found.min_per_s, "window_s": found.window_s}
+            "min_per_s": found.min_per_s, "window": found.window}
 
 
 def _gate(name: str | None, find: Any, keys: tuple[str, ...]) -> dict[str, Any] | None:
@@ -192,14 +193,14 @@ def explain(policy: Policy) -> dict[str, Any]:
     wait = policy.wait
     retry_after = None
     if isinstance(wait, waits.retry_after):
-        if wait.max is None:
+        if wait.max_wait is None:
             retry_after = (f"a server's Retry-After or retry-after-ms replaces the backoff and "
                            f"is honoured in full, so a wait may stretch up to the deadline "
                            f"({policy.deadline:g} s); one that does not fit in what is left "
                            "of it gives up at once with the server's answer")
         else:
             retry_after = (f"a server's Retry-After or retry-after-ms replaces the backoff, "
-                           f"capped at {wait.max:g} s; a wait past the deadline gives up at "
+                           f"capped at {wait.max_wait:g} s; a wait past the deadline gives up at "
                            "once")
     if callable(policy.fallback):
         fallback: str | None = "callable"
@@ -226,7 +227,8 @@ def explain(policy: Policy) -> dict[str, Any]:
         "deadline_cuts_from": cut[0] if cut else None,
         # A server's Retry-After is honoured in full: with one, the worst case is the deadline.
         "worst_case_with_retry_after_s": (
-            _seconds(policy.deadline) if isinstance(wait, waits.retry_after) and wait.max is None
+            _seconds(policy.deadline)
+            if isinstance(wait, waits.retry_after) and wait.max_wait is None
             else None),
         "note": _NOTE,
         "breaker": _breaker(policy.breaker),
@@ -234,7 +236,7 @@ def explain(policy: Policy) -> dict[str, Any]:
         "attempt_timeout_s": policy.attempt_timeout,
         "rate_limit": _gate(policy.rate_limit, _limits.find_rate_limit_if, ("per_s", "burst")),
         "bulkhead": _gate(policy.bulkhead, _limits.find_bulkhead_if,
-                          ("max_concurrent", "max_wait_s")),
+                          ("max_concurrent", "queue_timeout")),
         "hedging": None if policy.hedge_after is None else {
             "after_s": policy.hedge_after, "hedges": policy.hedges or 1,
             "applies_to": "async calls; on the async transport, idempotent requests or "
@@ -306,7 +308,7 @@ def render_text(data: dict[str, Any]) -> list[str]:
         how = "" if budget["configured"] else ", created with defaults on first use"
         lines.append(f"Retry budget: {budget['name']!r}{how}: retries under "
                      f"{budget['ratio']:g} x calls + {budget['min_per_s']:g}/s over "
-                     f"{budget['window_s']:g} s")
+                     f"{budget['window']:g} s")
     timeout = data["attempt_timeout_s"]
     for title, key in (("Rate limit", "rate_limit"), ("Bulkhead", "bulkhead")):
         gate = data[key]

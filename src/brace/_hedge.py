@@ -12,33 +12,29 @@ first failure of the dependency (a gate's refusal only when there is nothing els
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
-
-import pybreaker
 
 from brace import _budget, _events
 from brace._deadline import clock
-from brace._limits import Refused
+from brace._outcome import Kind, Outcome
 
 if TYPE_CHECKING:
+    from brace._call import Call
     from brace._policy import Policy
 
-__all__ = ["Hedger", "catch_up", "counted", "launched"]
+#: One attempt of the call path: runs the attempt's layers and returns its outcome.
+Attempt = Callable[["Call", Any, Any], Coroutine[Any, Any, Outcome]]
 
-#: Attempts made so far by the hedged call running in this context (``[count]``): its
-#: copies are attempts, so the retry loop numbers its next attempt after them.
-launched: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
-    "brace_hedge_launched", default=None)
+__all__ = ["Hedger"]
 
-_REFUSED = (pybreaker.CircuitBreakerError, Refused)
-Outcome = tuple[BaseException | None, Any]  # (error, value)
+# Outcomes that do not end a race: another copy may still answer.
+_UNSETTLED = (Kind.RETRYABLE, Kind.REFUSED, Kind.CANCELLED)
 
 
 class Hedger:
-    """Races copies of one attempt function under a policy's ``hedge_after`` and ``hedges``.
+    """Races copies of one attempt under a policy's ``hedge_after`` and ``hedges``.
 
     ``discard`` frees a losing value (brace's transport closes a losing response).
     """
@@ -51,65 +47,54 @@ class Hedger:
         self.after = policy.hedge_after
         self.hedges = policy.hedges or 1
         self.discard = discard
-        self.check = policy.result_check
 
-    def wrap(self, attempt: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
-        """``attempt`` hedged: one call of it may run as several racing copies."""
-        async def hedged(*args: Any, **kwargs: Any) -> Any:
-            count = launched.get()
-            if count is None:  # not a hedged call (brace.set_active(False))
-                return await attempt(*args, **kwargs)
-            count[0] += 1
-            room = min(self.hedges, self.policy.attempts - count[0])
-            if room <= 0:  # the last attempt: nothing may race it
-                return await attempt(*args, **kwargs)
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # trio: anyio's task group
-                outcome = await self._race_anyio(attempt, args, kwargs, count, room)
-            else:
-                outcome = await self._race_asyncio(loop, attempt, args, kwargs, count, room)
-            if outcome[0] is not None:
-                raise outcome[0]
-            return outcome[1]
+    async def race(self, call: Call, attempt: Attempt, args: Any, kwargs: Any) -> Outcome:
+        """One attempt of ``call``, raced by copies while it has not answered.
 
-        return hedged
+        Every copy is an attempt (``call.attempts``); the last attempt the policy allows
+        runs alone.
+        """
+        room = min(self.hedges, self.policy.attempts - call.attempts - 1)
+        if room <= 0:  # the last attempt: nothing may race it
+            return await attempt(call, args, kwargs)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # trio: anyio's task group
+            return await self._race_anyio(call, attempt, args, kwargs, room)
+        return await self._race_asyncio(loop, call, attempt, args, kwargs, room)
 
-    def _final(self, outcome: Outcome) -> bool:
-        # An answer the policy would not retry: a success, or an error that is no failure of
-        # the dependency (a bug, a 404). A gate's refusal waits for the copies still running.
-        exc, value = outcome
-        if exc is None:
-            return self.check is None or not self.check(value)
-        return not isinstance(exc, _REFUSED) and not self.policy.counts(exc)
-
-    def _may_hedge(self, count: list[int], started: float) -> bool:
+    def _may_hedge(self, call: Call, started: float) -> bool:
         budget = self.policy.budget
         if budget is not None and not _budget.lookup(budget).try_spend():
             return False  # the retry budget is spent: no extra load, wait for the copies
-        count[0] += 1
-        _events.hedge_started(self.name, self.policy.preset, count[0], clock() - started)
+        _events.hedge_started(self.name, self.policy.preset, call.attempts + 1,
+                              clock() - started)
         return True
 
     @staticmethod
     def _pick(failures: list[Outcome]) -> Outcome:
+        # Every copy failed: the first failure of the dependency, a refusal only when there
+        # is nothing else.
         for outcome in failures:
-            if not isinstance(outcome[0], _REFUSED):
+            if outcome.kind is not Kind.REFUSED and outcome.kind is not Kind.CANCELLED:
                 return outcome
         return failures[0]
 
-    async def _free(self, losers: list[Outcome], chosen: Outcome | None) -> None:
+    async def _free(self, outcomes: list[Outcome], chosen: Outcome | None) -> None:
+        # Losing values are freed; so is the winner's when the race itself was cancelled
+        # (``chosen`` is then None: nobody will read it).
         if self.discard is None:
             return
-        for outcome in losers:
-            if outcome is not chosen and outcome[0] is None:
-                await self.discard(outcome[1])
+        for outcome in outcomes:
+            if outcome is not chosen and outcome.error is None:
+                await self.discard(outcome.value)
 
-    async def _race_asyncio(self, loop: asyncio.AbstractEventLoop,
-                            attempt: Callable[..., Any], args: Any, kwargs: Any,
-                            count: list[int], room: int) -> Outcome:
+    async def _race_asyncio(self, loop: asyncio.AbstractEventLoop, call: Call,
+                            attempt: Attempt, args: Any, kwargs: Any,
+                            room: int) -> Outcome:
         started = clock()
-        pending: set[asyncio.Future[Any]] = {loop.create_task(attempt(*args, **kwargs))}
+        pending: set[asyncio.Future[Outcome]] = {
+            loop.create_task(attempt(call, args, kwargs))}
         outcomes: list[Outcome] = []
         chosen: Outcome | None = None
         hedged = 0
@@ -119,8 +104,8 @@ class Hedger:
                 done, pending = await asyncio.wait(pending, timeout=timeout,
                                                    return_when=asyncio.FIRST_COMPLETED)
                 if not done:  # no answer in time: one more copy, if allowed
-                    if self._may_hedge(count, started):
-                        pending.add(loop.create_task(attempt(*args, **kwargs)))
+                    if self._may_hedge(call, started):
+                        pending.add(loop.create_task(attempt(call, args, kwargs)))
                         hedged += 1
                         room -= 1
                     else:
@@ -129,7 +114,7 @@ class Hedger:
                 finished = [_outcome(task) for task in done]
                 outcomes.extend(finished)  # all of them: the losers' values are freed below
                 for outcome in finished:
-                    if self._final(outcome):
+                    if outcome.kind not in _UNSETTLED:
                         chosen = outcome
                         return outcome
             chosen = self._pick(outcomes)
@@ -138,29 +123,24 @@ class Hedger:
             for task in pending:
                 task.cancel()
             if pending:
-                # Gates and limits see each cancellation before the call goes on.
-                await asyncio.wait(pending)
+                # Gates and limits see each cancellation before the call goes on; shielded
+                # from a cancellation of the race itself, which waits for them first.
+                await _settle(pending)
                 outcomes.extend(_outcome(task) for task in pending if not task.cancelled())
             await self._free(outcomes, chosen)
 
-    async def _race_anyio(self, attempt: Callable[..., Any], args: Any,
-                          kwargs: Any, count: list[int], room: int) -> Outcome:
+    async def _race_anyio(self, call: Call, attempt: Attempt, args: Any, kwargs: Any,
+                          room: int) -> Outcome:
         import anyio
 
-        cancelled = anyio.get_cancelled_exc_class()
         # Unsubscripted: anyio 3 (which httpx allows) has a function here, not a class.
         streams: tuple[Any, Any] = anyio.create_memory_object_stream(math.inf)
         send, receive = streams
 
         async def copy() -> None:
-            try:
-                value = await attempt(*args, **kwargs)
-            except cancelled:
-                raise
-            except BaseException as exc:
-                send.send_nowait((exc, None))
-            else:
-                send.send_nowait((None, value))
+            # A copy's cancellation propagates (the attempt re-raises it); only answers
+            # are sent.
+            send.send_nowait(await attempt(call, args, kwargs))
 
         started = clock()
         outcomes: list[Outcome] = []
@@ -177,12 +157,12 @@ class Hedger:
                             outcome = await receive.receive()
                             outcomes.append(outcome)
                             running -= 1
-                            if self._final(outcome):
+                            if outcome.kind not in _UNSETTLED:
                                 chosen = outcome
                                 group.cancel_scope.cancel()
                                 break
                             continue
-                        if self._may_hedge(count, started):  # no answer in time
+                        if self._may_hedge(call, started):  # no answer in time
                             group.start_soon(copy)
                             running += 1
                             hedged += 1
@@ -198,37 +178,31 @@ class Hedger:
                         outcomes.append(receive.receive_nowait())
                     except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
                         break
-                await self._free(outcomes, chosen)
+                with anyio.CancelScope(shield=True):
+                    await self._free(outcomes, chosen)
 
 
-def _outcome(task: asyncio.Future[Any]) -> Outcome:
-    if task.cancelled():
-        return asyncio.CancelledError(), None
-    exc = task.exception()
-    return (exc, None) if exc is not None else (None, task.result())
+async def _settle(pending: set[asyncio.Future[Outcome]]) -> None:
+    """Wait for cancelled copies to finish, even when the race itself is being cancelled.
 
-
-def catch_up(state: Any, stats: dict[str, Any], count: list[int]) -> None:
-    """Number the retry loop's attempts after the copies its hedged attempts started."""
-    extra = count[0] - state.attempt_number
-    if extra > 0:
-        state.attempt_number += extra
-        stats["attempt_number"] += extra
-
-
-def counted(core: Callable[..., Awaitable[Any]], stats: dict[str, Any],
-            active: Any) -> Callable[..., Awaitable[Any]]:
-    """``core`` with a count of the attempts each call makes, hedges included."""
-    async def call(*args: Any, **kwargs: Any) -> Any:
-        if not active.active:  # brace.set_active(False): one plain attempt, no hedges
-            return await core(*args, **kwargs)
-        count = [0]
-        token = launched.set(count)
+    A second cancellation of the waiting task is re-delivered once the copies are done, so
+    the caller's cancel is never swallowed.
+    """
+    waiting = asyncio.ensure_future(asyncio.wait(pending))
+    cancelled = False
+    while not waiting.done():
         try:
-            return await core(*args, **kwargs)
-        finally:
-            launched.reset(token)
-            if count[0]:
-                stats["attempt_number"] = count[0]
+            await asyncio.shield(waiting)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
 
-    return call
+
+def _outcome(task: asyncio.Future[Outcome]) -> Outcome:
+    if task.cancelled():
+        return Outcome(Kind.CANCELLED, asyncio.CancelledError(), None)
+    exc = task.exception()
+    if exc is not None:  # an interrupt or exit inside a copy
+        return Outcome(Kind.CANCELLED, exc, None)
+    return task.result()

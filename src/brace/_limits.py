@@ -1,7 +1,7 @@
 """Bulkheads and rate limits: they refuse, they do not queue forever.
 
 A bulkhead caps how many attempts run at once against one dependency; a full one waits at
-most ``max_wait_s`` (never past the call's deadline), then raises ``BulkheadFullError``. A
+most ``queue_timeout`` (never past the call's deadline), then raises ``BulkheadFullError``. A
 rate limit is a token bucket (GCRA) per dependency; an attempt waits for its token only
 while the deadline allows, else ``RateLimitedError``. Neither is retried by the policy that
 raised it, and a breaker counts neither as a success nor as a failure.
@@ -16,28 +16,29 @@ import functools
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from brace import _events, _validate, waits
-from brace._deadline import left
-
-if TYPE_CHECKING:
-    from brace._policy import Policy
+from brace import _events, _validate
+from brace._outcome import BraceError
 
 __all__ = ["BulkheadFullError", "RateLimitedError", "Refused", "bulkhead", "find_bulkhead",
-           "find_rate_limit", "limited", "rate_limit", "reset"]
+           "find_rate_limit", "rate_limit", "reset"]
 
 
-class Refused(Exception):
-    """A gate refused the attempt without running it (the dependency gave no verdict)."""
+# A gate refused the attempt without running it (the dependency gave no verdict).
+Refused = BraceError
 
 
-class BulkheadFullError(Refused):
+class BulkheadFullError(BraceError):
     """A bulkhead was full and stayed full for as long as the call could wait."""
 
+    __module__ = "brace"
 
-class RateLimitedError(Refused):
+
+class RateLimitedError(BraceError):
     """A rate limit had no token for this attempt within the call's deadline."""
+
+    __module__ = "brace"
 
 
 class _Waiter:
@@ -58,10 +59,12 @@ class Bulkhead:
     by its own primitive (an Event, an asyncio future, a trio event).
     """
 
-    def __init__(self, name: str, max_concurrent: int, max_wait_s: float) -> None:
+    __module__ = "brace"
+
+    def __init__(self, name: str, max_concurrent: int, queue_timeout: float) -> None:
         self.name = name
         self.max_concurrent = max_concurrent
-        self.max_wait_s = max_wait_s
+        self.queue_timeout = queue_timeout  # seconds
         self._in_use = 0
         self._queue: collections.deque[_Waiter] = collections.deque()
         self._lock = threading.Lock()
@@ -108,10 +111,10 @@ class Bulkhead:
             self.release()
 
     def acquire(self, name: str, budget_s: float) -> None:
-        """Take a slot (threads), waiting at most ``min(max_wait_s, budget_s)``."""
+        """Take a slot (threads), waiting at most ``min(queue_timeout, budget_s)``."""
         if self._take():  # the common case: a free slot
             return
-        started, limit = time.monotonic(), min(self.max_wait_s, max(0.0, budget_s))
+        started, limit = time.monotonic(), min(self.queue_timeout, max(0.0, budget_s))
         if limit > 0:
             ready = threading.Event()
             waiter = self._enter(ready.set)
@@ -127,10 +130,10 @@ class Bulkhead:
         self._refuse(name, time.monotonic() - started)
 
     async def aacquire(self, name: str, budget_s: float) -> None:
-        """Take a slot (any async library), waiting at most ``min(max_wait_s, budget_s)``."""
+        """Take a slot (any async library), waiting at most ``min(queue_timeout, budget_s)``."""
         if self._take():
             return
-        started, limit = time.monotonic(), min(self.max_wait_s, max(0.0, budget_s))
+        started, limit = time.monotonic(), min(self.queue_timeout, max(0.0, budget_s))
         if limit > 0:
             try:
                 loop = asyncio.get_running_loop()
@@ -215,6 +218,8 @@ def _wake_trio(token: Any, ready: Any) -> None:
 class RateLimit:
     """A token bucket (GCRA): ``per_s`` tokens a second, ``burst`` at once."""
 
+    __module__ = "brace"
+
     def __init__(self, name: str, per_s: float, burst: int, shared: Any = None,
                  processes: int = 1) -> None:
         self.name = name
@@ -225,6 +230,7 @@ class RateLimit:
         # Locally (no Redis, or Redis unreachable): this process's share of the rate.
         self._interval = processes / per_s
         self._tat = 0.0  # theoretical arrival time of the next token (monotonic)
+        self._from_local = True  # whether the latest token came from the local bucket
         self._lock = threading.Lock()
 
     def reserve(self, name: str, budget_s: float) -> float:
@@ -234,6 +240,7 @@ class RateLimit:
             granted, wait = verdict
             if not granted:
                 self._refuse(name, wait)
+            self._from_local = False
             return wait  # type: ignore[no-any-return]
         with self._lock:
             now = time.monotonic()
@@ -242,7 +249,19 @@ class RateLimit:
             if wait >= budget_s:
                 self._refuse(name, wait)
             self._tat = tat + self._interval
+            self._from_local = True
             return wait
+
+    def give_back(self) -> None:
+        """Return the token of an attempt that was cancelled while it waited for it.
+
+        Locally the bucket's next token comes one interval sooner; a token taken from the
+        fleet's bucket in Redis is left spent (one token, at most, per cancelled waiter).
+        """
+        if not self._from_local:
+            return
+        with self._lock:
+            self._tat = max(time.monotonic(), self._tat - self._interval)
 
     def _refuse(self, name: str, wait: float) -> None:
         _events.rate_limit_rejected(self.name, name, wait)
@@ -256,22 +275,25 @@ _lock = threading.Lock()
 
 
 def _existing(found: Any, name: str, kind: str, given: dict[str, Any]) -> Any:
-    conflicts = sorted(k for k, v in given.items() if getattr(found, k) != v)
+    conflicts = sorted(k for k, v in given.items() if getattr(found, k) != _validate.plain(v))
     if conflicts:
         shown = ", ".join(f"{k}={getattr(found, k)!r}" for k in conflicts)
         raise ValueError(f"{kind} {name!r} already exists with {shown}")
     return found
 
 
-def bulkhead(name: str, max_concurrent: int | None = None,
-             max_wait_s: float | None = None) -> Bulkhead:
+def bulkhead(name: str, *, max_concurrent: int | None = None,
+             queue_timeout: _validate.Duration | None = None) -> Bulkhead:
     """Return the bulkhead called ``name``, creating it with these settings once.
+
+    Settings are keyword-only.
 
     Args:
         name: The bulkhead's name; policies use it with ``bulkhead=NAME``.
         max_concurrent: Attempts that may run at once (int >= 1, default 10).
-        max_wait_s: Seconds a full bulkhead makes an attempt wait for a slot (default 0:
-            refuse at once); never past the call's deadline.
+        queue_timeout: How long a full bulkhead makes an attempt wait for a slot: seconds
+            or a ``datetime.timedelta`` (default 0: refuse at once); never past the
+            call's deadline.
 
     Returns:
         The ``Bulkhead``: ``in_use`` and ``waiting`` say how many attempts hold a slot and
@@ -283,20 +305,22 @@ def bulkhead(name: str, max_concurrent: int | None = None,
     if not isinstance(name, str) or not name:
         raise TypeError(f"bulkhead name must be a non-empty str, got {name!r}")
     given = {k: v for k, v in (("max_concurrent", max_concurrent),
-                               ("max_wait_s", max_wait_s)) if v is not None}
+                               ("queue_timeout", queue_timeout)) if v is not None}
     with _lock:
         if name in _bulkheads:
             return _existing(_bulkheads[name], name, "bulkhead", given)  # type: ignore[no-any-return]
         created = _bulkheads[name] = Bulkhead(
             name, _validate.attempts(given.get("max_concurrent", 10), "max_concurrent"),
-            _validate.seconds(given.get("max_wait_s", 0.0), "max_wait_s"))
+            _validate.seconds(given.get("queue_timeout", 0.0), "queue_timeout"))
         return created
 
 
-def rate_limit(name: str, per_s: float | None = None, burst: int | None = None, *,
+def rate_limit(name: str, *, per_s: float | None = None, burst: int | None = None,
                redis: Any = None, redis_url: str | None = None,
                processes: int | None = None) -> RateLimit:
     """Return the rate limit called ``name``, creating it with these settings once.
+
+    Settings are keyword-only.
 
     Args:
         name: The rate limit's name; policies use it with ``rate_limit=NAME``.
@@ -359,47 +383,3 @@ def reset() -> None:
     with _lock:
         _bulkheads.clear()
         _rate_limits.clear()
-
-
-def limited(policy: Policy, fn: Callable[..., Any], name: str,
-            asynchronous: bool) -> Callable[..., Any]:
-    """``fn`` behind the policy's rate limit, then its bulkhead.
-
-    The call path puts this inside the breaker's gate, so an open breaker spends no token
-    and takes no slot. Waits never exceed the deadline.
-    """
-    rate, bulk, deadline = policy.rate_limit, policy.bulkhead, policy.deadline
-    if rate is None and bulk is None:
-        return fn
-    if asynchronous:
-        async def aattempt(*args: Any, **kwargs: Any) -> Any:
-            if rate is not None:
-                wait = find_rate_limit(rate).reserve(name, left(deadline))
-                if wait:
-                    await waits.async_sleep(wait)
-            if bulk is None:
-                return await fn(*args, **kwargs)
-            slots = find_bulkhead(bulk)
-            await slots.aacquire(name, left(deadline))
-            try:
-                return await fn(*args, **kwargs)
-            finally:
-                slots.release()
-
-        return aattempt
-
-    def attempt(*args: Any, **kwargs: Any) -> Any:
-        if rate is not None:
-            wait = find_rate_limit(rate).reserve(name, left(deadline))
-            if wait:
-                waits.sleep(wait)
-        if bulk is None:
-            return fn(*args, **kwargs)
-        slots = find_bulkhead(bulk)
-        slots.acquire(name, left(deadline))
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            slots.release()
-
-    return attempt

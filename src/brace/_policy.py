@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import weakref
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, cast, overload
 
 import pybreaker
 import tenacity
 
 from brace import _budget, _call, _config, _events, _explain, _validate, predicates, stops, waits
-from brace._limits import Refused
+from brace._breakers import gate_for
+from brace._deadline import past
+from brace._outcome import Kind, Outcome, classify, mark_exhausted
 
 if TYPE_CHECKING:
     import httpx
@@ -28,38 +31,68 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+# What binding leaves of a signature (Retried.__get__): the parameters after the first,
+# and the type of the first (the instance or class it binds to).
+_Rest = ParamSpec("_Rest")
+_First = TypeVar("_First")
 
 __all__ = ["OnSpec", "Policy", "Retried"]
 
 # Outcomes that end a call at once whatever a predicate says: exits, and a gate's refusal.
-_NEVER_RETRY = (*predicates.NEVER_RETRY, pybreaker.CircuitBreakerError, Refused)
-
-
 #: What ``on=`` accepts: exception types, a tenacity retry object (sees results too), or a
 #: plain callable that receives the exception and returns True to retry it.
 OnSpec = type[BaseException] | tenacity.retry_base | Callable[[BaseException], bool]
 
 
-class Retried(Protocol[P, R]):
-    """A function decorated by a policy: same call signature, plus tenacity's statistics."""
+class Retried(Generic[P, R]):
+    """A function decorated by a policy: same call signature, plus tenacity's statistics.
+
+    Only a type: a decorated function is a plain function at run time (it binds, and keeps
+    its name, signature and docstring), and type checkers see this class in its place.
+    """
 
     #: tenacity's statistics of the latest call (attempt_number, idle_for, ...).
     statistics: dict[str, Any]
+    #: The function that was decorated.
     __wrapped__: Callable[P, R]
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the function under the policy."""
-        ...
+        raise NotImplementedError  # never instantiated: a type for checkers only
 
-    # Without __get__ a type checker treats a decorated method as a plain attribute and keeps
-    # demanding `self` (the same fix as tenacity issue 532).
+    # Binding, spelled out for type checkers (tenacity issue 532): without __get__ a checker
+    # treats a decorated method as a plain attribute and keeps demanding `self`. mypy and
+    # pyright also run the wrapped object's own __get__ under @staticmethod/@classmethod, so
+    # the overloads drop the first parameter only when the instance (or, for a classmethod,
+    # the class) is what it accepts; a staticmethod whose first parameter accepts its own
+    # class or instance is mistaken for a method. `self` is typed `Callable` so that mypy
+    # solves the first parameter's type (it does not through a generic class's arguments),
+    # and Retried is a plain Generic class, not a Protocol, because pyright ignores
+    # overloads whose `self` is a `Callable` inside a Protocol.
     @overload
-    def __get__(self, instance: None, owner: type | None = None) -> Retried[P, R]: ...
+    def __get__(  # a classmethod, through the class
+        self: Callable[Concatenate[_First, _Rest], R], instance: None, owner: _First, /
+    ) -> Retried[_Rest, R]: ...
     @overload
-    def __get__(self, instance: object, owner: type | None = None) -> Retried[..., R]: ...
-    def __get__(self, instance: object, owner: type | None = None) -> Any:
-        """Bind like a function."""
-        ...
+    def __get__(  # a method or staticmethod, through the class: unbound
+        self, instance: None, owner: type | None = None, /
+    ) -> Retried[P, R]: ...
+    @overload
+    def __get__(  # a method, through an instance
+        self: Callable[Concatenate[_First, _Rest], R], instance: _First,
+        owner: type | None = None, /,
+    ) -> Retried[_Rest, R]: ...
+    @overload
+    def __get__(  # a classmethod, through an instance
+        self: Callable[Concatenate[_First, _Rest], R], instance: object, owner: _First, /
+    ) -> Retried[_Rest, R]: ...
+    @overload
+    def __get__(  # a staticmethod, through an instance
+        self, instance: object, owner: type | None = None, /
+    ) -> Retried[P, R]: ...
+    def __get__(self, instance: object, owner: object = None, /) -> Any:
+        """Bind like a function: through an instance, drop the first parameter."""
+        raise NotImplementedError  # never instantiated: a type for checkers only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,10 +200,10 @@ class Policy:
         object.__setattr__(self, "deadline", deadline)
         object.__setattr__(self, "on", _validate.on_spec(self.on))
 
-    # -- the retry decision ----------------------------------------------------------------
+    # -- the retry decision (private: the call path and tenacity read these) -----------------
 
     @functools.cached_property
-    def failure(self) -> tenacity.retry_base:
+    def _failure(self) -> tenacity.retry_base:
         """A transient failure of the dependency: what breakers count and fallbacks cover.
 
         The preset's ``retry``, the ``statuses`` and ``on=``, OR-ed; idempotency aside.
@@ -190,20 +223,12 @@ class Policy:
         return combined
 
     @functools.cached_property
-    def decision(self) -> tenacity.retry_base:
-        """The pure retry decision: a failure, safe to resend, never an exit or a rejection.
-
-        No side effects: it counts nothing and emits nothing.
-        """
-        return _Decision(self.failure, self.idempotent_only)
-
-    @functools.cached_property
-    def predicate(self) -> tenacity.retry_base:
-        """What tenacity consults after each attempt: ``decision``, reporting the end.
+    def _predicate(self) -> tenacity.retry_base:
+        """What tenacity consults after each attempt: the outcome's verdict, reporting the end.
 
         tenacity has no hook for a call that ends without its stop firing (a success after
         retries, an error that is not retried), but consults the retry predicate on every
-        outcome; so this wrapper reports those ends, and only those.
+        outcome; so this predicate reports those ends, and only those.
         """
         return _Reported(self)
 
@@ -211,23 +236,19 @@ class Policy:
         """Return whether an outcome is a failure of the dependency (breakers count it).
 
         Unlike the retry decision this ignores idempotency: a 503 to a POST is a failure of
-        the dependency even though the POST is not resent.
+        the dependency even though the POST is not resent. Cancellations, interrupts and
+        refusals are never failures.
         """
-        if isinstance(exc, _NEVER_RETRY):
-            return False
-        state = tenacity.RetryCallState(self.retryer, None, (), {})
-        state.outcome = tenacity.Future.construct(1, result if exc is None else exc,
-                                                  exc is not None)
-        return bool(self.failure(state))
+        return classify(self, exc, result).failure
 
     @functools.cached_property
-    def result_check(self) -> Callable[[Any], bool] | None:
+    def _result_check(self) -> Callable[[Any], bool] | None:
         """A cheap test for a returned value the policy may retry (None: values never are)."""
         exception_only = (tenacity.retry_if_exception,)
         if not isinstance(self.retry, exception_only) or any(
                 isinstance(item, tenacity.retry_base) and not isinstance(item, exception_only)
                 for item in self.on):  # type: ignore[union-attr]
-            return lambda result: self.counts(None, result)  # a predicate may read results
+            return lambda result: True  # a predicate may read results: judge every one
         if self.statuses:
             codes = frozenset(self.statuses)
             plain = _PLAIN_RESULTS
@@ -252,44 +273,43 @@ class Policy:
         return stops.limits(attempts=self.attempts, deadline=self.deadline)
 
     @functools.cached_property
-    def stop_object(self) -> tenacity.stop.stop_base:
+    def _stop(self) -> _Stop:
         """The stop tenacity runs: ``stop``, then an open breaker, then an empty budget.
 
         The budget comes last and spends a retry only when nothing else stops the call.
         """
-        return stops.PolicyStop(self.attempts, self.deadline, self.breaker, self.budget)
+        return _Stop(self.attempts, self.deadline, self.breaker, self.budget)
 
     def _before(self, retry_state: RetryCallState) -> None:
         # Counts the call for the budget where no call path did (retrying(), tenacity code).
         if retry_state.attempt_number == 1:
             _budget.lookup(self.budget).record_call()  # type: ignore[arg-type]
 
-    def before_sleep(self, retry_state: RetryCallState) -> None:
-        """Tenacity's ``before_sleep`` hook: the one emitter of ``retry.scheduled``."""
+    def _before_sleep(self, retry_state: RetryCallState) -> None:
+        # tenacity's before_sleep hook: the one emitter of retry.scheduled.
         _events.retry_scheduled(
             retry_state.get_fn_name, self.preset, retry_state.attempt_number,
             retry_state.upcoming_sleep, retry_state.outcome,
             lambda: ("retry_after" if waits.server_delay(predicates.outcome_value(retry_state))
                      is not None else "backoff"))
 
-    def give_up(self, retry_state: RetryCallState) -> Any:
-        """Tenacity's ``retry_error_callback``: report, then the real error or last result.
-
-        Called when the stop fires; the caller sees the last error (or the last retried
-        result, such as a 503 response), never a ``tenacity.RetryError``.
-        """
-        stop = self.stop_object
-        reason = (stop.reasons.pop(retry_state, "stop") if isinstance(stop, stops.PolicyStop)
-                  else "stop")
+    def _give_up(self, retry_state: RetryCallState) -> Any:
+        # tenacity's retry_error_callback, called when the stop fires: report, then the real
+        # error or last result (such as a 503 response), never a tenacity.RetryError.
+        self._give_up_report(retry_state)
         assert retry_state.outcome is not None
+        return retry_state.outcome.result()
+
+    def _give_up_report(self, retry_state: RetryCallState) -> None:
+        # The stop fired: mark what the call gives up on, and say why.
+        reason = self._stop.reasons.pop(retry_state, "stop")
         # Retries ran out: an enclosing policy must not retry this again (retry at one layer).
-        predicates.mark_exhausted(predicates.outcome_value(retry_state))
+        mark_exhausted(predicates.outcome_value(retry_state))
         if reason == "budget_exhausted":
             _events.retry_budget_exhausted(retry_state.get_fn_name(), self.preset,
                                            _budget.lookup(self.budget).name,  # type: ignore[arg-type]
                                            retry_state.attempt_number)
         self._ended(retry_state, reason)
-        return retry_state.outcome.result()
 
     def _ended(self, retry_state: RetryCallState, reason: str) -> None:
         # The one emitter of retry.succeeded and retry.gave_up.
@@ -333,21 +353,21 @@ class Policy:
                             f"with policy.replace({', '.join(f'{n}=...' for n in unapplied)})")
 
     def _tenacity_kwargs(self) -> dict[str, Any]:
-        kwargs = {"retry": self.predicate, "wait": self.wait, "stop": self.stop_object,
-                  "before_sleep": self.before_sleep, "retry_error_callback": self.give_up,
+        kwargs = {"retry": self._predicate, "wait": self.wait, "stop": self._stop,
+                  "before_sleep": self._before_sleep, "retry_error_callback": self._give_up,
                   "reraise": True}
         if self.budget is not None:
             kwargs["before"] = self._before
         return kwargs
 
     @functools.cached_property
-    def retryer(self) -> tenacity.Retrying:
-        """The policy's own ``tenacity.Retrying``, built once (``retrying()`` copies it)."""
+    def _retryer(self) -> tenacity.Retrying:
+        # The policy's own tenacity.Retrying, built once (retrying() copies it).
         return tenacity.Retrying(sleep=waits.sleep, **self._tenacity_kwargs())
 
     @functools.cached_property
-    def async_retryer(self) -> tenacity.AsyncRetrying:
-        """The policy's own ``tenacity.AsyncRetrying``, built once."""
+    def _async_retryer(self) -> tenacity.AsyncRetrying:
+        # The policy's own tenacity.AsyncRetrying, built once.
         return tenacity.AsyncRetrying(sleep=waits.async_sleep, **self._tenacity_kwargs())
 
     def retrying(self, **overrides: Any) -> tenacity.Retrying:
@@ -358,13 +378,13 @@ class Policy:
         """
         self._refuse_outside_the_call_path("retrying()")
         overrides.setdefault("enabled", _config.state.active)
-        return self.retryer.copy(**overrides)
+        return self._retryer.copy(**overrides)
 
     def async_retrying(self, **overrides: Any) -> tenacity.AsyncRetrying:
         """A fresh ``tenacity.AsyncRetrying`` for ``async for attempt in ...`` blocks."""
         self._refuse_outside_the_call_path("async_retrying()")
         overrides.setdefault("enabled", _config.state.active)
-        return self.async_retryer.copy(**overrides)
+        return self._async_retryer.copy(**overrides)
 
     # -- httpx clients, explain, derive, decorate -------------------------------------------------
 
@@ -416,84 +436,103 @@ class Policy:
         return cast("Retried[P, R]", _call.decorate(self, fn))
 
 
-def _inner_exhausted(retry_state: RetryCallState) -> bool:
-    # Given up on by an inner policy during this call: brace's call path knows the mark
-    # number its call began at; tenacity's own loops (retrying(), tenacity_kwargs()) have
-    # the start time.
-    assert retry_state.outcome is not None
-    after_mark = getattr(retry_state, "after_mark", None)
-    if after_mark is not None and predicates.LAST_MARK[0] <= after_mark:
-        return False  # nothing was given up on anywhere since this call began
-    return predicates.is_exhausted(predicates.outcome_value(retry_state), retry_state.start_time,
-                                   after_mark=after_mark)
-
-
 # Results that never carry an HTTP status: the fast path skips looking for one.
 _PLAIN_RESULTS = frozenset({type(None), bool, int, float, str, bytes, list, tuple, dict, set})
 
 
-class _Decision(tenacity.retry_base):
-    """A failure, safe to resend (when idempotent_only); never an exit or a rejection.
-
-    ``failure & brace.predicates.idempotent``, evaluated without tenacity's ``retry_all``.
-    """
-
-    def __init__(self, failure: tenacity.retry_base, idempotent_only: bool) -> None:
-        self.failure = failure
-        self.idempotent = predicates.idempotent if idempotent_only else None
-
-    def __call__(self, retry_state: RetryCallState) -> bool:
-        """Return whether to retry the attempt's outcome."""
-        outcome = retry_state.outcome
-        assert outcome is not None
-        exc = outcome.exception()
-        # Cancellation (of any async library), interrupts and exits are not Exceptions.
-        if exc is not None and (not isinstance(exc, Exception) or isinstance(exc, _NEVER_RETRY)):
-            return False
-        if _inner_exhausted(retry_state) or not self.failure(retry_state):
-            return False
-        return self.idempotent is None or bool(self.idempotent(retry_state))
-
-    def __repr__(self) -> str:
-        if self.idempotent is None:
-            return repr(self.failure)
-        return f"{self.failure!r} & {self.idempotent!r}"
+def _verdict(policy: Policy, retry_state: RetryCallState) -> Outcome:
+    # The verdict brace's call path reached on this attempt, else judged now (tenacity's own
+    # loops: retrying(), tenacity_kwargs()).
+    outcome = retry_state.outcome
+    assert outcome is not None
+    error = outcome.exception()
+    verdict: Outcome | None = getattr(retry_state, "verdict", None)
+    if verdict is not None and verdict.error is error and (
+            error is not None or verdict.value is outcome.result()):
+        return verdict
+    return classify(policy, error, None if error is not None else outcome.result(),
+                    getattr(retry_state, "after_mark", None), retry_state)
 
 
 class _Reported(tenacity.retry_base):
-    """The policy's decision; reports the call's end when the decision ends it."""
+    """The policy's retry decision; reports the call's end when the decision ends it."""
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
-        self.decision = policy.decision
 
     def __call__(self, retry_state: RetryCallState) -> bool:
-        """Return the decision; report a call that ends after a retry."""
-        if self.decision(retry_state):
+        """Return whether to retry; report a call that ends after a retry."""
+        verdict = _verdict(self.policy, retry_state)
+        kind = verdict.kind
+        if kind is Kind.RETRYABLE:
             return True
-        outcome = retry_state.outcome
-        assert outcome is not None
-        exc = outcome.exception()
-        if exc is not None and not isinstance(exc, Exception):
+        if kind is Kind.CANCELLED:
             return False  # cancellation, an interrupt or exit: no give-up, it just propagates
-        if _inner_exhausted(retry_state):
+        attempt = retry_state.attempt_number
+        if kind is Kind.EXHAUSTED:
             reason = "inner_exhausted"  # an inner policy gave up: never retried again here
-        elif isinstance(exc, pybreaker.CircuitBreakerError):
+        elif kind is Kind.REFUSED and isinstance(verdict.error, pybreaker.CircuitBreakerError):
+            if attempt == 1:
+                return False  # a rejection at attempt 1 is reported by breaker.rejected alone
             reason = "breaker_open"
-        elif self.policy.idempotent_only and self.policy.failure(retry_state):
+        elif verdict.why == "not_idempotent":
             # A failure that would be retried, but resending the request is not safe.
-            _events.retry_skipped(retry_state.get_fn_name, self.policy.preset,
-                                  retry_state.attempt_number, outcome, "not_idempotent")
+            _events.retry_skipped(retry_state.get_fn_name, self.policy.preset, attempt,
+                                  retry_state.outcome, "not_idempotent")
             return False
-        elif retry_state.attempt_number > 1:
+        elif attempt > 1:
             reason = "not_retryable"
         else:
-            # A first attempt that ends the call is no retry story (a rejection at attempt 1
-            # is reported by breaker.rejected alone).
-            return False
-        if reason != "breaker_open" or retry_state.attempt_number > 1:
-            self.policy._ended(retry_state, reason)
+            return False  # a first attempt that ends the call is no retry story
+        self.policy._ended(retry_state, reason)
         return False
 
     def __repr__(self) -> str:
-        return repr(self.decision)
+        policy = self.policy
+        shown = repr(policy._failure)
+        return f"{shown} & brace.predicates.idempotent" if policy.idempotent_only else shown
+
+
+class _Stop(tenacity.stop.stop_base):
+    """The stop brace's policies run: attempts, deadline, an open breaker, an empty budget.
+
+    In that order: the budget comes last and spends a retry only when nothing else stops
+    the call. Which one fired is kept (``reasons``) for the give-up event.
+    """
+
+    def __init__(self, attempts: int, deadline: float, breaker: Any, budget: Any) -> None:
+        self.attempts = attempts
+        self.deadline = stops.deadline(deadline)
+        self.breaker = breaker
+        self.budget = budget
+        self.reasons: weakref.WeakKeyDictionary[RetryCallState, str] = (
+            weakref.WeakKeyDictionary())
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        """Return True (and remember why) when the call must give up now."""
+        if retry_state.attempt_number >= self.attempts:
+            reason = "attempts"
+        elif self._past_deadline(retry_state):
+            reason = "deadline"
+        elif self.breaker is not None and gate_for(self.breaker).is_open():
+            # This attempt's failure tripped (or met) an open breaker: stop here with the
+            # real error instead of sleeping towards a certain rejection.
+            reason = "breaker_open"
+        elif self.budget is not None and not _budget.lookup(self.budget).try_spend():
+            reason = "budget_exhausted"  # retries are over their share: do not add load
+        else:
+            return False
+        self.reasons[retry_state] = reason
+        return True
+
+    def _past_deadline(self, retry_state: RetryCallState) -> bool:
+        # brace.stops.deadline's rule; the policy's wait already is a server's Retry-After
+        # in full, so there is no capped wait to compare the server's delay with again.
+        elapsed = retry_state.seconds_since_start or 0.0
+        if waits.waits_disabled():
+            elapsed += retry_state.idle_for
+        return past(elapsed, retry_state.upcoming_sleep, self.deadline.max_delay)
+
+    def __repr__(self) -> str:
+        return (f"brace.stops.limits(attempts={self.attempts}, "
+                f"deadline={self.deadline.max_delay!r})")

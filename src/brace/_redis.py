@@ -76,20 +76,21 @@ class Link:
 
 
 class RedisStorage(pybreaker.CircuitBreakerStorage):
-    """A pybreaker storage shared through Redis, read from a local copy at most ``sync_s`` old.
+    """A pybreaker storage shared through Redis, read from a local copy kept fresh.
 
-    A healthy call reads the local copy: no Redis round trip (one refresh per ``sync_s``
-    per process). Failures, transitions and opening times are written at once (one round
-    trip each; a transition atomically, in Lua). While Redis is unreachable the breaker
-    goes on as a local, in-process breaker (or, with ``fallback_state="open"``, fails
-    fast), paying at most one Redis timeout per ``sync_s``; it reports the loss once and the
-    return once, and shares again from the next refresh. A half-open breaker admits one
-    trial across the fleet through a lease (``acquire_trial``).
+    The local copy is at most ``sync_interval`` old. A healthy call reads it: no Redis round
+    trip (one refresh per ``sync_interval`` per process). Failures, transitions and opening
+    times are written at once (one round trip each; a transition atomically, in Lua). While
+    Redis is unreachable the breaker goes on as a local, in-process breaker (or, with
+    ``fallback_state="open"``, fails fast), paying at most one Redis timeout per
+    ``sync_interval``; it reports the loss once and the return once, and shares again from
+    the next refresh. A half-open breaker admits one trial across the fleet through a lease
+    (``acquire_trial``).
     """
 
     local_reads = True  # the gate may treat a quiet success as nothing to record
 
-    def __init__(self, name: str, client: Any, fallback_state: str, sync_s: float,
+    def __init__(self, name: str, client: Any, fallback_state: str, sync_interval: float,
                  settings: dict[str, Any]) -> None:
         super().__init__("redis")
         self.breaker = name
@@ -97,7 +98,7 @@ class RedisStorage(pybreaker.CircuitBreakerStorage):
         self._key = f"brace:breaker:{name}"
         self._trial_key = f"{self._key}:trial"
         self._fallback_state = fallback_state
-        self.sync_s = sync_s
+        self.sync_interval = sync_interval
         self._lock = threading.Lock()
         self._set_state = client.register_script(_SET_STATE)
         self._release = client.register_script(_RELEASE)
@@ -107,7 +108,7 @@ class RedisStorage(pybreaker.CircuitBreakerStorage):
         self._successes = 0
         self._opened_at: float | None = None
         self._fresh_until = 0.0  # monotonic time the copy must be refreshed after
-        self._link = Link(name, sync_s, "the breaker counts locally")
+        self._link = Link(name, sync_interval, "the breaker counts locally")
         self._token = f"{uuid.uuid4()}"
         #: Called after each refresh of the local copy (the gate re-checks its healthy path).
         self.on_refresh: Callable[[], None] | None = None
@@ -129,7 +130,7 @@ class RedisStorage(pybreaker.CircuitBreakerStorage):
         return self._link.run(operation)
 
     def _sync(self) -> None:
-        """Refresh the local copy when it is older than ``sync_s``."""
+        """Refresh the local copy when it is older than ``sync_interval``."""
         now = time.monotonic()
         if now < self._fresh_until:
             return
@@ -143,7 +144,7 @@ class RedisStorage(pybreaker.CircuitBreakerStorage):
                 return
             was_lost = self.lost
             shared = self._redis(lambda: self._client.hgetall(self._key))
-            self._fresh_until = time.monotonic() + self.sync_s
+            self._fresh_until = time.monotonic() + self.sync_interval
             if shared is None:
                 return
             if was_lost and self._local_state == pybreaker.STATE_OPEN and not shared:
@@ -165,7 +166,7 @@ class RedisStorage(pybreaker.CircuitBreakerStorage):
 
     @property
     def state(self) -> str:
-        """The breaker's state, from the local copy (refreshed every ``sync_s``)."""
+        """The breaker's state, from the local copy (refreshed every ``sync_interval``)."""
         self._sync()
         if self.lost and self._fallback_state == pybreaker.STATE_OPEN:
             return pybreaker.STATE_OPEN
@@ -280,17 +281,17 @@ def shared_breakers(client: Any) -> list[dict[str, Any]]:
             next_trial = round(max(0.0, opened + reset - time.time()), 3)
         rows.append({"name": name, "state": state, "failures": int(fields.get("failures") or 0),
                      "fail_max": int(fields["fail_max"]) if "fail_max" in fields else None,
-                     "ratio": _window_ratio(client, name, fields.get("window_s")),
+                     "ratio": _window_ratio(client, name, fields.get("window")),
                      "reset_timeout": reset, "next_trial_s": next_trial})
     return rows
 
 
-def _window_ratio(client: Any, name: str, window_s: str | None) -> float | None:
+def _window_ratio(client: Any, name: str, window: str | None) -> float | None:
     # The failures' share of the calls in a failure-ratio breaker's current window.
-    if window_s is None:
+    if window is None:
         return None
     fields = {_text(k): int(v) for k, v in client.hgetall(f"brace:window:{name}").items()}
-    now = int(time.time() / (float(window_s) / 10))
+    now = int(time.time() / (float(window) / 10))
     live = [slot for slot in range(10) if fields.get(f"b:{slot}", -1) > now - 10]
     calls = sum(fields.get(f"c:{slot}", 0) for slot in live)
     failures = sum(fields.get(f"f:{slot}", 0) for slot in live)
@@ -300,7 +301,8 @@ def _window_ratio(client: Any, name: str, window_s: str | None) -> float | None:
 def force(client: Any, name: str, state: str) -> None:
     """Force the shared breaker ``name`` open (isolate a dependency) or closed (restore it).
 
-    Every process sharing it obeys when its local copy refreshes (within its ``sync_s``).
+    Every process sharing it obeys when its local copy refreshes (within its
+    ``sync_interval``).
     """
     if state not in (pybreaker.STATE_OPEN, pybreaker.STATE_CLOSED):
         raise ValueError(f"state must be 'open' or 'closed', got {state!r}")
@@ -343,9 +345,9 @@ class SharedBudget:
     ``cooldown_s``.
     """
 
-    def __init__(self, name: str, client: Any, window_s: float) -> None:
+    def __init__(self, name: str, client: Any, window: float) -> None:
         self._key = f"brace:budget:{name}"
-        self._width = window_s / 10
+        self._width = window / 10
         self._script = client.register_script(_BUDGET)
         self._link = Link(f"budget:{name}", 1.0, "the budget counts locally")
 
@@ -393,9 +395,9 @@ class SharedWindow:
     round trip. None while Redis is unreachable (the window then counts locally).
     """
 
-    def __init__(self, name: str, client: Any, window_s: float) -> None:
+    def __init__(self, name: str, client: Any, window: float) -> None:
         self._key = f"brace:window:{name}"
-        self._width = window_s / 10
+        self._width = window / 10
         self._client = client
         self._script = client.register_script(_WINDOW)
         self._link = Link(None, 1.0, "")  # the breaker's storage reports this Redis
@@ -466,10 +468,10 @@ def shared_storage(name: str, given: dict[str, Any],
         raise TypeError("redis= must be a redis.Redis client, got None")
     described = {"fail_max": settings["fail_max"], "reset_timeout": settings["reset_timeout"]}
     if settings["failure_ratio"] is not None:
-        described.update(failure_ratio=settings["failure_ratio"], window_s=settings["window_s"])
-    storage = RedisStorage(name, client, settings["fallback_state"], settings["sync_s"],
-                           described)
-    return storage, SharedWindow(name, client, settings["window_s"])
+        described.update(failure_ratio=settings["failure_ratio"], window=settings["window"])
+    storage = RedisStorage(name, client, settings["fallback_state"],
+                           settings["sync_interval"], described)
+    return storage, SharedWindow(name, client, settings["window"])
 
 
 def _text(value: bytes | str) -> str:

@@ -17,6 +17,7 @@ import tenacity
 
 from brace import _call, _config, _events, predicates
 from brace._deadline import Deadline
+from brace._outcome import BraceError
 
 if TYPE_CHECKING:
     from brace._policy import Policy
@@ -43,10 +44,10 @@ def _check_policy(policy: object, name: str = "policy=", asynchronous: bool = Tr
     return policy  # type: ignore[return-value]
 
 
-def _report(response: httpx.Response, statistics: dict[str, Any], deadline: Deadline) -> None:
+def _report(response: httpx.Response, attempts: int, deadline: Deadline) -> None:
     # What every response of a brace transport says about how it was obtained.
     response.extensions["brace"] = {
-        "attempts": statistics.get("attempt_number", 1),
+        "attempts": max(1, attempts),
         "elapsed_s": round(deadline.elapsed(), 6),
         "exhausted": predicates.is_exhausted(response),
     }
@@ -163,6 +164,34 @@ async def _abuffer(response: httpx.Response) -> httpx.Response:
     return _rebuilt(response, raw)
 
 
+# Per brace refusal class, its twin that is also an httpx.TransportError (built once).
+_AS_HTTPX: dict[type[BraceError], type[Any]] = {}
+
+
+def _as_httpx_error(refusal: BraceError, request: httpx.Request) -> Exception:
+    """``refusal`` as an instance of its class that is also an ``httpx.TransportError``.
+
+    Out of brace's transports a refusal (open breaker, full bulkhead, rate limit) must be
+    caught by ``except httpx.HTTPError`` like any failure to get a response, and stay the
+    brace exception (``except brace.CircuitOpenError``). The copy keeps the message, the
+    attributes (``breaker``, ``remaining_s``, the exhaustion mark) and the traceback; its
+    ``request`` is ``request``. ``__init__`` is not run again: the refusal's own arguments
+    are not its ``args``.
+    """
+    if isinstance(refusal, httpx.TransportError):
+        return refusal  # a brace transport inside another one converted it already
+    cls = type(refusal)
+    twin = _AS_HTTPX.get(cls)
+    if twin is None:
+        twin = _AS_HTTPX.setdefault(cls, type(cls.__name__, (cls, httpx.TransportError), {
+            "__module__": "brace", "__qualname__": cls.__qualname__, "__doc__": cls.__doc__}))
+    error = BaseException.__new__(twin)
+    error.args = refusal.args
+    error.__dict__.update(refusal.__dict__)
+    error.request = request
+    return error.with_traceback(refusal.__traceback__)  # type: ignore[no-any-return]
+
+
 def _attach(request: httpx.Request, outcome: httpx.Response | BaseException) -> None:
     # httpx's Client attaches the request to responses and errors above the transport; the
     # idempotency rule needs it here already, to know the method.
@@ -173,8 +202,13 @@ def _attach(request: httpx.Request, outcome: httpx.Response | BaseException) -> 
             outcome.request = request
 
 
+# Call paths a transport keeps (one per policy, host label and breaker) before starting over.
+_MAX_PATHS = 256
+
+
 class _Base:
     asynchronous = True
+    _attempt: Callable[..., Any]
 
     def __init__(self, policy: Policy | None, breaker_per_host: bool) -> None:
         self.policy = _check_policy(policy, asynchronous=self.asynchronous)
@@ -184,6 +218,7 @@ class _Base:
                 self.policy.breaker, str):
             raise TypeError("breaker_per_host=True needs the policy's breaker to be a name")
         self.breaker_per_host = breaker_per_host
+        self._paths: dict[tuple[Any, ...], _call.Path] = {}
 
     def _policy_for(self, request: httpx.Request) -> Policy:
         # extensions={"brace": policy} replaces the transport's policy for one request.
@@ -191,6 +226,20 @@ class _Base:
         if chosen is None:
             return self.policy
         return _check_policy(chosen, 'extensions["brace"]', self.asynchronous)
+
+    def _path(self, policy: Policy, label: str, breaker: Any, hedge: bool) -> _call.Path:
+        # One call path per policy, breaker and label, built on first use. Bounded: per-host
+        # breakers and labels grow with the hosts a client talks to.
+        key = (policy, label, breaker, hedge)
+        path = self._paths.get(key)
+        if path is None:
+            if len(self._paths) >= _MAX_PATHS:
+                self._paths.clear()
+            path = self._paths[key] = _call.Path(
+                policy, self._attempt, name=label, label=label, breaker=breaker,
+                discard=_adiscard if self.asynchronous else _discard, with_call=True,
+                attempt_timeouts=False, hedge=hedge, asynchronous=self.asynchronous)
+        return path
 
     def _breaker_for(self, request: httpx.Request, policy: Policy) -> Any:
         if self.breaker_per_host:
@@ -207,7 +256,10 @@ class RetryTransport(_Base, httpx.BaseTransport):
     each attempt's timeouts bounded by ``attempt_timeout`` and the deadline, every attempt
     through the policy's breaker. A retried response is closed before the next attempt;
     when retries run out on a status, the last response is returned. Requests with a
-    streamed (non-replayable) body get one attempt.
+    streamed (non-replayable) body get one attempt. A refusal (``brace.CircuitOpenError``,
+    ``BulkheadFullError``, ``RateLimitedError``: any ``brace.BraceError``) is raised as
+    an instance of its class that is also an ``httpx.TransportError``, so
+    ``except httpx.HTTPError`` catches it too.
 
     ``extensions={"brace": policy}`` on a request replaces the transport's policy for it
     (``brace.http(attempts=1)``: no retries). Every response carries
@@ -221,6 +273,7 @@ class RetryTransport(_Base, httpx.BaseTransport):
         breaker_per_host: One breaker per host instead of the policy's single breaker.
     """
 
+    __module__ = "brace"
     asynchronous = False
 
     def __init__(self, policy: Policy | None = None, transport: httpx.BaseTransport | None = None,
@@ -241,27 +294,32 @@ class RetryTransport(_Base, httpx.BaseTransport):
         """Send ``request``, retrying it as the policy says."""
         policy = self._policy_for(request)
         label = _describe(request)
-        original, deadline = request.extensions.get("timeout"), Deadline(policy.deadline)
+        original = request.extensions.get("timeout")
         if not _replayable(request):  # a streamed body can be sent once only
+            started = Deadline(policy.deadline)
             try:
                 once = self.transport.handle_request(request)
             except Exception as error:
                 _skipped(policy, label, error, None)
                 raise
             _skipped(policy, label, None, once)
-            _report(once, {}, deadline)
+            _report(once, 1, started)
             return once
-
-        def attempt(request: httpx.Request) -> httpx.Response:
-            _bound_timeouts(request, policy, original, deadline)
-            return self._send(request)
-
         # A retried response is closed by the call path, freeing its connection.
-        send = _call.sync_path(policy, attempt, name=label, label=label,
-                               breaker=self._breaker_for(request, policy), discard=_discard)
-        response: httpx.Response = send(request)
-        _report(response, send.statistics, deadline)  # type: ignore[attr-defined]
+        path = self._path(policy, label, self._breaker_for(request, policy), True)
+        call = path.begin()
+        try:
+            response: httpx.Response = path.run(call, (request, original), {})
+        except BraceError as refusal:  # also an httpx error, so except httpx.HTTPError sees it
+            raise _as_httpx_error(refusal, request) from None
+        _report(response, call.attempts, call.deadline)
         return response
+
+    def _attempt(self, call: _call.Call, request: httpx.Request,
+                 original: Any) -> httpx.Response:
+        # One attempt: its timeouts bounded by attempt_timeout and what is left of the call.
+        _bound_timeouts(request, self._policy_for(request), original, call.deadline)
+        return self._send(request)
 
     def close(self) -> None:
         """Close the wrapped transport."""
@@ -276,6 +334,8 @@ class AsyncRetryTransport(_Base, httpx.AsyncBaseTransport):
     is raced by a copy; the first response the policy would not retry wins and the other
     copies are cancelled. A POST or PATCH without a key is never hedged.
     """
+
+    __module__ = "brace"
 
     def __init__(self, policy: Policy | None = None,
                  transport: httpx.AsyncBaseTransport | None = None,
@@ -296,36 +356,37 @@ class AsyncRetryTransport(_Base, httpx.AsyncBaseTransport):
         """Send ``request``, retrying it as the policy says."""
         policy = self._policy_for(request)
         label = _describe(request)
-        original, deadline = request.extensions.get("timeout"), Deadline(policy.deadline)
+        original = request.extensions.get("timeout")
         if not _replayable(request):
+            started = Deadline(policy.deadline)
             try:
                 once = await self.transport.handle_async_request(request)
             except Exception as error:
                 _skipped(policy, label, error, None)
                 raise
             _skipped(policy, label, None, once)
-            _report(once, {}, deadline)
+            _report(once, 1, started)
             return once
-
-        async def attempt(request: httpx.Request) -> httpx.Response:
-            _bound_timeouts(request, policy, original, deadline)
-            return await self._send(request)
-
         # The deadline also cuts an attempt off in flight (httpx's timeouts are per read, and
         # a request waiting for a pooled connection or a slow server can outlive them);
         # attempt_timeout stays httpx's own timeout, so the caller sees httpx's errors.
         # Retried responses, and those of hedges that lost, are closed by the call path.
-        send = _call.async_path(policy, attempt, name=label, label=label,
-                                breaker=self._breaker_for(request, policy),
-                                attempt_timeouts=False,
-                                hedge=predicates.is_idempotent_request(request),
-                                discard=_adiscard)
+        path = self._path(policy, label, self._breaker_for(request, policy),
+                          predicates.is_idempotent_request(request))
+        call = path.begin()
         try:
-            response: httpx.Response = await send(request)
+            response: httpx.Response = await path.arun(call, (request, original), {})
         except TimeoutError as error:
             raise _deadline_error(request, error) from error
-        _report(response, send.statistics, deadline)  # type: ignore[attr-defined]
+        except BraceError as refusal:
+            raise _as_httpx_error(refusal, request) from None
+        _report(response, call.attempts, call.deadline)
         return response
+
+    async def _attempt(self, call: _call.Call, request: httpx.Request,
+                       original: Any) -> httpx.Response:
+        _bound_timeouts(request, self._policy_for(request), original, call.deadline)
+        return await self._send(request)
 
     async def aclose(self) -> None:
         """Close the wrapped transport."""

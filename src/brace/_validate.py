@@ -10,7 +10,11 @@ import functools
 import inspect
 import math
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from datetime import timedelta
+from typing import Any, TypeAlias
+
+#: What every duration setting accepts: a number of seconds, or a ``datetime.timedelta``.
+Duration: TypeAlias = "float | timedelta"
 
 
 def attempts(value: object, name: str = "attempts") -> int:
@@ -24,25 +28,30 @@ def attempts(value: object, name: str = "attempts") -> int:
 
 
 def number(value: object, name: str, *, low: float = 0.0, high: float | None = None,
-           low_open: bool = False, unit: str = "") -> float:
+           low_open: bool = False, unit: str = "", duration: bool = False) -> float:
     """Return ``value`` as a float if it is a finite number in range, else raise naming it.
 
     The range is ``[low, high]`` (``(low, high]`` with ``low_open``); ``unit`` is how the
-    message names what the number counts (``" of seconds"``).
+    message names what the number counts (``" of seconds"``). With ``duration``, a
+    ``datetime.timedelta`` is accepted too, as its ``total_seconds()``.
     """
     bound = f"> {low:g}" if low_open else f">= {low:g}"
     if high is not None:
         bound = f"in {'(' if low_open else '['}{low:g}, {high:g}]"
     what = f"{name} must be a finite number{unit} {bound}"
+    given = value
+    if duration and isinstance(value, timedelta):
+        value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{what}, got {value!r}")
+        also = " (or a datetime.timedelta)" if duration else ""
+        raise TypeError(f"{what}{also}, got {given!r}")
     try:
         result = float(value)
     except OverflowError:  # an int too large for a float
-        raise ValueError(f"{what}, got {value!r}") from None
+        raise ValueError(f"{what}, got {given!r}") from None
     if (not math.isfinite(result) or result < low or (low_open and result == low)
             or (high is not None and result > high)):
-        raise ValueError(f"{what}, got {value!r}")
+        raise ValueError(f"{what}, got {given!r}")
     return result
 
 
@@ -51,10 +60,21 @@ def number(value: object, name: str, *, low: float = 0.0, high: float | None = N
 MAX_SECONDS = 1e7
 
 
-def seconds(value: object, name: str, *, allow_zero: bool = True,
+def seconds(value: object, name: str, *, allow_zero: bool = True, low: float = 0.0,
             high: float = MAX_SECONDS) -> float:
-    """Return ``value`` as a float if it is a finite number of seconds in (0 or [0, high]."""
-    return number(value, name, low_open=not allow_zero, high=high, unit=" of seconds")
+    """Return the duration ``value`` as a float of seconds, else raise naming ``name``.
+
+    The one rule for every duration setting: a number of seconds (int or float) or a
+    ``datetime.timedelta`` (its ``total_seconds()``), finite, in ``[low, high]``
+    (``(low, high]`` without ``allow_zero``).
+    """
+    return number(value, name, low=low, low_open=not allow_zero, high=high,
+                  unit=" of seconds", duration=True)
+
+
+def plain(value: object) -> object:
+    """``value`` with a ``datetime.timedelta`` as its seconds (to compare settings)."""
+    return value.total_seconds() if isinstance(value, timedelta) else value
 
 
 def wait_range(initial: object, maximum: object, max_name: str) -> tuple[float, float]:
@@ -152,30 +172,27 @@ def breaker_settings(given: dict[str, Any], defaults: Any) -> dict[str, Any]:
     shared = "redis" in given or "redis_url" in given
     if "redis" in given and "redis_url" in given:
         raise TypeError("pass redis= or redis_url=, not both")
-    if "sync_s" in given and not shared:
-        raise TypeError("sync_s= applies to a breaker shared through Redis: pass redis= or "
-                        "redis_url= too")
+    if "sync_interval" in given and not shared:
+        raise TypeError("sync_interval= applies to a breaker shared through Redis: pass "
+                        "redis= or redis_url= too")
     ratio = given.get("failure_ratio")
-    if ratio is None and ("min_calls" in given or "window_s" in given):
-        raise TypeError("min_calls= and window_s= belong to a failure-ratio breaker: pass "
+    if ratio is None and ("min_calls" in given or "window" in given):
+        raise TypeError("min_calls= and window= belong to a failure-ratio breaker: pass "
                         "failure_ratio= too")
-    slow = given.get("slow_call_s")
+    slow = given.get("slow_call")
     return {
         "fail_max": attempts(settings["fail_max"], "fail_max"),
         # At least 1 ms: a breaker open for less protects nothing.
-        "reset_timeout": number(settings["reset_timeout"], "reset_timeout", low=0.001,
-                                high=MAX_SECONDS, unit=" of seconds"),
+        "reset_timeout": seconds(settings["reset_timeout"], "reset_timeout", low=0.001),
         "success_threshold": attempts(settings["success_threshold"], "success_threshold"),
         "exclude": list(exclude), "fallback_state": fallback_state,
-        "sync_s": number(given.get("sync_s", 1.0), "sync_s", low=0.01, high=60.0,
-                         unit=" of seconds"),
+        "sync_interval": seconds(given.get("sync_interval", 1.0), "sync_interval", low=0.01,
+                                 high=60.0),
         "failure_ratio": None if ratio is None else number(ratio, "failure_ratio",
                                                            low_open=True, high=1.0),
         "min_calls": attempts(given.get("min_calls", 20), "min_calls"),
-        "window_s": number(given.get("window_s", 30.0), "window_s", low=0.01,
-                           high=MAX_SECONDS, unit=" of seconds"),
-        "slow_call_s": None if slow is None else seconds(slow, "slow_call_s",
-                                                         allow_zero=False),
+        "window": seconds(given.get("window", 30.0), "window", low=0.01),
+        "slow_call": None if slow is None else seconds(slow, "slow_call", allow_zero=False),
     }
 
 

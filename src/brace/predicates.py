@@ -13,16 +13,25 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import itertools
 import re
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import tenacity
 
 from brace import _validate
-from brace._deadline import clock
+from brace._outcome import (
+    IDEMPOTENT_METHODS,
+    httpx_error,
+    is_exhausted,
+    is_idempotent_request,
+    is_safe_to_resend,
+    mark_exhausted,
+    request_of,
+    response_of,
+    status_of,
+)
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
@@ -70,13 +79,6 @@ _HTTPX_TRANSIENT = frozenset({"TimeoutException", "ConnectError", "ReadError", "
                               "RemoteProtocolError"})
 
 
-def _httpx_error(exc: BaseException, names: frozenset[str]) -> bool:
-    # By name and module, not by import: `import brace` stays free of httpx, and SDKs that
-    # ship a fork of httpx (openai 3 raises `httpx2.ConnectError`) are recognised too.
-    return any(cls.__name__ in names and cls.__module__.startswith("httpx")
-               for cls in type(exc).__mro__)
-
-
 def is_transient(exc: BaseException) -> bool:
     """Return True for errors that mean "try again": connection errors and timeouts.
 
@@ -94,7 +96,7 @@ def is_transient(exc: BaseException) -> bool:
     for _ in range(4):
         if cause is None:
             return False
-        if isinstance(cause, _TRANSIENT_BUILTINS) or _httpx_error(cause, _HTTPX_TRANSIENT):
+        if isinstance(cause, _TRANSIENT_BUILTINS) or httpx_error(cause, _HTTPX_TRANSIENT):
             return True
         cause = cause.__cause__
     return False
@@ -353,83 +355,6 @@ def outcome_value(retry_state: RetryCallState) -> object:
     return exc if exc is not None else outcome.result()
 
 
-def _int_status(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def status_of(value: object) -> int | None:
-    """The HTTP status a result or exception carries, or None."""
-    code = _int_status(getattr(value, "status_code", None))
-    if code is None:
-        code = _int_status(getattr(getattr(value, "response", None), "status_code", None))
-    return code
-
-
-def response_of(value: object) -> Any:
-    """The HTTP response a result or exception carries (anything with status and headers)."""
-    for candidate in (value, getattr(value, "response", None)):
-        if _int_status(getattr(candidate, "status_code", None)) is not None and hasattr(
-                candidate, "headers"):
-            return candidate
-    return None
-
-
-def request_of(value: object) -> Any:
-    """The HTTP request a response or exception carries, or None."""
-    for holder in (value, getattr(value, "response", None)):
-        if holder is None:
-            continue
-        try:  # httpx raises RuntimeError for a request that was never attached
-            request = getattr(holder, "request", None)
-        except RuntimeError:
-            continue
-        if request is not None and isinstance(getattr(request, "method", None), (str, bytes)):
-            return request
-    return None
-
-
-# --- retry at one layer ----------------------------------------------------------------------
-# What a policy gave up on carries a mark (a number from one sequence, and the time): an
-# enclosing policy never retries a value marked since its own call began. Since then, not
-# ever: mocks raise one exception instance again in later calls.
-
-_EXHAUSTED = "__brace_exhausted__"
-_sequence = itertools.count(1)
-#: The number of the latest mark; a call path reads it when a call begins.
-LAST_MARK = [0]
-
-
-def is_exhausted(value: object, since: float = float("-inf"), *,
-                 after_mark: int | None = None) -> bool:
-    """True when a brace policy gave up on ``value`` (retries ran out) since a call began.
-
-    ``since`` is a ``time.monotonic()`` reading such as tenacity's ``retry_state.start_time``
-    (brace's call path passes ``after_mark``, the mark number it read then). Looks at the
-    value, its response and the errors it was raised from. Brace policies never retry such
-    a value (``reason=inner_exhausted``); use it to retry at one layer in tenacity code.
-    """
-    for _ in range(4):
-        if value is None:
-            return False
-        for holder in (value, getattr(value, "response", None)):
-            mark = getattr(holder, _EXHAUSTED, None)
-            if isinstance(mark, tuple) and (mark[0] > after_mark if after_mark is not None
-                                            else mark[1] >= since):
-                return True
-        value = getattr(value, "__cause__", None) or getattr(value, "__context__", None)
-    return False
-
-
-def mark_exhausted(value: object) -> None:
-    """Mark ``value`` (an error or a response) as given up on by a brace policy, now."""
-    number = next(_sequence)
-    try:
-        setattr(value, _EXHAUSTED, (number, clock()))
-    except (AttributeError, TypeError):
-        return  # a value without attributes (an int, a slotted object) carries no mark
-    LAST_MARK[0] = number
-
-
 class status(tenacity.retry_base):  # lower case, as tenacity names its predicates
     """Retry when the result or exception carries one of ``codes`` as its HTTP status.
 
@@ -449,41 +374,6 @@ class status(tenacity.retry_base):  # lower case, as tenacity names its predicat
 
     def __repr__(self) -> str:
         return f"brace.predicates.status({', '.join(map(str, sorted(self.codes)))})"
-
-
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
-"""Methods safe to send twice (RFC 9110 section 9.2.2)."""
-# Failures that happen before a request leaves the client: nothing reached the server.
-_NOT_SENT = frozenset({"ConnectError", "ConnectTimeout", "PoolTimeout"})
-
-
-def _not_sent(value: object) -> bool:
-    if isinstance(value, ConnectionRefusedError):
-        return True
-    if isinstance(value, BaseException):
-        # Also an SDK error raised from a connect failure (openai's APIConnectionError).
-        return _httpx_error(value, _NOT_SENT) or (
-            value.__cause__ is not None and _httpx_error(value.__cause__, _NOT_SENT))
-    return False
-
-
-def is_safe_to_resend(value: object) -> bool:
-    """False only for an HTTP request that must not be sent again.
-
-    That is a POST, PATCH (or other non-idempotent method) without an ``Idempotency-Key``
-    header whose failure may have reached the server. Outcomes that carry no request are
-    not HTTP and are always safe as far as this rule goes.
-    """
-    request = request_of(value)
-    return request is None or is_idempotent_request(request) or _not_sent(value)
-
-
-def is_idempotent_request(request: Any) -> bool:
-    """True for a request safe to send twice: an idempotent method or an Idempotency-Key."""
-    method = request.method.decode() if isinstance(request.method, bytes) else request.method
-    headers = getattr(request, "headers", None)
-    return method.upper() in IDEMPOTENT_METHODS or bool(
-        headers is not None and headers.get("idempotency-key"))
 
 
 class _Idempotent(tenacity.retry_base):

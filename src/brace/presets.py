@@ -16,6 +16,7 @@ import tenacity
 
 from brace import _budget, _config, predicates
 from brace._policy import OnSpec, P, Policy, Retried
+from brace._validate import Duration
 
 __all__ = [
     "HTTP_RETRY_STATUSES",
@@ -42,6 +43,8 @@ class Preset(Policy):
     ``brace.http.retrying()`` and ``brace.http.tenacity_kwargs()`` work too.
     """
 
+    __module__ = "brace"
+
     @property
     def summary(self) -> str:
         """One line on what this preset is for."""
@@ -56,19 +59,19 @@ class Preset(Policy):
         *,
         preset: str = ...,
         attempts: int = ...,
-        initial: float = ...,
-        max_wait: float = ...,
-        deadline: float = ...,
+        initial: Duration = ...,
+        max_wait: Duration = ...,
+        deadline: Duration = ...,
         on: OnSpec | Sequence[OnSpec] = ...,
         retry: tenacity.retry_base = ...,
         statuses: Sequence[int] = ...,
         idempotent_only: bool = ...,
-        attempt_timeout: float | None = ...,
+        attempt_timeout: Duration | None = ...,
         breaker: str | pybreaker.CircuitBreaker | None = ...,
         budget: str | _budget.Budget | None = ...,
         rate_limit: str | None = ...,
         bulkhead: str | None = ...,
-        hedge_after: float | None = ...,
+        hedge_after: Duration | None = ...,
         hedges: int | None = ...,
         fallback: Any = ...,
     ) -> Policy: ...

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import tenacity
 
-from brace import _budget, _validate, predicates, waits
-from brace._breakers import gate_for
+from brace import _validate, predicates, waits
 from brace._deadline import past
 
 if TYPE_CHECKING:
@@ -69,48 +67,3 @@ def limits(attempts: int | None = None, deadline: float | None = None) -> tenaci
 
 
 _deadline_stop = deadline
-
-
-class PolicyStop(tenacity.stop.stop_base):
-    """The stop brace's policies run: attempts, deadline, an open breaker, an empty budget.
-
-    In that order: the budget comes last and spends a retry only when nothing else stops
-    the call. Which one fired is kept (``reasons``) for the give-up event.
-    """
-
-    def __init__(self, attempts: int, deadline: float, breaker: Any, budget: Any) -> None:
-        self.attempts = attempts
-        self.deadline = _deadline_stop(deadline)
-        self.breaker = breaker
-        self.budget = budget
-        self.reasons: weakref.WeakKeyDictionary[RetryCallState, str] = (
-            weakref.WeakKeyDictionary())
-
-    def __call__(self, retry_state: RetryCallState) -> bool:
-        """Return True (and remember why) when the call must give up now."""
-        if retry_state.attempt_number >= self.attempts:
-            reason = "attempts"
-        elif self._past_deadline(retry_state):
-            reason = "deadline"
-        elif self.breaker is not None and gate_for(self.breaker).is_open():
-            # This attempt's failure tripped (or met) an open breaker: stop here with the
-            # real error instead of sleeping towards a certain rejection.
-            reason = "breaker_open"
-        elif self.budget is not None and not _budget.lookup(self.budget).try_spend():
-            reason = "budget_exhausted"  # retries are over their share: do not add load
-        else:
-            return False
-        self.reasons[retry_state] = reason
-        return True
-
-    def _past_deadline(self, retry_state: RetryCallState) -> bool:
-        # ``deadline``'s rule; the policy's wait already is a server's Retry-After in full,
-        # so there is no capped wait to compare the server's delay with again.
-        elapsed = retry_state.seconds_since_start or 0.0
-        if waits.waits_disabled():
-            elapsed += retry_state.idle_for
-        return past(elapsed, retry_state.upcoming_sleep, self.deadline.max_delay)
-
-    def __repr__(self) -> str:
-        return (f"brace.stops.limits(attempts={self.attempts}, "
-                f"deadline={self.deadline.max_delay!r})")

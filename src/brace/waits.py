@@ -33,19 +33,22 @@ def waits_disabled() -> bool:
     return _state.no_waits > 0
 
 
-def backoff(initial: float = 0.1, max: float = 5.0) -> tenacity.wait_random_exponential:
+def backoff(initial: _validate.Duration = 0.1,
+            max_wait: _validate.Duration = 5.0) -> tenacity.wait_random_exponential:
     """Exponential backoff with full jitter.
 
-    Attempt n waits uniform(0, min(max, initial * 2**(n-1))).
+    Attempt n waits uniform(0, min(max_wait, initial * 2**(n-1))). Both are seconds or a
+    ``datetime.timedelta``.
 
     Full jitter spreads a herd of clients best (AWS, "Exponential Backoff And Jitter"); this is
-    exactly ``tenacity.wait_random_exponential(multiplier=initial, max=max)``, returned as is.
+    exactly ``tenacity.wait_random_exponential(multiplier=initial, max=max_wait)``, returned
+    as is.
 
     Raises:
-        TypeError, ValueError: ``initial`` or ``max`` is not a finite number of seconds >= 0,
-            or ``max < initial``.
+        TypeError, ValueError: ``initial`` or ``max_wait`` is not a finite number of seconds
+            >= 0, or ``max_wait < initial``.
     """
-    low, high = _validate.wait_range(initial, max, "max")
+    low, high = _validate.wait_range(initial, max_wait, "max_wait")
     return tenacity.wait_random_exponential(multiplier=low, max=high)
 
 
@@ -90,30 +93,32 @@ def server_delay(value: object) -> float | None:
 class retry_after(tenacity.wait.wait_base):  # lower case, as tenacity names its waits
     """Wait what the server asked for (Retry-After), else what ``fallback`` computes.
 
-    The server's delay is capped at ``max`` seconds. A delay longer than what is left of the
-    deadline makes ``brace.stops.deadline`` give up at once instead of sleeping.
+    The server's delay is capped at ``max_wait`` (seconds or a ``datetime.timedelta``; None,
+    the default: not capped). A delay longer than what is left of the deadline makes
+    ``brace.stops.deadline`` give up at once instead of sleeping.
 
     Raises:
-        TypeError, ValueError: ``fallback`` is not a tenacity wait, or ``max`` is not a finite
-            number of seconds >= 0.
+        TypeError, ValueError: ``fallback`` is not a tenacity wait, or ``max_wait`` is not a
+            finite number of seconds >= 0.
     """
 
     def __init__(self, fallback: tenacity.wait.wait_base | None = None,
-                 max: float | None = None) -> None:
+                 max_wait: _validate.Duration | None = None) -> None:
         if fallback is not None and not isinstance(fallback, tenacity.wait.wait_base):
             raise TypeError(f"fallback= must be a tenacity wait, got {fallback!r}")
         self.fallback = fallback if fallback is not None else backoff()
-        self.max = None if max is None else _validate.seconds(max, "max")
+        self.max_wait = None if max_wait is None else _validate.seconds(max_wait, "max_wait")
 
     def __call__(self, retry_state: RetryCallState) -> float:
         """Return the server's delay (capped) or the fallback wait."""
         delay = server_delay(predicates.outcome_value(retry_state))
         if delay is None:
             return float(self.fallback(retry_state))
-        return delay if self.max is None else min(delay, self.max)
+        return delay if self.max_wait is None else min(delay, self.max_wait)
 
     def __repr__(self) -> str:
-        return f"brace.waits.retry_after(fallback={self.fallback!r}, max={self.max!r})"
+        return (f"brace.waits.retry_after(fallback={self.fallback!r}, "
+                f"max_wait={self.max_wait!r})")
 
 
 def sleep(seconds: float) -> None:

@@ -3,7 +3,7 @@
 Usage: ``python budget_worker.py REDIS_URL BUDGET_NAME RATIO CALLS``
 
 It makes CALLS calls to a dependency that is always down, 3 attempts each, under
-``brace.budget(name, ratio=RATIO, min_per_s=1, window_s=10, redis_url=...)`` (a floor of 10
+``brace.budget(name, ratio=RATIO, min_per_s=1, window=10, redis_url=...)`` (a floor of 10
 retries per window, for the whole fleet), and prints how many calls and attempts it made.
 """
 
@@ -18,7 +18,7 @@ from brace.testing import no_waits
 
 
 def main(url: str, name: str, ratio: str, calls: str) -> dict[str, int]:
-    brace.budget(name, ratio=float(ratio), min_per_s=1, window_s=10, redis_url=url)
+    brace.budget(name, ratio=float(ratio), min_per_s=1, window=10, redis_url=url)
     attempts = 0
 
     @brace.network(attempts=3, budget=name)

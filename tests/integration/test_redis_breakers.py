@@ -149,7 +149,7 @@ def test_breaker_tripped_in_one_process_fails_fast_in_another(
 def test_redis_killed_the_breaker_goes_on_locally_then_shares_again(
         redis_server: Any, redis_client: Any, breaker_name: str) -> None:
     brace.breaker(breaker_name, redis_url=redis_server.url, fail_max=3, reset_timeout=60,
-                  fallback_state="closed", sync_s=0.2)
+                  fallback_state="closed", sync_interval=0.2)
     dep = Dependency()
     call = brace.network(breaker=breaker_name, attempts=3)(dep)
     assert call() == "value"
@@ -195,7 +195,7 @@ def test_redis_killed_with_open_fallback_fails_fast(
 
     redis_server.stop()
     with capture_logs() as logs:
-        # The loss is noticed at the next refresh of the local copy (within sync_s) ...
+        # The loss is noticed at the next refresh of the local copy (within sync_interval) ...
         poll_until(lambda: isinstance(timed(call)[1], brace.CircuitOpenError),
                    "calls fail fast once the breaker notices Redis is gone")
         dep.calls = 0
@@ -284,7 +284,7 @@ def test_breaker_created_while_redis_down_recovers_when_redis_starts(
     with pytest.raises(brace.CircuitOpenError):
         call()
     assert dep.calls == 2
-    # Shared within sync_s of Redis answering again.
+    # Shared within sync_interval of Redis answering again.
     poll_until(lambda: (brace.breakers(), shared(redis_client, breaker_name))[1].get("state")
                == "open", "the open state is shared")
     assert cb.current_state == "open"
@@ -354,12 +354,12 @@ def test_async_function_trips_fails_fast_and_recovers(
     assert brace.breakers()[breaker_name].state == "closed"
 
 
-# -- 7. fleet scale: no round trip per healthy call, state shared within sync_s ---------------
+# -- 7. fleet scale: no round trip per healthy call, state shared within sync_interval -------
 
 
 def test_a_healthy_call_makes_no_redis_round_trip(
         redis_server: Any, redis_client: Any, breaker_name: str) -> None:
-    brace.breaker(breaker_name, redis_url=redis_server.url, fail_max=3, sync_s=1.0)
+    brace.breaker(breaker_name, redis_url=redis_server.url, fail_max=3, sync_interval=1.0)
     call = brace.network(breaker=breaker_name)(lambda: "value")
     assert call() == "value"
 
@@ -371,16 +371,16 @@ def test_a_healthy_call_makes_no_redis_round_trip(
     for _ in range(1000):
         assert call() == "value"
     elapsed = time.monotonic() - started
-    # One INFO call of ours, and one refresh of the local copy per sync_s.
+    # One INFO call of ours, and one refresh of the local copy per sync_interval.
     used = commands() - before - 1
     assert used <= 0.1 * 1000, used
     assert used <= 1 + elapsed / 1.0 + 1, (used, elapsed)
 
 
-def test_a_trip_in_another_process_is_seen_within_sync_s(
+def test_a_trip_in_another_process_is_seen_within_sync_interval(
         redis_server: Any, redis_client: Any, breaker_name: str) -> None:
     brace.breaker(breaker_name, redis_url=redis_server.url, fail_max=3, reset_timeout=60,
-                  sync_s=0.5)
+                  sync_interval=0.5)
     dep = Dependency()
     call = brace.network(breaker=breaker_name, attempts=1)(dep)
     assert call() == "value"
@@ -422,7 +422,7 @@ def test_a_redis_outage_under_load_costs_at_most_one_timeout_per_window(
     no call waits more than the Redis timeout + 50 ms, every call returns its value, the
     loss is reported once, and sharing resumes once Redis answers."""
     brace.breaker(breaker_name, redis_url=redis_server.url, fail_max=3, reset_timeout=60,
-                  sync_s=0.5)
+                  sync_interval=0.5)
     call = brace.network(breaker=breaker_name, attempts=1)(lambda: "value")
     assert call() == "value"
     slowest, outcomes = 0.0, set()
@@ -460,12 +460,12 @@ def brace_cli(*argv: str) -> subprocess.CompletedProcess[str]:
 def test_operators_see_and_steer_shared_breakers_from_the_cli(
         redis_server: Any, redis_client: Any, breaker_name: str) -> None:
     brace.breaker(breaker_name, redis_url=redis_server.url, fail_max=3, reset_timeout=60,
-                  sync_s=0.2)
+                  sync_interval=0.2)
     dep = Dependency()
     call = brace.network(breaker=breaker_name, attempts=1)(dep)
     assert call() == "value"
 
-    # Another process trips it; this one rejects within sync_s.
+    # Another process trips it; this one rejects within sync_interval.
     assert run_worker(redis_server.url, breaker_name, "fail")["state"] == "open"
     poll_until(lambda: isinstance(timed(call)[1], brace.CircuitOpenError), "rejected here",
                timeout=0.2 + 0.5)
@@ -520,7 +520,7 @@ def test_a_shared_budget_bounds_the_fleets_retries(redis_server: Any, breaker_na
 
 def test_a_shared_budget_counts_locally_while_redis_is_down(redis_server: Any,
                                                             breaker_name: str) -> None:
-    brace.budget(breaker_name, ratio=0, min_per_s=0.2, window_s=10,  # 2 retries
+    brace.budget(breaker_name, ratio=0, min_per_s=0.2, window=10,  # 2 retries
                  redis_url=redis_server.url)
     redis_server.stop()
     attempts = 0
@@ -551,7 +551,7 @@ def test_a_shared_failure_ratio_opens_the_fleets_breaker(
         redis_server: Any, redis_client: Any, breaker_name: str, pattern: list[bool],
         opens: bool) -> None:
     brace.breaker(breaker_name, redis_url=redis_server.url, failure_ratio=0.5, min_calls=20,
-                  window_s=30, sync_s=0.1)
+                  window=30, sync_interval=0.1)
     outcomes = iter(pattern * 20)
     ran = 0
 
@@ -578,7 +578,7 @@ def test_a_shared_failure_ratio_opens_the_fleets_breaker(
 
 def test_slow_calls_count_against_a_shared_breaker(
         redis_server: Any, redis_client: Any, breaker_name: str, clock: Any) -> None:
-    brace.breaker(breaker_name, redis_url=redis_server.url, fail_max=2, slow_call_s=1.0)
+    brace.breaker(breaker_name, redis_url=redis_server.url, fail_max=2, slow_call=1.0)
 
     @brace.network(attempts=1, breaker=breaker_name)
     def sluggish() -> str:

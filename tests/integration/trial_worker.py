@@ -21,7 +21,7 @@ import brace
 
 def main(url: str, name: str, index: str) -> dict[str, object]:
     client = redis.Redis.from_url(url)
-    brace.breaker(name, redis_url=url, fail_max=1, reset_timeout=0.2, sync_s=0.05)
+    brace.breaker(name, redis_url=url, fail_max=1, reset_timeout=0.2, sync_interval=0.05)
 
     @brace.network(breaker=name, attempts=1)
     def trial() -> str:

@@ -1,0 +1,325 @@
+"""What an attempt's result or error IS, decided once per attempt and read by every layer.
+
+An attempt ends in one of these kinds (``Kind``):
+
+- ``SUCCESS``: a value the policy does not retry;
+- ``RETRYABLE``: a failure of the dependency the policy retries (``throttled`` when the
+  dependency said "slow down": 429, 503 with Retry-After, 529);
+- ``NOT_RETRIED``: a failure the policy recognises but may not resend (``why``:
+  ``not_idempotent``), or an error that is no failure of the dependency at all (a bug, a
+  404: ``why`` is ``not_retryable``);
+- ``REFUSED``: a gate (breaker, budget, bulkhead, rate limit) refused to run it: a
+  ``BraceError``;
+- ``CANCELLED``: cancellation of any async library (asyncio, trio, anyio), a thread's
+  ``concurrent.futures.CancelledError``, an interrupt or an exit;
+- ``EXHAUSTED``: an inner brace policy already gave up on it (retry at one layer only).
+
+The breaker counts ``RETRYABLE`` and the failures among ``NOT_RETRIED`` (a 503 to a POST is
+a failure of the dependency even though the POST is not resent), never ``CANCELLED`` or
+``REFUSED``; the retry decision retries ``RETRYABLE`` only; hedging stops at the first
+outcome that is neither retryable nor refused; events report the kind's reason.
+
+This module also holds what marks a value as given up on (the exhaustion marks), and
+``BraceError``, the base of every refusal brace raises.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import enum
+import itertools
+from typing import Any
+
+import tenacity
+
+from brace._deadline import clock
+
+__all__ = [
+    "IDEMPOTENT_METHODS",
+    "LAST_MARK",
+    "BraceError",
+    "Kind",
+    "Outcome",
+    "classify",
+    "httpx_error",
+    "is_exhausted",
+    "is_exit",
+    "is_idempotent_request",
+    "is_safe_to_resend",
+    "mark_exhausted",
+    "request_of",
+    "response_of",
+    "status_of",
+]
+
+
+class BraceError(Exception):
+    """Base of every refusal brace raises: a gate refused to run an attempt.
+
+    A ``CircuitOpenError`` (breaker), ``BulkheadFullError`` (bulkhead) or
+    ``RateLimitedError`` (rate limit) says the dependency was not called at all, so it
+    gives no verdict on it: breakers do not count it and no policy retries it. Out of
+    brace's httpx transports and clients each is also an ``httpx.TransportError``.
+    """
+
+    __module__ = "brace"
+
+
+# --- cancellation, interrupts, exits --------------------------------------------------------
+# Every async library's cancellation is a BaseException that is not an Exception
+# (asyncio.CancelledError, trio.Cancelled, and anyio's, which is the backend's own), as are
+# KeyboardInterrupt, SystemExit, GeneratorExit and a BaseExceptionGroup holding one. A thread
+# waiting on a cancelled future gets concurrent.futures.CancelledError, an Exception.
+_THREAD_CANCELLED = concurrent.futures.CancelledError
+
+
+def is_exit(exc: BaseException | None) -> bool:
+    """True for a cancellation (any library, threads included), an interrupt or an exit.
+
+    Such an outcome is never retried, never counted by a breaker, a budget or a window, and
+    propagates at once whatever a predicate says (tenacity issue 529).
+    """
+    return exc is not None and (not isinstance(exc, Exception)
+                                or isinstance(exc, _THREAD_CANCELLED))
+
+
+# --- the kinds -------------------------------------------------------------------------------
+
+
+class Kind(enum.Enum):
+    """What an attempt's outcome is (see the module's docstring)."""
+
+    SUCCESS = "success"
+    RETRYABLE = "retryable"
+    NOT_RETRIED = "not_retried"
+    REFUSED = "refused"
+    CANCELLED = "cancelled"
+    EXHAUSTED = "exhausted"
+
+
+class Outcome:
+    """One attempt's outcome, classified once: its kind and what every layer reads of it.
+
+    Attributes:
+        kind: The ``Kind``.
+        error: The exception the attempt raised, else None.
+        value: The value it returned (None when it raised).
+        failure: Whether it is a failure of the dependency (breakers count it).
+        why: For ``NOT_RETRIED``: ``not_idempotent`` or ``not_retryable``.
+    """
+
+    __slots__ = ("error", "failure", "kind", "value", "why")
+
+    def __init__(self, kind: Kind, error: BaseException | None, value: Any, *,
+                 failure: bool = False, why: str | None = None) -> None:
+        self.kind = kind
+        self.error = error
+        self.value = value
+        self.failure = failure
+        self.why = why
+
+    @property
+    def retry(self) -> bool:
+        """Whether the policy retries it."""
+        return self.kind is Kind.RETRYABLE
+
+    @property
+    def throttled(self) -> bool:
+        """Whether the dependency said "slow down" (429, 529, 503 with Retry-After)."""
+        return self.why == "throttled"
+
+    def __repr__(self) -> str:
+        why = f" ({self.why})" if self.why else ""
+        what = f"error={self.error!r}" if self.error is not None else f"value={self.value!r}"
+        return f"<outcome {self.kind.value}{why}: {what}>"
+
+
+# --- exhaustion marks: retry at one layer -------------------------------------------------------
+# What a policy gave up on carries a mark (a number from one sequence, and the time): an
+# enclosing policy never retries a value marked since its own call began. Since then, not
+# ever: mocks raise one exception instance again in later calls.
+
+_EXHAUSTED = "__brace_exhausted__"
+_sequence = itertools.count(1)
+#: The number of the latest mark; a call path reads it when a call begins, and a call that
+#: began after it knows at once that nothing it sees is marked.
+LAST_MARK = [0]
+_UNWRAP_DEPTH = 4
+
+
+def is_exhausted(value: object, since: float = float("-inf"), *,
+                 after_mark: int | None = None) -> bool:
+    """True when a brace policy gave up on ``value`` (retries ran out) since a call began.
+
+    ``since`` is a ``time.monotonic()`` reading such as tenacity's ``retry_state.start_time``
+    (brace's call path passes ``after_mark``, the mark number it read then). Looks at the
+    value, its response and the errors it was raised from. Brace policies never retry such
+    a value (``reason=inner_exhausted``); use it to retry at one layer in tenacity code.
+    """
+    if after_mark is not None and LAST_MARK[0] <= after_mark:
+        return False  # nothing was given up on anywhere since the call began
+    for _ in range(_UNWRAP_DEPTH):
+        if value is None:
+            return False
+        for holder in (value, getattr(value, "response", None)):
+            mark = getattr(holder, _EXHAUSTED, None)
+            if isinstance(mark, tuple) and (mark[0] > after_mark if after_mark is not None
+                                            else mark[1] >= since):
+                return True
+        value = getattr(value, "__cause__", None) or getattr(value, "__context__", None)
+    return False
+
+
+def mark_exhausted(value: object) -> None:
+    """Mark ``value`` (an error or a response) as given up on by a brace policy, now."""
+    number = next(_sequence)
+    try:
+        setattr(value, _EXHAUSTED, (number, clock()))
+    except (AttributeError, TypeError):
+        return  # a value without attributes (an int, a slotted object) carries no mark
+    LAST_MARK[0] = number
+
+
+# --- what an HTTP outcome carries --------------------------------------------------------
+# By duck typing: an httpx.Response, an httpx.HTTPStatusError, or any exception with
+# `status_code` or `response.status_code` (the LLM SDKs' errors), importing none of them.
+
+def httpx_error(exc: BaseException, names: frozenset[str]) -> bool:
+    """Whether ``exc`` is one of httpx's errors ``names``, by class name and module."""
+    # By name and module, not by import: `import brace` stays free of httpx, and SDKs that
+    # ship a fork of httpx (openai 3 raises `httpx2.ConnectError`) are recognised too.
+    return any(cls.__name__ in names and cls.__module__.startswith("httpx")
+               for cls in type(exc).__mro__)
+
+
+def _int_status(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def status_of(value: object) -> int | None:
+    """The HTTP status a result or exception carries, or None."""
+    code = _int_status(getattr(value, "status_code", None))
+    if code is None:
+        code = _int_status(getattr(getattr(value, "response", None), "status_code", None))
+    return code
+
+
+def response_of(value: object) -> Any:
+    """The HTTP response a result or exception carries (anything with status and headers)."""
+    for candidate in (value, getattr(value, "response", None)):
+        if _int_status(getattr(candidate, "status_code", None)) is not None and hasattr(
+                candidate, "headers"):
+            return candidate
+    return None
+
+
+def request_of(value: object) -> Any:
+    """The HTTP request a response or exception carries, or None."""
+    for holder in (value, getattr(value, "response", None)):
+        if holder is None:
+            continue
+        try:  # httpx raises RuntimeError for a request that was never attached
+            request = getattr(holder, "request", None)
+        except RuntimeError:
+            continue
+        if request is not None and isinstance(getattr(request, "method", None), (str, bytes)):
+            return request
+    return None
+
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+"""Methods safe to send twice (RFC 9110 section 9.2.2)."""
+# Failures that happen before a request leaves the client: nothing reached the server.
+_NOT_SENT = frozenset({"ConnectError", "ConnectTimeout", "PoolTimeout"})
+
+
+def _not_sent(value: object) -> bool:
+    if isinstance(value, ConnectionRefusedError):
+        return True
+    if isinstance(value, BaseException):
+        # Also an SDK error raised from a connect failure (openai's APIConnectionError).
+        return httpx_error(value, _NOT_SENT) or (
+            value.__cause__ is not None and httpx_error(value.__cause__, _NOT_SENT))
+    return False
+
+
+def is_safe_to_resend(value: object) -> bool:
+    """False only for an HTTP request that must not be sent again.
+
+    That is a POST, PATCH (or other non-idempotent method) without an ``Idempotency-Key``
+    header whose failure may have reached the server. Outcomes that carry no request are
+    not HTTP and are always safe as far as this rule goes.
+    """
+    request = request_of(value)
+    return request is None or is_idempotent_request(request) or _not_sent(value)
+
+
+def is_idempotent_request(request: Any) -> bool:
+    """True for a request safe to send twice: an idempotent method or an Idempotency-Key."""
+    method = request.method.decode() if isinstance(request.method, bytes) else request.method
+    headers = getattr(request, "headers", None)
+    return method.upper() in IDEMPOTENT_METHODS or bool(
+        headers is not None and headers.get("idempotency-key"))
+
+
+# --- the one classifier ---------------------------------------------------------------------
+
+# Statuses that say "slow down" rather than "broken": rate limits and overload.
+_THROTTLING = frozenset({429, 529})
+
+
+def _refusal(exc: BaseException) -> bool:
+    # brace's own gates, and a pybreaker breaker a user passed (its CircuitBreakerError).
+    return isinstance(exc, BraceError) or any(
+        cls.__name__ == "CircuitBreakerError" and cls.__module__.startswith("pybreaker")
+        for cls in type(exc).__mro__)
+
+
+def _judged_state(policy: Any, error: BaseException | None, value: Any) -> Any:
+    # A tenacity call state holding only this outcome, for predicates written for tenacity.
+    state = tenacity.RetryCallState(policy._retryer, None, (), {})
+    state.outcome = tenacity.Future.construct(1, value if error is None else error,
+                                              error is not None)
+    return state
+
+
+def classify(policy: Any, error: BaseException | None, value: Any, mark: int | None = None,
+             state: Any = None) -> Outcome:
+    """What one attempt's ``error`` (or returned ``value``) is, under ``policy``.
+
+    The one place that decides it: breakers, budgets, the retry decision, events and
+    hedging read the ``Outcome``. ``mark`` is the exhausted-mark number the call began at
+    (brace's call path); ``state`` the tenacity call state holding this outcome, when there
+    is one (tenacity's own loops), whose start time then dates the call instead.
+    """
+    if error is not None:
+        if is_exit(error):
+            return Outcome(Kind.CANCELLED, error, None)
+        if _refusal(error):
+            return Outcome(Kind.REFUSED, error, None)
+        if isinstance(error, tenacity.TryAgain):
+            return Outcome(Kind.RETRYABLE, error, None)  # the function asked for a retry
+    else:
+        check = policy._result_check
+        if check is None or not check(value):
+            return Outcome(Kind.SUCCESS, None, value)
+    if state is None:
+        state = _judged_state(policy, error, value)
+    failure = bool(policy._failure(state))
+    subject = value if error is None else error
+    since = getattr(state, "start_time", None)
+    if (mark is not None and is_exhausted(subject, after_mark=mark)) or (
+            mark is None and since is not None and is_exhausted(subject, since)):
+        return Outcome(Kind.EXHAUSTED, error, value, failure=failure, why="inner_exhausted")
+    if not failure:
+        if error is None:
+            return Outcome(Kind.SUCCESS, None, value)
+        return Outcome(Kind.NOT_RETRIED, error, None, why="not_retryable")
+    if policy.idempotent_only and not is_safe_to_resend(subject):
+        return Outcome(Kind.NOT_RETRIED, error, value, failure=True, why="not_idempotent")
+    status = status_of(subject)
+    throttled = status in _THROTTLING or (
+        status == 503 and response_of(subject) is not None
+        and response_of(subject).headers.get("retry-after") is not None)
+    return Outcome(Kind.RETRYABLE, error, value, failure=True,
+                   why="throttled" if throttled else None)
