@@ -3,7 +3,9 @@
 Healthy calls (the function returns at once) and recovering calls (two transient failures,
 then success; no sleeping), sync and async, for a bare call, tenacity, stamina, backoff,
 pybreaker, tenacity + pybreaker composed by hand, and brace presets. Prints ns per call and
-the ratio to tenacity (sync) / tenacity.AsyncRetrying (async).
+the ratio to tenacity (sync) / tenacity.AsyncRetrying (async). The recovering call is also
+measured with brace's events rendered as JSON by structlog, next to the same events logged
+with structlog directly.
 
     make bench                                  # or: python benchmarks/overhead.py
     python benchmarks/overhead.py --quick       # tiny counts: proves it runs
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import logging
 import statistics
 import subprocess
@@ -209,6 +212,87 @@ def observed(number: int, repeat: int) -> None:
         print(f"{name:50} {ns:10.0f} ns")
 
 
+#: The JSON-events tables' titles (also rows of the goals).
+JSON_SYNC = "sync: 2 failures, then success, events as JSON"
+JSON_ASYNC = "async: 2 failures, then success, events as JSON"
+JSON_EVENT = "one event as JSON"
+
+
+def json_events(number: int, repeat: int) -> dict[str, dict[str, float]]:
+    """The recovering call with brace's events rendered as JSON by structlog.
+
+    structlog is set up as an application would log JSON (``JSONRenderer`` to a stream,
+    here one that is emptied after each measurement). tenacity logs nothing, so its rows are
+    the same as without events. ``one event``: what a brace event costs (the call with JSON
+    events, less the call with events dropped, per event) next to logging the same events
+    (names, levels and fields captured from a call) with structlog directly.
+    """
+    sink = io.StringIO()
+
+    def as_json() -> None:
+        structlog.reset_defaults()
+        structlog.configure(processors=[structlog.processors.JSONRenderer()],
+                            logger_factory=structlog.PrintLoggerFactory(file=sink))
+
+    def timed(call: Callable[[], Any], asynchronous: bool = False) -> float:
+        ns = (measure_async(call, count, repeat) if asynchronous
+              else measure(call, count, repeat))
+        sink.seek(0)
+        sink.truncate()
+        return ns
+
+    count = max(1, number // 10)
+    tenacity_sync = tenacity.retry(stop=tenacity.stop_after_attempt(5), sleep=lambda s: None,
+                                   retry=tenacity.retry_if_exception_type(ConnectionError))
+    tenacity_async = tenacity.retry(stop=tenacity.stop_after_attempt(5),
+                                    sleep=tenacity.asyncio._portable_async_sleep,
+                                    wait=tenacity.wait_none(),
+                                    retry=tenacity.retry_if_exception_type(ConnectionError))
+
+    def async_flaky() -> Callable[[], Awaitable[int]]:
+        failing = flaky()
+
+        async def fn() -> int:
+            return failing()
+
+        return fn
+
+    sync_fn = brace.network()(flaky())
+    async_fn = brace.network()(async_flaky())
+    with no_waits():
+        quiet_events()
+        dropped = timed(sync_fn)
+        adropped = timed(async_fn, asynchronous=True)
+        as_json()
+        with structlog.testing.capture_logs() as captured:  # the events of one call
+            sync_fn()
+        events = [(entry.pop("log_level"), entry.pop("event"), entry) for entry in captured]
+        logger = structlog.get_logger("brace")
+
+        def bare() -> None:  # the same events, logged with structlog directly
+            for level, event, fields in events:
+                getattr(logger, level)(event, **fields)
+
+        sync = {"tenacity.retry": timed(tenacity_sync(flaky())),
+                "brace.network(), events dropped": dropped,
+                "brace.network()": timed(sync_fn)}
+        asynchronous = {"tenacity.AsyncRetrying": timed(tenacity_async(async_flaky()), True),
+                        "brace.network(), events dropped": adropped,
+                        "brace.network()": timed(async_fn, asynchronous=True)}
+        per_call = max(1, len(events))
+        one = {"structlog, same fields": timed(bare) / per_call,
+               "brace": (sync["brace.network()"] - dropped) / per_call}
+    quiet_events()
+    table(JSON_SYNC, sync, "tenacity.retry")
+    table(JSON_ASYNC, asynchronous, "tenacity.AsyncRetrying")
+    print(f"\n{JSON_EVENT} ({len(events)} events per sync call: "
+          f"{', '.join(event for _, event, _ in events)})")
+    print(f"{'':34} {'ns/event':>10} {'x structlog, same fields':>24}")
+    for name, ns in one.items():
+        print(f"{name:34} {ns:10.0f} {ns / one['structlog, same fields']:24.3f}")
+    return {JSON_SYNC: sync, JSON_ASYNC: asynchronous, JSON_EVENT: one}
+
+
 #: The call path's goals: (table, row, reference row, largest ratio).
 GOALS = [
     ("sync: healthy call", "brace.network()", "tenacity.retry", 0.03),
@@ -216,6 +300,9 @@ GOALS = [
     ("async: healthy call", "brace.network()", "tenacity.AsyncRetrying", 0.05),
     ("sync: 2 failures, then success", "brace.network()", "tenacity.retry", 0.5),
     ("async: 2 failures, then success", "brace.network()", "tenacity.AsyncRetrying", 0.5),
+    (JSON_SYNC, "brace.network()", "tenacity.retry", 0.3),
+    (JSON_ASYNC, "brace.network()", "tenacity.AsyncRetrying", 0.3),
+    (JSON_EVENT, "brace", "structlog, same fields", 1.5),
 ]
 
 
@@ -225,7 +312,7 @@ def goals(tables: dict[str, dict[str, float]]) -> None:
     for title, row, reference, goal in GOALS:
         ratio = tables[title][row] / tables[title][reference]
         mark = "ok" if ratio <= goal else "MISSED"
-        print(f"  {title + ': ' + row:58} x {reference:24} {ratio:6.3f} <= {goal:<5} {mark}")
+        print(f"  {title + ': ' + row:66} x {reference:24} {ratio:6.3f} <= {goal:<5} {mark}")
 
 
 def import_times(runs_each: int) -> None:
@@ -277,6 +364,7 @@ def main() -> None:
                         for name, call in trio_contenders().items()}
     table("trio: healthy call", trio_healthy, "tenacity.AsyncRetrying")
     observed(number, repeat)
+    tables.update(json_events(number, repeat))
     goals(tables)
     stamina.set_testing(False)
     reset_breakers()

@@ -13,6 +13,7 @@ import pytest
 import tenacity
 
 import brace._deadline
+from brace.testing import no_waits, reset_breakers, reset_budgets, reset_limits
 from tests.fault_server import fault_server  # noqa: F401  (fixture)
 
 
@@ -47,6 +48,28 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> VirtualClock:
     monkeypatch.setattr(tenacity, "time", virtual)
     monkeypatch.setattr(brace._deadline, "time", virtual)
     return vc
+
+
+@pytest.fixture(autouse=True)
+def _fresh_brace() -> Iterator[None]:
+    """Every test configures its breakers, budgets, bulkheads and rate limits afresh."""
+    reset_breakers()
+    reset_budgets()
+    reset_limits()
+    yield
+    reset_breakers()
+    reset_budgets()
+    reset_limits()
+
+
+@pytest.fixture(autouse=True)
+def _quick(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tests marked ``no_waits`` (a module's ``pytestmark``) retry without sleeping."""
+    if request.node.get_closest_marker("no_waits") is None:
+        yield
+        return
+    with no_waits():
+        yield
 
 
 @pytest.fixture(autouse=True)

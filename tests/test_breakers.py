@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -16,7 +15,7 @@ from structlog.testing import capture_logs
 
 import brace
 from brace import _breakers
-from brace.testing import no_waits, reset_breakers
+from brace.testing import reset_breakers
 
 
 class Clock:
@@ -47,12 +46,7 @@ def breaker_clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     return clock
 
 
-@pytest.fixture(autouse=True)
-def _isolated() -> Iterator[None]:
-    reset_breakers()
-    with no_waits():
-        yield
-    reset_breakers()
+pytestmark = pytest.mark.no_waits
 
 
 class Dependency:

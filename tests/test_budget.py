@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,15 +11,8 @@ import tenacity
 from structlog.testing import capture_logs
 
 import brace
-from brace.testing import no_waits, reset_budgets
 
-
-@pytest.fixture(autouse=True)
-def _fresh() -> Iterator[None]:
-    reset_budgets()
-    with no_waits():
-        yield
-    reset_budgets()
+pytestmark = pytest.mark.no_waits
 
 
 def always_down() -> Any:
@@ -213,3 +205,13 @@ def test_named_budget_is_created_with_defaults_on_first_use(clock: Any) -> None:
     assert (budget.ratio, budget.min_per_s, budget.window) == (0.2, 10.0, 10.0)
     assert repr(budget) == ("brace.budget('lazy', ratio=0.2, min_per_s=10.0, "
                             "window=10.0)")
+
+
+def test_a_shared_budget_named_again_with_its_client_is_the_same_budget() -> None:
+    class FakeRedis:  # enough for brace.budget(redis=...) to be built; never called here
+        def register_script(self, script: str) -> Any:
+            return lambda **kwargs: 1
+
+    client = FakeRedis()
+    shared = brace.budget("named-again", window=10, redis=client)
+    assert brace.budget("named-again", window=10, redis=client) is shared

@@ -13,11 +13,7 @@ from structlog.testing import capture_logs
 import brace
 from brace.testing import no_waits
 
-
-@pytest.fixture(autouse=True)
-def _no_waits() -> Any:
-    with no_waits():
-        yield
+pytestmark = pytest.mark.no_waits
 
 
 def make_flaky(failures: int, exc: Exception) -> Any:

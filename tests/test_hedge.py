@@ -20,7 +20,7 @@ import pytest
 import trio
 
 import brace
-from brace.testing import no_waits, reset_breakers, reset_budgets, reset_limits
+from brace.testing import no_waits
 
 RUNNERS: dict[str, Callable[[Callable[[], Awaitable[Any]]], Any]] = {
     "asyncio": lambda main: asyncio.run(main()),
@@ -33,17 +33,6 @@ RUNNERS: dict[str, Callable[[Callable[[], Awaitable[Any]]], Any]] = {
 every_runner = pytest.mark.parametrize("run", list(RUNNERS.values()), ids=list(RUNNERS))
 runners = pytest.mark.parametrize("run", [RUNNERS["asyncio"], RUNNERS["trio"]],
                                   ids=["asyncio", "trio"])
-
-
-@pytest.fixture(autouse=True)
-def _fresh() -> Iterator[list[tuple[str, dict[str, Any]]]]:
-    reset_breakers()
-    reset_budgets()
-    reset_limits()
-    yield []
-    reset_breakers()
-    reset_budgets()
-    reset_limits()
 
 
 @pytest.fixture

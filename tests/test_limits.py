@@ -13,11 +13,6 @@ import trio
 import brace
 
 
-@pytest.fixture(autouse=True)
-def _fresh(brace_reset_limits: None) -> None:
-    """Every name is configured afresh in each test (brace's own pytest fixture)."""
-
-
 class Peak:
     """Counts attempts running at once, from any thread or task."""
 
@@ -273,14 +268,17 @@ def test_a_rate_limit_spaces_attempts() -> None:
     assert time.monotonic() - started >= 1.9  # 40 tokens at 20 a second, the first at once
 
 
-def test_a_token_past_the_deadline_is_refused_at_once() -> None:
+def test_a_token_past_the_deadline_is_refused_at_once(clock: Any,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(brace.waits, "sleep", slept.append)
     brace.rate_limit("slowquota", per_s=0.1, burst=1)  # one token per 10 s
     call = brace.network(attempts=1, deadline=5, rate_limit="slowquota")(lambda: "ok")
     assert call() == "ok"  # the burst's token
-    started = time.monotonic()
-    with pytest.raises(brace.RateLimitedError, match=r"10\.000 s away"):
+    clock.advance(1)  # the next token is 9 s away, past the 5 s deadline
+    with pytest.raises(brace.RateLimitedError, match=r"9\.000 s away"):
         call()
-    assert time.monotonic() - started < 0.1
+    assert slept == []  # refused without waiting
 
 
 def test_settings_say_what_is_wrong() -> None:

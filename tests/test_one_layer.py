@@ -12,14 +12,9 @@ import tenacity
 from structlog.testing import capture_logs
 
 import brace
-from brace.testing import no_waits
 from tests.fault_server import FaultServer, reply
 
-
-@pytest.fixture(autouse=True)
-def _quick() -> Any:
-    with no_waits():
-        yield
+pytestmark = pytest.mark.no_waits
 
 
 def test_decorator_in_decorator_adds_attempts_never_multiplies() -> None:

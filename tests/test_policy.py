@@ -12,7 +12,6 @@ import pytest
 import tenacity
 
 import brace
-from brace.testing import no_waits
 
 
 def flaky(failures: int, exc: BaseException | None = None,
@@ -54,10 +53,7 @@ def run(fn: Callable[..., Any], *args: Any) -> Any:
 MAKERS = [pytest.param(flaky, id="sync"), pytest.param(async_flaky, id="async")]
 
 
-@pytest.fixture(autouse=True)
-def _no_waits() -> Any:
-    with no_waits():
-        yield
+pytestmark = pytest.mark.no_waits
 
 
 @pytest.mark.parametrize("make", MAKERS)

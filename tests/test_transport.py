@@ -6,7 +6,6 @@ tests/integration/test_http_transport.py."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,15 +13,11 @@ import pytest
 import respx
 
 import brace
-from brace.testing import no_waits
 
 MODES = ["sync", "async"]
 
 
-@pytest.fixture(autouse=True)
-def _quick() -> Iterator[None]:
-    with no_waits():
-        yield
+pytestmark = pytest.mark.no_waits
 
 
 def scripted(*statuses: tuple[int, dict[str, str]]) -> tuple[Any, list[httpx.Request]]:

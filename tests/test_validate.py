@@ -7,7 +7,7 @@ settings after a name are keyword-only; the old, suffixed names are refused (no 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -15,24 +15,12 @@ import pytest
 
 import brace
 from brace import _breakers, _budget, _limits, _validate
-from brace.testing import reset_breakers, reset_budgets, reset_limits
 
 
 def _created(name: str) -> bool:
     return any(found is not None for found in (
         _breakers.find(name), _budget.find(name), _limits.find_bulkhead_if(name),
         _limits.find_rate_limit_if(name)))
-
-
-@pytest.fixture(autouse=True)
-def _fresh_names() -> Iterator[None]:
-    reset_breakers()
-    reset_budgets()
-    reset_limits()
-    yield
-    reset_breakers()
-    reset_budgets()
-    reset_limits()
 
 
 # --- the old names are gone ------------------------------------------------------------------

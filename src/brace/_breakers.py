@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULTS",
     "BreakerInfo",
     "CircuitOpenError",
+    "FailureRatio",
     "Gate",
     "breaker",
     "breakers",
@@ -163,11 +164,49 @@ def _noop() -> None:
     pass
 
 
+class FailureRatio:
+    """Open at ``ratio`` failures among at least ``min_calls`` calls in the window.
+
+    The window is a retry budget's ``_budget.Window`` counting failures; shared through
+    Redis, the fleet's counts decide.
+    """
+
+    def __init__(self, ratio: float, min_calls: int, window: _budget.Window,
+                 shared: Any) -> None:
+        self.ratio, self.min_calls, self.window, self.shared = ratio, min_calls, window, shared
+
+    def tally(self, failure: BaseException | None) -> bool:
+        """Count one settled call; True when the failures now reach the ratio."""
+        window = self.window
+        if failure is None:
+            window.call()
+            return False
+        with window.lock:
+            totals = None
+            if self.shared is not None:  # the fleet's window, in one round trip
+                totals = self.shared.failure(window.take_pending())
+            if totals is None:
+                window.flush()
+                now = clock()
+                bucket = window.bucket(now)
+                bucket[1] += 1
+                bucket[2] += 1
+                totals = window.totals(now)
+        calls, failures = totals
+        return bool(calls >= self.min_calls and failures >= self.ratio * calls)
+
+    def reset(self) -> None:
+        """Forget the window (locally and, when shared, in Redis)."""
+        self.window.reset()
+        if self.shared is not None:
+            self.shared.reset()
+
+
 class Gate:
     """Admits attempts to one pybreaker breaker and records their outcomes through it."""
 
     def __init__(self, cb: pybreaker.CircuitBreaker, storage: pybreaker.CircuitBreakerStorage,
-                 ratio: _budget.FailureRatio | None = None,
+                 ratio: FailureRatio | None = None,
                  slow_call: float | None = None) -> None:
         self.breaker = cb
         self._ratio = ratio  # also open on a failure ratio over a sliding window
@@ -433,7 +472,7 @@ def _create(name: str, given: dict[str, Any]) -> Gate:
     if settings["failure_ratio"] is not None:
         counts = _budget.Window(settings["window"],
                                 None if shared_window is None else shared_window.add_calls)
-        ratio = _budget.FailureRatio(settings["failure_ratio"], settings["min_calls"], counts,
+        ratio = FailureRatio(settings["failure_ratio"], settings["min_calls"], counts,
                                      shared_window)
     listener = _Listener()
     # The call that trips the breaker raises its own error: users see the real cause.

@@ -24,7 +24,7 @@ from brace._deadline import clock
 if TYPE_CHECKING:
     from tenacity import RetryCallState
 
-__all__ = ["DEFAULTS", "Budget", "FailureRatio", "Window", "budget", "find", "lookup", "reset"]
+__all__ = ["DEFAULTS", "Budget", "Window", "budget", "find", "lookup", "reset"]
 
 #: What a budget named before it was configured gets (and what ``explain`` shows for one).
 DEFAULTS = MappingProxyType({"ratio": 0.2, "min_per_s": 10.0, "window": 10.0})
@@ -99,40 +99,6 @@ class Window:
             self._pending = 0
             for bucket in self._buckets:
                 bucket[0], bucket[1], bucket[2] = -1, 0, 0
-
-
-class FailureRatio:
-    """Open at ``ratio`` failures among at least ``min_calls`` calls in the window."""
-
-    def __init__(self, ratio: float, min_calls: int, window: Window,
-                 shared: Any) -> None:
-        self.ratio, self.min_calls, self.window, self.shared = ratio, min_calls, window, shared
-
-    def tally(self, failure: BaseException | None) -> bool:
-        """Count one settled call; True when the failures now reach the ratio."""
-        window = self.window
-        if failure is None:
-            window.call()
-            return False
-        with window.lock:
-            totals = None
-            if self.shared is not None:  # the fleet's window, in one round trip
-                totals = self.shared.failure(window.take_pending())
-            if totals is None:
-                window.flush()
-                now = clock()
-                bucket = window.bucket(now)
-                bucket[1] += 1
-                bucket[2] += 1
-                totals = window.totals(now)
-        calls, failures = totals
-        return bool(calls >= self.min_calls and failures >= self.ratio * calls)
-
-    def reset(self) -> None:
-        """Forget the window (locally and, when shared, in Redis)."""
-        self.window.reset()
-        if self.shared is not None:
-            self.shared.reset()
 
 
 class Budget(tenacity.retry_base):
@@ -256,8 +222,9 @@ def budget(name: str, *, ratio: float | None = None, min_per_s: float | None = N
     with _registry_lock:
         existing = registry.get(name)
         if existing is not None:
+            # The settings only: the Redis client a caller passes again is not compared.
             conflicts = sorted(k for k, v in given.items()
-                               if getattr(existing, k) != _validate.plain(v))
+                               if k in DEFAULTS and getattr(existing, k) != _validate.plain(v))
             if conflicts:
                 shown = ", ".join(f"{k}={getattr(existing, k)!r}" for k in conflicts)
                 raise ValueError(f"budget {name!r} already exists with {shown}")

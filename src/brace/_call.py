@@ -75,19 +75,35 @@ class Call:
         """Whether the asyncio watchdog already cut this call off at its deadline."""
         return self.watch is not None and self.watch[1][2] != RUNNING
 
-    def deadline_error(self, error: BaseException) -> TimeoutError | None:
-        """The TimeoutError a cancellation stands for when this call's deadline caused it.
+    def deadline_cut(self, error: BaseException) -> tuple[TimeoutError | None, bool]:
+        """Whether this call's deadline caused the cancellation ``error`` of an attempt.
 
-        Only in the watched task itself (never a hedged copy's), and only once.
+        Returns the TimeoutError it stands for (None: not the deadline's), and whether the
+        cancellation was withdrawn, so the attempt may end with that TimeoutError as its
+        outcome: only in the asyncio task the watchdog cancelled, once. A hedged copy
+        cancelled because the deadline passed, and trio's cancel scope, must see their
+        cancellation through (the race, the scope); their attempts still count the cut.
         """
-        if self.watch is not None and isinstance(error, asyncio.CancelledError):
+        if not is_exit(error):
+            return None, False
+        if self.watch is not None:
             dog, watch = self.watch
             task = watch[1]
             if task is not None and _current_task() is task:
-                return cast("TimeoutError | None", dog.timeout_error(watch, task, error))
-        if self.scope is not None and self.scope.cancel_called and is_exit(error):
-            return TimeoutError(self.deadline_message())
-        return None
+                if isinstance(error, asyncio.CancelledError):
+                    return dog.timeout_error(watch, task, error), True
+                return None, False
+            if watch[2] != RUNNING:  # a copy, cancelled as the call ran out of time
+                return TimeoutError(self.deadline_message()), False
+            return None, False
+        if self.scope is not None and self.scope.cancel_called:
+            return TimeoutError(self.deadline_message()), False
+        return None, False
+
+    def slept(self, seconds: float) -> None:
+        """A backoff of ``seconds`` begins (skipped inside ``no_waits()``, yet counted)."""
+        if _state.no_waits:
+            self.deadline.skipped += seconds
 
     def deadline_message(self) -> str:
         """What a TimeoutError at this call's deadline says."""
@@ -148,6 +164,7 @@ class _CallState(tenacity.RetryCallState):
 
     after_mark = 0
     verdict: Outcome | None = None
+    call: Call | None = None
 
 
 def _settle(state: _CallState, outcome: Outcome) -> None:
@@ -273,6 +290,7 @@ class Path:
         # brace names it (a callable object's class, not its repr with an address).
         state = _CallState(self.policy._retryer, cast(Any, _Named(self.label)), args, kwargs)
         state.after_mark = call.mark
+        state.call = call  # the stop reads the call's deadline
         state.start_time = call.deadline.started  # attempt 1 ran before tenacity's clock
         state.attempt_number = max(1, call.attempts)
         stats = self.stats
@@ -281,13 +299,13 @@ class Path:
                      idle_for=0, delay_since_first_attempt=0)
         return state
 
-    def finish(self, call: Call, outcome: Outcome) -> None:
+    def finish(self, call: Call) -> None:
         """The call ended: statistics count every attempt started, hedges included."""
-        if call.attempts:
-            self.stats["attempt_number"] = call.attempts
-        if not call.attempts and not self.stats:
-            self.stats.update(start_time=call.deadline.started, attempt_number=1, idle_for=0,
-                              delay_since_first_attempt=0)
+        stats = self.stats
+        if call.state is None:  # no retry machinery ran (brace.set_active(False))
+            stats["start_time"] = call.deadline.started
+            stats["idle_for"] = stats["delay_since_first_attempt"] = 0
+        stats["attempt_number"] = max(1, call.attempts)
 
     # -- sync ---------------------------------------------------------------------------------
 
@@ -305,9 +323,10 @@ class Path:
                     break
                 if self.discard is not None and outcome.error is None:
                     self.discard(outcome.value)  # a retried response frees its connection
+                call.slept(wait)
                 waits.sleep(wait)
                 outcome = self.attempt(call, args, kwargs)
-            self.finish(call, outcome)
+            self.finish(call)
         error = outcome.error
         if error is not None:
             raise _trimmed(error)
@@ -431,10 +450,11 @@ class Path:
                 break
             if self.discard is not None and outcome.error is None:
                 await self.discard(outcome.value)
+            call.slept(wait)
             await waits.async_sleep(wait)
             outcome = await (self.hedger.race(call, self.aattempt, args, kwargs)  # type: ignore[union-attr]
                              if hedged else self.aattempt(call, args, kwargs))
-        self.finish(call, outcome)
+        self.finish(call)
         return outcome
 
     async def aattempt(self, call: Call, args: Any, kwargs: Any) -> Outcome:
@@ -464,12 +484,12 @@ class Path:
                 if slot is not None:
                     slot.release()
         except BaseException as error:
-            converted = call.deadline_error(error) if ran else None
+            converted, withdrawn = call.deadline_cut(error) if ran else (None, False)
             outcome = self.judge(call, error if converted is None else converted, None)
             if gate is not None:
                 gate.finish(self.name, trial, outcome if ran else None, started)
-            if converted is not None and call.scope is not None:
-                raise  # trio: the scope's cancellation must reach the scope
+            if converted is not None and not withdrawn:
+                raise  # a hedged copy's or trio's scope's: the cancellation goes on
             if outcome.kind is Kind.CANCELLED:
                 raise
             return outcome
@@ -526,19 +546,18 @@ class Path:
 
 
 def _fallback_reason(policy: Policy, exc: BaseException) -> str | None:
+    # Why the fallback covers ``exc``; None for a bug or a refusal the policy would not
+    # retry, which raises.
     if isinstance(exc, CircuitOpenError):
         return "breaker_open"
     if not policy.counts(exc):
-        return None  # a bug or a refusal the policy would not retry: it raises
+        return None
     if policy.breaker is not None and gate_for(policy.breaker).is_open():
         return "breaker_open"
     return "retries_exhausted"
 
 
-def _fallback_value(policy: Policy, name: str, exc: BaseException) -> Any:
-    reason = _fallback_reason(policy, exc)
-    if reason is None:
-        raise exc
+def _degraded(policy: Policy, name: str, exc: BaseException, reason: str) -> Any:
     _events.degraded(name, policy.preset, reason, exc)
     return policy.fallback(exc) if callable(policy.fallback) else policy.fallback
 
@@ -570,13 +589,19 @@ def decorate(policy: Policy, fn: Callable[..., Any]) -> Any:
             try:
                 return await path.arun(path.begin(), args, kwargs)
             except Exception as exc:
-                return _fallback_value(policy, name, exc)
+                reason = _fallback_reason(policy, exc)
+                if reason is None:
+                    raise
+                return _degraded(policy, name, exc, reason)
     else:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
                 return path.run(path.begin(), args, kwargs)
             except Exception as exc:
-                return _fallback_value(policy, name, exc)
+                reason = _fallback_reason(policy, exc)
+                if reason is None:
+                    raise
+                return _degraded(policy, name, exc, reason)
     functools.update_wrapper(wrapper, fn)
     # One statistics dict, shared with the retry layer (tenacity issue 519).
     wrapper.statistics = path.stats

@@ -33,22 +33,31 @@ def past(elapsed: float, upcoming: float, limit: float) -> bool:
 
 
 class Deadline:
-    """When one call must end, read from ``clock``."""
+    """When one call must end, read from ``clock``: the one deadline every layer reads.
 
-    __slots__ = ("at", "seconds", "started")
+    Inside ``brace.testing.no_waits()`` the sleeps a call skipped still count against it
+    (``skipped``), so a test sees the attempts, waits and give-ups a real run would.
+    """
+
+    __slots__ = ("at", "seconds", "skipped", "started")
 
     def __init__(self, seconds: float, started: float | None = None) -> None:
         self.seconds = seconds
         self.started = clock() if started is None else started
         self.at = self.started + seconds
+        self.skipped = 0.0
 
     def remaining(self) -> float:
         """Seconds left (negative once passed)."""
-        return self.at - clock()
+        return self.at - clock() - self.skipped
 
     def elapsed(self) -> float:
-        """Seconds since the call started."""
+        """Seconds since the call started (on the clock: skipped sleeps aside)."""
         return clock() - self.started
+
+    def past(self, upcoming: float) -> bool:
+        """The deadline rule for this call: a sleep of ``upcoming`` s would end too late."""
+        return upcoming >= self.remaining()
 
 
 # -- asyncio: a cheap watchdog per loop and deadline length ---------------------------------

@@ -81,8 +81,8 @@ class Hedger:
         return failures[0]
 
     async def _free(self, outcomes: list[Outcome], chosen: Outcome | None) -> None:
-        # Losing values are freed; so is the winner's when the race itself was cancelled
-        # (``chosen`` is then None: nobody will read it).
+        # Losing values are freed; so is the winner's when the race did not deliver it (the
+        # caller was cancelled meanwhile: ``chosen`` is then None, nobody will read it).
         if self.discard is None:
             return
         for outcome in outcomes:
@@ -98,6 +98,7 @@ class Hedger:
         outcomes: list[Outcome] = []
         chosen: Outcome | None = None
         hedged = 0
+        delivered = False
         try:
             while pending:
                 timeout = (started + (hedged + 1) * self.after - clock()) if room else None
@@ -113,21 +114,27 @@ class Hedger:
                     continue
                 finished = [_outcome(task) for task in done]
                 outcomes.extend(finished)  # all of them: the losers' values are freed below
-                for outcome in finished:
-                    if outcome.kind not in _UNSETTLED:
-                        chosen = outcome
-                        return outcome
-            chosen = self._pick(outcomes)
-            return chosen
+                chosen = next((outcome for outcome in finished
+                               if outcome.kind not in _UNSETTLED), None)
+                if chosen is not None:
+                    break
+            if chosen is None:
+                chosen = self._pick(outcomes)
+            delivered = True
         finally:
+            # Copies still running are cancelled, and gates and limits see each
+            # cancellation, before the call goes on; a cancellation of the race meanwhile
+            # is held back until then, and then re-raised, never swallowed.
             for task in pending:
                 task.cancel()
-            if pending:
-                # Gates and limits see each cancellation before the call goes on; shielded
-                # from a cancellation of the race itself, which waits for them first.
-                await _settle(pending)
-                outcomes.extend(_outcome(task) for task in pending if not task.cancelled())
-            await self._free(outcomes, chosen)
+            interrupted = await _shielded(_unwind(pending, outcomes))
+            kept = chosen if delivered and not interrupted else None
+            interrupted |= await _shielded(self._free(outcomes, kept))
+            if interrupted:
+                if kept is not None:  # cancelled while freeing the losers: nobody reads it
+                    await _shielded(self._free([kept], None))
+                raise asyncio.CancelledError
+        return chosen
 
     async def _race_anyio(self, call: Call, attempt: Attempt, args: Any, kwargs: Any,
                           room: int) -> Outcome:
@@ -145,6 +152,7 @@ class Hedger:
         started = clock()
         outcomes: list[Outcome] = []
         chosen: Outcome | None = None
+        delivered = False
         with send, receive:
             try:
                 async with anyio.create_task_group() as group:
@@ -171,7 +179,7 @@ class Hedger:
                             room = 0
                 if chosen is None:
                     chosen = self._pick(outcomes)
-                return chosen
+                delivered = True
             finally:
                 while True:  # copies that answered while being cancelled
                     try:
@@ -179,24 +187,31 @@ class Hedger:
                     except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
                         break
                 with anyio.CancelScope(shield=True):
-                    await self._free(outcomes, chosen)
+                    await self._free(outcomes, chosen if delivered else None)
+        return chosen
 
 
-async def _settle(pending: set[asyncio.Future[Outcome]]) -> None:
-    """Wait for cancelled copies to finish, even when the race itself is being cancelled.
+async def _unwind(pending: set[asyncio.Future[Outcome]], outcomes: list[Outcome]) -> None:
+    # Wait for the cancelled copies; those that answered meanwhile join the outcomes.
+    if pending:
+        await asyncio.wait(pending)
+        outcomes.extend(_outcome(task) for task in pending if not task.cancelled())
 
-    A second cancellation of the waiting task is re-delivered once the copies are done, so
-    the caller's cancel is never swallowed.
+
+async def _shielded(work: Coroutine[Any, Any, None]) -> bool:
+    """Run ``work`` to its end even if the running task is cancelled meanwhile.
+
+    Returns whether it was: the caller re-raises that cancellation once ``work`` is done.
     """
-    waiting = asyncio.ensure_future(asyncio.wait(pending))
+    task = asyncio.ensure_future(work)
     cancelled = False
-    while not waiting.done():
+    while not task.done():
         try:
-            await asyncio.shield(waiting)
+            await asyncio.shield(task)
         except asyncio.CancelledError:
             cancelled = True
-    if cancelled:
-        raise asyncio.CancelledError
+    task.result()
+    return cancelled
 
 
 def _outcome(task: asyncio.Future[Outcome]) -> Outcome:

@@ -14,11 +14,11 @@ import collections
 import contextlib
 import functools
 import threading
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from brace import _events, _validate
+from brace._deadline import clock
 from brace._outcome import BraceError
 
 __all__ = ["BulkheadFullError", "RateLimitedError", "Refused", "bulkhead", "find_bulkhead",
@@ -110,11 +110,14 @@ class Bulkhead:
         if self._leave(waiter):
             self.release()
 
-    def acquire(self, name: str, budget_s: float) -> None:
-        """Take a slot (threads), waiting at most ``min(queue_timeout, budget_s)``."""
+    def acquire(self, name: str, remaining: float) -> None:
+        """Take a slot (threads), waiting at most ``min(queue_timeout, remaining)``.
+
+        ``remaining`` is what is left of the call's deadline, in seconds.
+        """
         if self._take():  # the common case: a free slot
             return
-        started, limit = time.monotonic(), min(self.queue_timeout, max(0.0, budget_s))
+        started, limit = clock(), min(self.queue_timeout, max(0.0, remaining))
         if limit > 0:
             ready = threading.Event()
             waiter = self._enter(ready.set)
@@ -127,13 +130,13 @@ class Bulkhead:
                 raise
             if self._leave(waiter):
                 return
-        self._refuse(name, time.monotonic() - started)
+        self._refuse(name, clock() - started)
 
-    async def aacquire(self, name: str, budget_s: float) -> None:
-        """Take a slot (any async library), waiting at most ``min(queue_timeout, budget_s)``."""
+    async def aacquire(self, name: str, remaining: float) -> None:
+        """Take a slot (any async library), waiting at most ``min(queue_timeout, remaining)``."""
         if self._take():
             return
-        started, limit = time.monotonic(), min(self.queue_timeout, max(0.0, budget_s))
+        started, limit = clock(), min(self.queue_timeout, max(0.0, remaining))
         if limit > 0:
             try:
                 loop = asyncio.get_running_loop()
@@ -163,7 +166,7 @@ class Bulkhead:
                 raise
             if self._leave(waiter):
                 return
-        self._refuse(name, time.monotonic() - started)
+        self._refuse(name, clock() - started)
 
     def release(self) -> None:
         """Give the slot back: to the longest waiting attempt, else to the pool."""
@@ -233,9 +236,9 @@ class RateLimit:
         self._from_local = True  # whether the latest token came from the local bucket
         self._lock = threading.Lock()
 
-    def reserve(self, name: str, budget_s: float) -> float:
+    def reserve(self, name: str, remaining: float) -> float:
         """Reserve a token; return how long to wait for it, or raise RateLimitedError."""
-        verdict = None if self._shared is None else self._shared.reserve(budget_s)
+        verdict = None if self._shared is None else self._shared.reserve(remaining)
         if verdict is not None:
             granted, wait = verdict
             if not granted:
@@ -243,10 +246,10 @@ class RateLimit:
             self._from_local = False
             return wait  # type: ignore[no-any-return]
         with self._lock:
-            now = time.monotonic()
+            now = clock()
             tat = max(self._tat, now)
             wait = max(0.0, tat - now - (self.burst - 1) * self._interval)
-            if wait >= budget_s:
+            if wait >= remaining:
                 self._refuse(name, wait)
             self._tat = tat + self._interval
             self._from_local = True
@@ -261,7 +264,7 @@ class RateLimit:
         if not self._from_local:
             return
         with self._lock:
-            self._tat = max(time.monotonic(), self._tat - self._interval)
+            self._tat = max(clock(), self._tat - self._interval)
 
     def _refuse(self, name: str, wait: float) -> None:
         _events.rate_limit_rejected(self.name, name, wait)

@@ -51,6 +51,8 @@ class Retried(Generic[P, R]):
     its name, signature and docstring), and type checkers see this class in its place.
     """
 
+    __module__ = "brace"
+
     #: tenacity's statistics of the latest call (attempt_number, idle_for, ...).
     statistics: dict[str, Any]
     #: The function that was decorated.
@@ -145,6 +147,8 @@ class Policy:
     Raises:
         TypeError, ValueError: at construction, naming the bad parameter and its range.
     """
+
+    __module__ = "brace"
 
     preset: str = "custom"
     attempts: int = 4
@@ -528,6 +532,11 @@ class _Stop(tenacity.stop.stop_base):
     def _past_deadline(self, retry_state: RetryCallState) -> bool:
         # brace.stops.deadline's rule; the policy's wait already is a server's Retry-After
         # in full, so there is no capped wait to compare the server's delay with again.
+        # brace's call path hands over its call, whose Deadline decides; tenacity's own
+        # loops (retrying(), tenacity_kwargs()) have the state's clock readings.
+        call = getattr(retry_state, "call", None)
+        if call is not None:
+            return bool(call.deadline.past(retry_state.upcoming_sleep))
         elapsed = retry_state.seconds_since_start or 0.0
         if waits.waits_disabled():
             elapsed += retry_state.idle_for

@@ -453,10 +453,13 @@ class SharedRateLimit:
         self._link = Link(f"rate_limit:{name}", 1.0,
                           "the rate limit applies this process's share")
 
-    def reserve(self, budget_s: float) -> tuple[bool, float] | None:
-        """``(granted, wait_s)`` from the fleet's bucket, or None without Redis."""
+    def reserve(self, remaining: float) -> tuple[bool, float] | None:
+        """``(granted, wait)`` from the fleet's bucket, or None without Redis.
+
+        ``remaining`` (seconds left of the deadline) is the longest the caller may wait.
+        """
         answer = self._link.run(lambda: self._script(keys=[self._key],
-                                                     args=[*self._args, repr(budget_s)]))
+                                                     args=[*self._args, repr(remaining)]))
         return None if answer is None else (bool(answer[0]), float(_text(answer[1])))
 
 

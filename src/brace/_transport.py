@@ -189,7 +189,10 @@ def _as_httpx_error(refusal: BraceError, request: httpx.Request) -> Exception:
     error.args = refusal.args
     error.__dict__.update(refusal.__dict__)
     error.request = request
-    return error.with_traceback(refusal.__traceback__)  # type: ignore[no-any-return]
+    # The traceback from below the transport's frame, which re-raising adds again.
+    caught = refusal.__traceback__
+    return error.with_traceback(  # type: ignore[no-any-return]
+        caught.tb_next if caught is not None else None)
 
 
 def _attach(request: httpx.Request, outcome: httpx.Response | BaseException) -> None:

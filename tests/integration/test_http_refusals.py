@@ -4,7 +4,7 @@ An open breaker, a full bulkhead and a rate limit without a token, each against 
 local HTTP server, through ``policy.client()`` and ``policy.async_client()``: the refusal
 is caught by ``except httpx.HTTPError`` (it is an ``httpx.TransportError``), and it is
 still a ``brace.BraceError`` and the specific brace class, with its attributes, its
-``request`` and the traceback of where it was refused. Traffic stays on 127.0.0.1.
+``request`` and a traceback that goes into the call path. Traffic stays on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -96,6 +96,9 @@ def check_refusal(error: Any, cls: type[brace.BraceError], url: str) -> None:
     transport = frames.index("handle_request" if "handle_request" in frames
                              else "handle_async_request")
     assert frames[transport + 1:], frames
+    # The transport and the call path: no more than two of brace's frames (DESIGN rule 24).
+    assert len([frame for frame in traceback.extract_tb(error.__traceback__)
+                if "/brace/" in frame.filename]) <= 2, frames
 
 
 @mode_param
@@ -217,7 +220,9 @@ def test_the_httpx_twin_is_built_once_per_class_and_keeps_everything() -> None:
     assert isinstance(twin, httpx.TransportError) and isinstance(twin, brace.CircuitOpenError)
     assert (twin.args, twin.breaker, twin.remaining_s) == (original.args, "payments", 2.5)
     assert twin.request is request
-    assert twin.__traceback__ is original.__traceback__
+    # The traceback below the frame that caught it (re-raising there adds that frame again).
+    assert original.__traceback__ is not None
+    assert twin.__traceback__ is original.__traceback__.tb_next
     assert is_exhausted(twin)  # marked as the original was
     assert getattr(twin, "__notes__", None) == ["a note"]
     assert str(twin) == str(original) and repr(twin) == repr(original)
