@@ -523,29 +523,33 @@ def test_the_hedge_winner_is_freed_when_the_caller_is_cancelled_while_losers_unw
         freed.append(value)
 
     policy = brace.network(attempts=3, hedge_after=0.001, hedges=1, deadline=5)
-
-    async def slow_to_unwind(delay: float) -> str:
-        try:
-            await asyncio.sleep(delay)
-        except asyncio.CancelledError:
-            # The loser takes a moment to unwind: the caller's cancel lands meanwhile.
-            await asyncio.shield(asyncio.sleep(0.01))
-            raise
-        return f"answer after {delay}"
-
-    delays = iter([0.05, 0.002])
-    path = brace._call.Path(policy, lambda: slow_to_unwind(next(delays)), name="winner",
-                            breaker=None, discard=discard, asynchronous=True)
+    copies = iter(["slow", "fast"])
 
     async def main() -> None:
+        unwinding, release = asyncio.Event(), asyncio.Event()
+
+        async def dependency() -> str:
+            if next(copies) == "fast":
+                return "winner"
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                unwinding.set()  # lost the race: it takes a while to let go
+                await asyncio.shield(release.wait())
+                raise
+            return "never"
+
+        path = brace._call.Path(policy, dependency, name="winner", breaker=None,
+                                discard=discard, asynchronous=True)
         task = asyncio.ensure_future(path.acall())
-        await asyncio.sleep(0.006)  # the hedge answered; the first copy is unwinding
-        task.cancel()
+        await unwinding.wait()  # the hedge answered; the first copy is unwinding
+        task.cancel()  # the caller gives up meanwhile
+        release.set()
         with pytest.raises(asyncio.CancelledError):
             await task
 
     asyncio.run(main())
-    assert freed == ["answer after 0.002"]  # nobody reads the winner: it is freed too
+    assert freed == ["winner"]  # nobody reads the winner: it is freed too
 
 
 # -- clean give-ups -------------------------------------------------------------------------------

@@ -120,9 +120,10 @@ class _Named:
 
 
 class _Done(tenacity.Future):
-    """A finished attempt's outcome, read without ``concurrent.futures``' lock.
+    """A finished attempt's outcome, read without the lock a pending future needs.
 
-    tenacity reads an outcome several times per attempt; a pending future locks each read.
+    tenacity reads an outcome several times per attempt (the predicate, the wait, the stop,
+    events); ``concurrent.futures.Future`` takes a lock on every read.
     """
 
     def __init__(self, attempt_number: int, exc: BaseException | None, value: Any) -> None:
@@ -354,15 +355,18 @@ class Path:
                 if slot is not None:
                     slot.release()
         except BaseException as error:
-            outcome = self.judge(call, error, None)
-            if gate is not None:
-                gate.finish(self.name, trial, outcome if ran else None, started)
+            outcome = self.settle(call, gate, trial, started, error, None, ran)
             if outcome.kind is Kind.CANCELLED:
                 raise
             return outcome
-        outcome = self.judge(call, None, value)
+        return self.settle(call, gate, trial, started, None, value)
+
+    def settle(self, call: Call, gate: Gate | None, trial: bool, started: float,
+               error: BaseException | None, value: Any, ran: bool = True) -> Outcome:
+        """Judge an attempt once and tell its breaker (``ran``: it reached the function)."""
+        outcome = self.judge(call, error, value)
         if gate is not None:
-            gate.finish(self.name, trial, outcome, started)
+            gate.finish(self.name, trial, outcome if ran else None, started)
         return outcome
 
     def _gates(self, call: Call) -> _limits.Bulkhead | None:
@@ -485,18 +489,14 @@ class Path:
                     slot.release()
         except BaseException as error:
             converted, withdrawn = call.deadline_cut(error) if ran else (None, False)
-            outcome = self.judge(call, error if converted is None else converted, None)
-            if gate is not None:
-                gate.finish(self.name, trial, outcome if ran else None, started)
+            outcome = self.settle(call, gate, trial, started,
+                                  error if converted is None else converted, None, ran)
             if converted is not None and not withdrawn:
                 raise  # a hedged copy's or trio's scope's: the cancellation goes on
             if outcome.kind is Kind.CANCELLED:
                 raise
             return outcome
-        outcome = self.judge(call, None, value)
-        if gate is not None:
-            gate.finish(self.name, trial, outcome, started)
-        return outcome
+        return self.settle(call, gate, trial, started, None, value)
 
     async def _timed(self, call: Call, args: Any, kwargs: Any) -> Any:
         # The function, bounded by attempt_timeout when set: an asyncio watchdog, or an
@@ -550,7 +550,7 @@ def _fallback_reason(policy: Policy, exc: BaseException) -> str | None:
     # retry, which raises.
     if isinstance(exc, CircuitOpenError):
         return "breaker_open"
-    if not policy.counts(exc):
+    if not policy._counts(exc):
         return None
     if policy.breaker is not None and gate_for(policy.breaker).is_open():
         return "breaker_open"

@@ -39,9 +39,12 @@ def _name(item: object) -> str:
     """A class or function by its import name (``asyncio.CancelledError``), else its repr."""
     if isinstance(item, (type, types.FunctionType)):
         module = item.__module__
-        top = module.split(".")[0]
-        if getattr(sys.modules.get(top), item.__qualname__, None) is item:
-            module = top  # asyncio.CancelledError, not asyncio.exceptions.CancelledError
+        parts = module.split(".")
+        for size in range(1, len(parts)):  # the shortest package that exports it:
+            package = ".".join(parts[:size])  # asyncio.CancelledError, not asyncio.exceptions
+            if getattr(sys.modules.get(package), item.__qualname__, None) is item:
+                module = package
+                break
         return item.__qualname__ if module == "builtins" else f"{module}.{item.__qualname__}"
     return repr(item)
 

@@ -105,7 +105,9 @@ class Outcome:
         error: The exception the attempt raised, else None.
         value: The value it returned (None when it raised).
         failure: Whether it is a failure of the dependency (breakers count it).
-        why: For ``NOT_RETRIED``: ``not_idempotent`` or ``not_retryable``.
+        why: For ``NOT_RETRIED``: ``not_idempotent`` or ``not_retryable``; for
+            ``EXHAUSTED``: ``inner_exhausted``; for a ``RETRYABLE`` answer that says "slow
+            down" (429, 529, 503 with Retry-After): ``throttled``.
     """
 
     __slots__ = ("error", "failure", "kind", "value", "why")
@@ -135,9 +137,11 @@ class Outcome:
 
 
 # --- exhaustion marks: retry at one layer -------------------------------------------------------
-# What a policy gave up on carries a mark (a number from one sequence, and the time): an
-# enclosing policy never retries a value marked since its own call began. Since then, not
-# ever: mocks raise one exception instance again in later calls.
+# An error or response that leaves a brace policy after its retries ran out carries a mark:
+# a number from one process-wide sequence, and when it was set. An enclosing policy never
+# retries a value marked since its own call began, so nested policies add attempts, never
+# multiply them. (Since its call began, not ever: an exception instance raised again by a
+# later call, as mocks do, was not given up on in that call.)
 
 _EXHAUSTED = "__brace_exhausted__"
 _sequence = itertools.count(1)

@@ -236,7 +236,7 @@ class Policy:
         """
         return _Reported(self)
 
-    def counts(self, exc: BaseException | None, result: Any = None) -> bool:
+    def _counts(self, exc: BaseException | None, result: Any = None) -> bool:
         """Return whether an outcome is a failure of the dependency (breakers count it).
 
         Unlike the retry decision this ignores idempotency: a 503 to a POST is a failure of

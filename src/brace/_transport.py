@@ -71,7 +71,7 @@ def _describe(request: httpx.Request) -> str:
 def _skipped(policy: Policy, label: str, error: BaseException | None,
              response: httpx.Response | None) -> None:
     # A streamed body cannot be replayed: say so when the outcome would have been retried.
-    if policy.counts(error, response):
+    if policy._counts(error, response):
         outcome = tenacity.Future.construct(1, error if error is not None else response,
                                             error is not None)
         _events.retry_skipped(label, policy.preset, 1, outcome, "streamed_body")

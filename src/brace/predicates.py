@@ -75,9 +75,13 @@ NEVER_RETRY: tuple[type[BaseException], ...] = (
     KeyboardInterrupt,
     SystemExit,
     GeneratorExit,
+    concurrent.futures.CancelledError,
 )
 """Exceptions that propagate at once from every policy, whatever a predicate says: retrying a
-cancellation or an interrupt is always a bug (tenacity issue 529)."""
+cancellation or an interrupt is always a bug (tenacity issue 529). Every other async
+library's cancellation (trio's ``Cancelled``, anyio's) is treated the same way: brace's one
+rule is that any ``BaseException`` that is not an ``Exception`` never is retried or counted,
+nor is a thread's ``concurrent.futures.CancelledError``."""
 
 # On 3.10 asyncio's and concurrent.futures' TimeoutError are not yet the builtin.
 _TRANSIENT_BUILTINS: tuple[type[BaseException], ...] = (
@@ -100,9 +104,9 @@ def is_transient(exc: BaseException) -> bool:
     httpx's connect/read/write/pool timeouts, connect, read, write and remote-protocol errors,
     and an exception explicitly raised from one of those (``raise SDKError() from exc``).
     Never programming errors (ValueError, TypeError, KeyError ...), ``PermissionError`` or
-    other ``OSError``, and never anything in ``NEVER_RETRY``.
+    other ``OSError``, and never a cancellation (of any library), an interrupt or an exit.
     """
-    if isinstance(exc, NEVER_RETRY):
+    if is_exit(exc):
         return False
     # SDKs wrap transport errors (openai's APIConnectionError is raised `from` httpx's
     # ConnectError): follow the explicit cause chain a few links.
