@@ -156,6 +156,30 @@ def test_a_transport_request_reads_its_one_deadline(clock: Any,
                                             "exhausted": True}
 
 
+def test_an_async_transport_request_reads_its_one_deadline(
+        clock: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    spy = Spy(monkeypatch)
+    read_timeouts: list[float] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        read_timeouts.append(request.extensions["timeout"]["read"])
+        clock.advance(3)
+        return httpx.Response(503)
+
+    policy = deadline_policy().replace(statuses=[503])
+    transport = brace.AsyncRetryTransport(policy=policy, transport=httpx.MockTransport(handler))
+
+    async def main() -> httpx.Response:
+        async with httpx.AsyncClient(transport=transport, timeout=5.0) as client:
+            return await client.get("http://127.0.0.1:9/")
+
+    response = asyncio.run(main())
+    assert len(spy.deadlines) == 1
+    assert read_timeouts == [5.0, 5.0, 4.0, 1.0]
+    assert spy.rate_budgets == spy.slot_budgets == [10.0, 7.0, 4.0, 1.0]
+    assert response.extensions["brace"]["attempts"] == 4
+
+
 def test_skipped_sleeps_count_against_the_deadline_inside_no_waits(clock: Any) -> None:
     calls = 0
 
@@ -467,12 +491,15 @@ def test_sweep_cancellation_racing_a_bulkhead_wait(run: Callable[..., Any], sour
 def test_sweep_cancellation_racing_a_rate_limit_wait(run: Callable[..., Any],
                                                      source: str) -> None:
     name = f"sweep-rate-{source}"
-    limit = brace.rate_limit(name, per_s=500, burst=1)  # a token every 2 ms
+    # A token every 2 ms; under attempt_timeout every 5 ms, longer than the timeout
+    # (which bounds the instant call alone, never the wait for its token).
+    per_s = 200 if source == "attempt_timeout" else 500
+    limit = brace.rate_limit(name, per_s=per_s, burst=1)
     settings: dict[str, Any] = {"deadline": 5.0}
     if source == "deadline":
         settings["deadline"] = 0.002
     if source == "attempt_timeout":
-        settings["attempt_timeout"] = 0.001
+        settings["attempt_timeout"] = 0.003
     call = brace.network(attempts=1, rate_limit=name, **settings)(Dependency())
     cancel = canceller(run)
 
@@ -486,7 +513,7 @@ def test_sweep_cancellation_racing_a_rate_limit_wait(run: Callable[..., Any],
     seen = sweep(run, one)
     assert sum(seen.outcomes.values()) == SWEEP
     # No reservation outlives its waiter: the next token is at most one interval away.
-    assert limit.reserve("check", 1.0) <= 0.0021
+    assert limit.reserve("check", 1.0) <= 1.05 / per_s
     if source == "caller":
         assert seen.outcomes.get("cancelled", 0) > 0
     else:

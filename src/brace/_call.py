@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+import weakref
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
@@ -53,7 +54,8 @@ class Call:
     """One call: its deadline and what its attempts have done so far.
 
     Attributes:
-        deadline: When the call must end, on ``_deadline.clock``.
+        seconds: The call's deadline, in seconds from ``started``.
+        started: When the call began, on ``_deadline.clock``.
         mark: The exhausted-mark number when the call began (retry at one layer).
         attempts: Attempts started, hedged copies included.
         state: tenacity's call state, once the first attempt did not simply succeed.
@@ -61,15 +63,31 @@ class Call:
         scope: Off asyncio (trio), the anyio cancel scope that ends the call at its deadline.
     """
 
-    __slots__ = ("attempts", "deadline", "mark", "scope", "state", "watch")
+    __slots__ = ("_deadline", "attempts", "mark", "scope", "seconds", "started", "state",
+                 "watch")
 
-    def __init__(self, seconds: float) -> None:
-        self.deadline = Deadline(seconds)
-        self.mark = LAST_MARK[0]
+    def __init__(self, seconds: float, started: float | None = None,
+                 mark: int | None = None) -> None:
+        self.seconds = seconds
+        self.started = clock() if started is None else started
+        self.mark = LAST_MARK[0] if mark is None else mark
         self.attempts = 0
         self.state: _CallState | None = None
         self.watch: tuple[Any, list[Any]] | None = None
         self.scope: Any = None
+        self._deadline: Deadline | None = None
+
+    @property
+    def deadline(self) -> Deadline:
+        """When the call must end: the one ``Deadline`` every layer reads.
+
+        Made on first use (from the call's start), so a healthy call that waits for
+        nothing builds none.
+        """
+        deadline = self._deadline
+        if deadline is None:
+            deadline = self._deadline = Deadline(self.seconds, self.started)
+        return deadline
 
     def deadline_passed(self) -> bool:
         """Whether the asyncio watchdog already cut this call off at its deadline."""
@@ -107,7 +125,7 @@ class Call:
 
     def deadline_message(self) -> str:
         """What a TimeoutError at this call's deadline says."""
-        return f"deadline of {self.deadline.seconds:g} s reached"
+        return f"deadline of {self.seconds:g} s reached"
 
 
 class _Named:
@@ -221,19 +239,66 @@ class Path:
                        if asynchronous and hedge and policy.hedge_after else None)
         self.budget = policy.budget
         self.deadline = policy.deadline
+        # Whether attempts wait for gates (a rate limit, a bulkhead) before the function.
+        self.limited = self.rate_limit is not None or self.bulkhead is not None
+        # Whether every attempt goes straight to the function (no breaker, no limits).
+        self.direct = not self.limited and breaker is None
+        # Whether an async attempt may take the healthy path: no hedging, no attempt
+        # timeout (both wrap the function).
+        self.quick = self.hedger is None and self.attempt_timeout is None
         #: tenacity's statistics of the latest call (one dict, updated in place).
         self.stats: dict[str, Any] = {}
+        # Whether a fallback covers what the call gives up on.
+        self.fallback = policy.fallback is not _config.NO_FALLBACK
+        # The event loop last served (weakly: a closed loop must be freed) and its watchdog.
+        self._dog: tuple[weakref.ref[asyncio.AbstractEventLoop], Any] | None = None
 
     # -- the shared decisions -----------------------------------------------------------------
 
     def begin(self) -> Call:
-        """Start a call: its deadline, and one call counted by the retry budget."""
-        call = Call(self.deadline)
+        """Start a call: its deadline begins now; the retry budget counts it."""
         if self.budget is not None:
-            budget = self.budget
-            # One dict look-up (reset_budgets() forgets budgets).
-            (_budget.registry.get(budget) or _budget.lookup(budget)).record_call()  # type: ignore[arg-type]
-        return call
+            self._count_call()
+        return Call(self.deadline)
+
+    def _covered(self, exc: BaseException) -> str | None:
+        # Why the fallback covers ``exc`` (the breaker is open, or retries ran out on a
+        # failure of the dependency); None for a bug or a refusal the policy would not
+        # retry, which the caller raises again.
+        policy = self.policy
+        if isinstance(exc, CircuitOpenError):
+            return "breaker_open"
+        if not policy._counts(exc):
+            return None
+        if policy.breaker is not None and gate_for(policy.breaker).is_open():
+            return "breaker_open"
+        return "retries_exhausted"
+
+    def _degraded(self, exc: BaseException, reason: str) -> Any:
+        # The fallback's value for ``exc``, reported as ``degraded``.
+        policy = self.policy
+        _events.degraded(self.name, policy.preset, reason, exc)
+        return policy.fallback(exc) if callable(policy.fallback) else policy.fallback
+
+    def _count_call(self) -> None:
+        # One call for the retry budget: one dict look-up (reset_budgets() forgets them).
+        budget = self.budget
+        (_budget.registry.get(budget) or _budget.lookup(budget)).record_call()  # type: ignore[arg-type, arg-type]
+
+    def healthy(self) -> Gate | bool:
+        """Whether an attempt may go straight to the function: the healthy path.
+
+        True without a breaker, the gate when its breaker is closed with nothing to count,
+        False when the attempt needs its layers (a gate to pass, a rate limit or bulkhead
+        to wait for). A plain success there has nothing to record.
+        """
+        if self.limited:
+            return False
+        breaker = self.breaker
+        if breaker is None:
+            return True
+        gate = self.gates.get(breaker) or gate_for(breaker)  # type: ignore[arg-type]
+        return gate if gate.fast or gate.fresh_until > _monotonic() else False
 
     def gate(self) -> Gate | None:
         """The breaker's gate for this attempt, or None without a breaker."""
@@ -250,11 +315,15 @@ class Path:
         """True for a first attempt that ends the call without tenacity (the healthy path)."""
         if outcome.kind is not Kind.SUCCESS or call.state is not None:
             return False
+        self.succeeded(call)
+        return True
+
+    def succeeded(self, call: Call) -> None:
+        """Statistics of a call whose first attempt succeeded."""
         stats = self.stats
-        stats["start_time"] = call.deadline.started
+        stats["start_time"] = call.started
         stats["attempt_number"] = call.attempts or 1
         stats["idle_for"] = stats["delay_since_first_attempt"] = 0
-        return True
 
     def next_sleep(self, call: Call, outcome: Outcome, args: Any = (),
                    kwargs: Any = None) -> float | None:
@@ -292,11 +361,11 @@ class Path:
         state = _CallState(self.policy._retryer, cast(Any, _Named(self.label)), args, kwargs)
         state.after_mark = call.mark
         state.call = call  # the stop reads the call's deadline
-        state.start_time = call.deadline.started  # attempt 1 ran before tenacity's clock
+        state.start_time = call.started  # attempt 1 ran before tenacity's clock
         state.attempt_number = max(1, call.attempts)
         stats = self.stats
         stats.clear()
-        stats.update(start_time=call.deadline.started, attempt_number=state.attempt_number,
+        stats.update(start_time=call.started, attempt_number=state.attempt_number,
                      idle_for=0, delay_since_first_attempt=0)
         return state
 
@@ -304,7 +373,7 @@ class Path:
         """The call ended: statistics count every attempt started, hedges included."""
         stats = self.stats
         if call.state is None:  # no retry machinery ran (brace.set_active(False))
-            stats["start_time"] = call.deadline.started
+            stats["start_time"] = call.started
             stats["idle_for"] = stats["delay_since_first_attempt"] = 0
         stats["attempt_number"] = max(1, call.attempts)
 
@@ -312,25 +381,98 @@ class Path:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run one sync call."""
-        return self.run(self.begin(), args, kwargs)
+        return self.run(args, kwargs, self.begin())
 
-    def run(self, call: Call, args: Any, kwargs: Any) -> Any:
-        """Run ``call`` (made by ``begin``) of the sync function."""
-        outcome = self.attempt(call, args, kwargs)
-        if not self.done_at_once(call, outcome):
-            while _state.active:
-                wait = self.next_sleep(call, outcome, args, kwargs)
-                if wait is None:
-                    break
-                if self.discard is not None and outcome.error is None:
-                    self.discard(outcome.value)  # a retried response frees its connection
-                call.slept(wait)
-                waits.sleep(wait)
-                outcome = self.attempt(call, args, kwargs)
-            self.finish(call)
-        error = outcome.error
-        if error is not None:
-            raise _trimmed(error)
+    def entry(self) -> Callable[..., Any]:
+        """The sync function a decorator returns: the healthy path inline, the rest in ``run``.
+
+        A healthy call counts itself for the budget, finds its breaker closed with nothing
+        to count (or has none), reads the clock and the exhausted mark, calls the function,
+        and is done: its ``Call`` is made only when the first attempt did not simply
+        succeed. A value the policy's result check does not flag is a plain success
+        (``classify``'s first rule): nothing to judge, nothing for the breaker to record.
+        """
+        fn, check, stats, run, healthy = self.fn, self.check, self.stats, self.run, self.healthy
+        budget, seconds, fallback = self.budget, self.deadline, self.fallback
+        covered, degraded = self._covered, self._degraded
+
+        def entry(*args: Any, **kwargs: Any) -> Any:
+            try:
+                if budget is not None:
+                    # One dict look-up (reset_budgets() forgets budgets).
+                    (_budget.registry.get(budget) or _budget.lookup(budget)).record_call()  # type: ignore[arg-type]
+                gate = healthy()
+                if not gate:
+                    return run(args, kwargs, Call(seconds))
+                started, mark = clock(), LAST_MARK[0]
+                error: BaseException | None = None
+                try:
+                    value = fn(*args, **kwargs)
+                except BaseException as exc:
+                    error, value = exc, None
+                else:
+                    if check is None or not check(value):
+                        stats["start_time"], stats["attempt_number"] = started, 1
+                        stats["idle_for"] = stats["delay_since_first_attempt"] = 0
+                        return value
+                # Outside the except block: later attempts' errors never chain to this one.
+                return run(args, kwargs, Call(seconds, started, mark), gate, error, value)
+            except Exception as exc:
+                reason = covered(exc) if fallback else None
+                if reason is None:
+                    raise  # no fallback, or one that does not cover a bug: as it was
+                return degraded(exc, reason)
+
+        return entry
+
+    def async_entry(self) -> Callable[..., Any]:
+        """The async function a decorator returns (its fallback included)."""
+        arun, budget, seconds, fallback = self.arun, self.budget, self.deadline, self.fallback
+        covered, degraded = self._covered, self._degraded
+
+        async def entry(*args: Any, **kwargs: Any) -> Any:
+            try:
+                if budget is not None:
+                    (_budget.registry.get(budget) or _budget.lookup(budget)).record_call()  # type: ignore[arg-type]
+                return await arun(Call(seconds), args, kwargs)
+            except Exception as exc:
+                reason = covered(exc) if fallback else None
+                if reason is None:
+                    raise
+                return degraded(exc, reason)
+
+        return entry
+
+    def run(self, args: Any, kwargs: Any, call: Call, gate: Gate | bool | None = None,
+            error: BaseException | None = None, value: Any = None) -> Any:
+        """Run ``call`` of the sync function; raise its last error when it gives up.
+
+        ``gate`` set: the first attempt already ran on the healthy path (through that gate,
+        or none when True) and ended in ``error`` or ``value``.
+        """
+        if gate is not None:
+            call.attempts = 1
+            outcome = self.settle(call, None if gate is True else gate,  # type: ignore[arg-type]
+                                  False, 0.0, error, value)
+            if outcome.kind is Kind.CANCELLED:
+                raise outcome.error  # type: ignore[misc]
+        else:
+            outcome = self.attempt(call, args, kwargs)
+            if self.done_at_once(call, outcome):
+                return outcome.value
+        while _state.active:
+            wait = self.next_sleep(call, outcome, args, kwargs)
+            if wait is None:
+                break
+            if self.discard is not None and outcome.error is None:
+                self.discard(outcome.value)  # a retried response frees its connection
+            call.slept(wait)
+            waits.sleep(wait)
+            outcome = self.attempt(call, args, kwargs)
+        self.finish(call)
+        last = outcome.error
+        if last is not None:
+            raise _trimmed(last)
         return outcome.value
 
     def attempt(self, call: Call, args: Any, kwargs: Any) -> Outcome:
@@ -398,7 +540,8 @@ class Path:
 
         On asyncio a per-loop watchdog cancels the task at the deadline; elsewhere (trio)
         an anyio cancel scope does. Either becomes a TimeoutError: the attempt's own
-        outcome when it cut an attempt off, the call's end when it cut a sleep.
+        outcome when it cut an attempt off, the call's end when it cut a sleep. On asyncio
+        a healthy first attempt goes straight to the function, as in ``entry``.
         """
         try:
             loop: asyncio.AbstractEventLoop | None = _running_loop()
@@ -408,27 +551,47 @@ class Path:
         if loop is None or task is None:
             outcome = await self._scoped(call, args, kwargs)
         else:
-            outcome = await self._watched(call, task, loop, args, kwargs)
+            cached = self._dog
+            if cached is None or cached[0]() is not loop:
+                cached = self._dog = (weakref.ref(loop),
+                                      watchdog(loop, self.deadline, call.deadline_message()))
+            dog = cached[1]
+            watch = dog.watch(task, loop)  # the call's whole deadline: it has just begun
+            call.watch = (dog, watch)
+            try:
+                healthy = self.quick and (True if self.direct else self.healthy())
+                if not healthy:
+                    outcome = await self._loop(call, args, kwargs)
+                else:
+                    call.attempts = 1
+                    try:
+                        value = await (self.fn(call, *args, **kwargs) if self.with_call
+                                       else self.fn(*args, **kwargs))
+                    except BaseException as exc:
+                        first = self.failed(call, None if healthy is True else healthy,
+                                            False, 0.0, exc, True)
+                    else:
+                        check = self.check
+                        if check is None or not check(value):
+                            stats = self.stats  # a plain success: nothing to judge or record
+                            stats["start_time"], stats["attempt_number"] = call.started, 1
+                            stats["idle_for"] = stats["delay_since_first_attempt"] = 0
+                            return value
+                        first = self.settle(call, None if healthy is True else healthy,
+                                            False, 0.0, None, value)
+                    outcome = await self._loop(call, args, kwargs, first)
+            except asyncio.CancelledError as cancelled:
+                cut = dog.timeout_error(watch, task, cancelled)  # cut off while waiting
+                if cut is None:
+                    raise  # the caller's own cancellation: at once, untouched
+                mark_exhausted(cut)  # the deadline ended the call
+                raise cut from None
+            finally:
+                dog.release(watch)
         error = outcome.error
         if error is not None:
             raise _trimmed(error)
         return outcome.value
-
-    async def _watched(self, call: Call, task: asyncio.Task[Any],
-                       loop: asyncio.AbstractEventLoop, args: Any, kwargs: Any) -> Outcome:
-        dog = watchdog(loop, call.deadline.seconds, call.deadline_message())
-        watch = dog.watch(task, loop, call.deadline.remaining())
-        call.watch = (dog, watch)
-        try:
-            return await self._loop(call, args, kwargs)
-        except asyncio.CancelledError as cancelled:
-            error = dog.timeout_error(watch, task, cancelled)  # cut off while waiting
-            if error is None:
-                raise  # the caller's own cancellation: at once, untouched
-            mark_exhausted(error)  # the deadline ended the call
-            raise error from None
-        finally:
-            dog.release(watch)
 
     async def _scoped(self, call: Call, args: Any, kwargs: Any) -> Outcome:
         # Not asyncio (trio): an anyio cancel scope cuts the call off at its deadline; a
@@ -442,12 +605,18 @@ class Path:
         mark_exhausted(error)  # the deadline ended the call
         raise error
 
-    async def _loop(self, call: Call, args: Any, kwargs: Any) -> Outcome:
+    async def _loop(self, call: Call, args: Any, kwargs: Any,
+                    first: Outcome | None = None) -> Outcome:
+        # The attempts of an async call, from the first (or after ``first``, one made on
+        # the healthy path) to the last: hedged when the policy says so.
         hedged = self.hedger is not None and _state.active
-        outcome = await (self.hedger.race(call, self.aattempt, args, kwargs)  # type: ignore[union-attr]
-                         if hedged else self.aattempt(call, args, kwargs))
-        if self.done_at_once(call, outcome):
-            return outcome
+        if first is not None:
+            outcome = first
+        else:
+            outcome = await (self.hedger.race(call, self.aattempt, args, kwargs)  # type: ignore[union-attr]
+                             if hedged else self.aattempt(call, args, kwargs))
+            if self.done_at_once(call, outcome):
+                return outcome
         while _state.active:
             wait = self.next_sleep(call, outcome, args, kwargs)
             if wait is None:
@@ -488,15 +657,25 @@ class Path:
                 if slot is not None:
                     slot.release()
         except BaseException as error:
-            converted, withdrawn = call.deadline_cut(error) if ran else (None, False)
-            outcome = self.settle(call, gate, trial, started,
-                                  error if converted is None else converted, None, ran)
-            if converted is not None and not withdrawn:
-                raise  # a hedged copy's or trio's scope's: the cancellation goes on
-            if outcome.kind is Kind.CANCELLED:
-                raise
-            return outcome
+            return self.failed(call, gate, trial, started, error, ran)
         return self.settle(call, gate, trial, started, None, value)
+
+    def failed(self, call: Call, gate: Gate | None, trial: bool, started: float,
+               error: BaseException, ran: bool) -> Outcome:
+        """Judge an async attempt that raised ``error``; re-raise what must go on.
+
+        A cut by the call's deadline is the attempt's TimeoutError; a cancellation goes
+        on to whoever asked for it (the caller, a hedge race, trio's scope) once the gate
+        has seen it.
+        """
+        converted, withdrawn = call.deadline_cut(error) if ran else (None, False)
+        outcome = self.settle(call, gate, trial, started,
+                              error if converted is None else converted, None, ran)
+        if converted is not None and not withdrawn:
+            raise error  # a hedged copy's or trio's scope's: the cancellation goes on
+        if outcome.kind is Kind.CANCELLED:
+            raise error
+        return outcome
 
     async def _timed(self, call: Call, args: Any, kwargs: Any) -> Any:
         # The function, bounded by attempt_timeout when set: an asyncio watchdog, or an
@@ -545,23 +724,6 @@ class Path:
         return slots
 
 
-def _fallback_reason(policy: Policy, exc: BaseException) -> str | None:
-    # Why the fallback covers ``exc``; None for a bug or a refusal the policy would not
-    # retry, which raises.
-    if isinstance(exc, CircuitOpenError):
-        return "breaker_open"
-    if not policy._counts(exc):
-        return None
-    if policy.breaker is not None and gate_for(policy.breaker).is_open():
-        return "breaker_open"
-    return "retries_exhausted"
-
-
-def _degraded(policy: Policy, name: str, exc: BaseException, reason: str) -> Any:
-    _events.degraded(name, policy.preset, reason, exc)
-    return policy.fallback(exc) if callable(policy.fallback) else policy.fallback
-
-
 def decorate(policy: Policy, fn: Callable[..., Any]) -> Any:
     """``fn`` under ``policy``, outer to inner: fallback -> retry -> per-attempt layers -> call.
 
@@ -574,34 +736,9 @@ def decorate(policy: Policy, fn: Callable[..., Any]) -> Any:
     asynchronous = _validate.is_async(fn)
     _validate.decoratable(fn, name, asynchronous, policy.attempt_timeout, policy.hedge_after)
     path = Path(policy, fn, name=name, breaker=policy.breaker, asynchronous=asynchronous)
-    # Each wrapper runs the call itself: a give-up's traceback shows at most two brace
+    # The wrapper runs the call itself: a give-up's traceback shows at most two brace
     # frames (the wrapper's and run's) above the function's own.
-    wrapper: Any
-    if policy.fallback is _config.NO_FALLBACK:
-        if asynchronous:
-            async def wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await path.arun(path.begin(), args, kwargs)
-        else:
-            def wrapper(*args: Any, **kwargs: Any) -> Any:
-                return path.run(path.begin(), args, kwargs)
-    elif asynchronous:
-        async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return await path.arun(path.begin(), args, kwargs)
-            except Exception as exc:
-                reason = _fallback_reason(policy, exc)
-                if reason is None:
-                    raise
-                return _degraded(policy, name, exc, reason)
-    else:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return path.run(path.begin(), args, kwargs)
-            except Exception as exc:
-                reason = _fallback_reason(policy, exc)
-                if reason is None:
-                    raise
-                return _degraded(policy, name, exc, reason)
+    wrapper: Any = path.async_entry() if asynchronous else path.entry()
     functools.update_wrapper(wrapper, fn)
     # One statistics dict, shared with the retry layer (tenacity issue 519).
     wrapper.statistics = path.stats

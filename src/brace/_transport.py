@@ -312,7 +312,7 @@ class RetryTransport(_Base, httpx.BaseTransport):
         path = self._path(policy, label, self._breaker_for(request, policy), True)
         call = path.begin()
         try:
-            response: httpx.Response = path.run(call, (request, original), {})
+            response: httpx.Response = path.run((request, original), {}, call)
         except BraceError as refusal:  # also an httpx error, so except httpx.HTTPError sees it
             raise _as_httpx_error(refusal, request) from None
         _report(response, call.attempts, call.deadline)
