@@ -222,32 +222,24 @@ def json_events(number: int, repeat: int) -> dict[str, dict[str, float]]:
     """The recovering call with brace's events rendered as JSON by structlog.
 
     structlog is set up as an application would log JSON (``JSONRenderer`` to a stream,
-    here one that is emptied after each measurement). tenacity logs nothing, so its rows are
-    the same as without events. ``one event``: what a brace event costs (the call with JSON
+    here one that is emptied after each run). tenacity logs nothing, so its rows are the
+    same as without events. ``one event``: what a brace event costs (the call with JSON
     events, less the call with events dropped, per event) next to logging the same events
-    (names, levels and fields captured from a call) with structlog directly.
+    (names, levels and fields captured from a call) with structlog directly. The rows are
+    measured in turn, run by run, so a change in the machine's load touches them alike.
     """
     sink = io.StringIO()
+    count = max(1, number // 10)
 
     def as_json() -> None:
         structlog.reset_defaults()
         structlog.configure(processors=[structlog.processors.JSONRenderer()],
                             logger_factory=structlog.PrintLoggerFactory(file=sink))
 
-    def timed(call: Callable[[], Any], asynchronous: bool = False) -> float:
-        ns = (measure_async(call, count, repeat) if asynchronous
-              else measure(call, count, repeat))
+    def emptied(ns: float) -> float:
         sink.seek(0)
         sink.truncate()
         return ns
-
-    count = max(1, number // 10)
-    tenacity_sync = tenacity.retry(stop=tenacity.stop_after_attempt(5), sleep=lambda s: None,
-                                   retry=tenacity.retry_if_exception_type(ConnectionError))
-    tenacity_async = tenacity.retry(stop=tenacity.stop_after_attempt(5),
-                                    sleep=tenacity.asyncio._portable_async_sleep,
-                                    wait=tenacity.wait_none(),
-                                    retry=tenacity.retry_if_exception_type(ConnectionError))
 
     def async_flaky() -> Callable[[], Awaitable[int]]:
         failing = flaky()
@@ -259,10 +251,20 @@ def json_events(number: int, repeat: int) -> dict[str, dict[str, float]]:
 
     sync_fn = brace.network()(flaky())
     async_fn = brace.network()(async_flaky())
+    tenacity_sync = tenacity.retry(stop=tenacity.stop_after_attempt(5), sleep=lambda s: None,
+                                   retry=tenacity.retry_if_exception_type(ConnectionError)
+                                   )(flaky())
+    tenacity_async = tenacity.retry(stop=tenacity.stop_after_attempt(5),
+                                    sleep=tenacity.asyncio._portable_async_sleep,
+                                    wait=tenacity.wait_none(),
+                                    retry=tenacity.retry_if_exception_type(ConnectionError)
+                                    )(async_flaky())
+    dropped, brace_json = "brace.network(), events dropped", "brace.network()"
+    sync: dict[str, list[float]] = {"tenacity.retry": [], dropped: [], brace_json: []}
+    asynchronous: dict[str, list[float]] = {"tenacity.AsyncRetrying": [], dropped: [],
+                                            brace_json: []}
+    bare_runs: list[float] = []
     with no_waits():
-        quiet_events()
-        dropped = timed(sync_fn)
-        adropped = timed(async_fn, asynchronous=True)
         as_json()
         with structlog.testing.capture_logs() as captured:  # the events of one call
             sync_fn()
@@ -273,24 +275,47 @@ def json_events(number: int, repeat: int) -> dict[str, dict[str, float]]:
             for level, event, fields in events:
                 getattr(logger, level)(event, **fields)
 
-        sync = {"tenacity.retry": timed(tenacity_sync(flaky())),
-                "brace.network(), events dropped": dropped,
-                "brace.network()": timed(sync_fn)}
-        asynchronous = {"tenacity.AsyncRetrying": timed(tenacity_async(async_flaky()), True),
-                        "brace.network(), events dropped": adropped,
-                        "brace.network()": timed(async_fn, asynchronous=True)}
-        per_call = max(1, len(events))
-        one = {"structlog, same fields": timed(bare) / per_call,
-               "brace": (sync["brace.network()"] - dropped) / per_call}
+        for _ in range(repeat):
+            quiet_events()
+            sync[dropped].append(measure(sync_fn, count, 1))
+            as_json()
+            sync["tenacity.retry"].append(emptied(measure(tenacity_sync, count, 1)))
+            sync[brace_json].append(emptied(measure(sync_fn, count, 1)))
+            bare_runs.append(emptied(measure(bare, count, 1)))
+
+        async def async_runs() -> float:  # the rows in turn, in one event loop
+            for _ in range(repeat):
+                for name, fn, logged in (("tenacity.AsyncRetrying", tenacity_async, True),
+                                         (dropped, async_fn, False),
+                                         (brace_json, async_fn, True)):
+                    if logged:
+                        as_json()
+                    else:
+                        quiet_events()
+                    started = time.perf_counter_ns()
+                    for _ in range(count):
+                        await fn()
+                    asynchronous[name].append(emptied((time.perf_counter_ns() - started)
+                                                      / count))
+            return 0.0
+
+        _asyncio_run(async_runs)
     quiet_events()
-    table(JSON_SYNC, sync, "tenacity.retry")
-    table(JSON_ASYNC, asynchronous, "tenacity.AsyncRetrying")
+    per_call = max(1, len(events))
+    one = {"structlog, same fields": statistics.median(bare_runs) / per_call,
+           "brace": statistics.median(
+               [(logged - quiet) / per_call
+                for logged, quiet in zip(sync[brace_json], sync[dropped], strict=True)])}
+    sync_ns = {name: statistics.median(runs) for name, runs in sync.items()}
+    async_ns = {name: statistics.median(runs) for name, runs in asynchronous.items()}
+    table(JSON_SYNC, sync_ns, "tenacity.retry")
+    table(JSON_ASYNC, async_ns, "tenacity.AsyncRetrying")
     print(f"\n{JSON_EVENT} ({len(events)} events per sync call: "
           f"{', '.join(event for _, event, _ in events)})")
     print(f"{'':34} {'ns/event':>10} {'x structlog, same fields':>24}")
     for name, ns in one.items():
         print(f"{name:34} {ns:10.0f} {ns / one['structlog, same fields']:24.3f}")
-    return {JSON_SYNC: sync, JSON_ASYNC: asynchronous, JSON_EVENT: one}
+    return {JSON_SYNC: sync_ns, JSON_ASYNC: async_ns, JSON_EVENT: one}
 
 
 #: The call path's goals: (table, row, reference row, largest ratio).

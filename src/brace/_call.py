@@ -35,7 +35,7 @@ from brace import _breakers, _budget, _config, _events, _limits, _validate, wait
 from brace._breakers import CircuitOpenError, Gate, gate_for
 from brace._deadline import RUNNING, Deadline, clock, watch_attempt, watchdog
 from brace._hedge import Hedger
-from brace._outcome import LAST_MARK, Kind, Outcome, classify, is_exit, mark_exhausted
+from brace._outcome import LAST_MARK, Done, Kind, Outcome, classify, is_exit, mark_exhausted
 
 if TYPE_CHECKING:
     from brace._policy import Policy
@@ -137,42 +137,6 @@ class _Named:
         self.__qualname__ = label
 
 
-class _Done(tenacity.Future):
-    """A finished attempt's outcome, read without the lock a pending future needs.
-
-    tenacity reads an outcome several times per attempt (the predicate, the wait, the stop,
-    events); ``concurrent.futures.Future`` takes a lock on every read.
-    """
-
-    def __init__(self, attempt_number: int, exc: BaseException | None, value: Any) -> None:
-        # No Future.__init__: a finished outcome never waits, so it needs no Condition.
-        self.attempt_number = attempt_number
-        self._exc = exc
-        self._value = value
-
-    @property
-    def failed(self) -> bool:
-        """Whether the attempt raised."""
-        return self._exc is not None
-
-    def done(self) -> bool:
-        """Always: the attempt has ended."""
-        return True
-
-    def exception(self, timeout: float | None = None) -> BaseException | None:
-        """The attempt's exception, or None."""
-        return self._exc
-
-    def result(self, timeout: float | None = None) -> Any:
-        """The attempt's value, or raise its exception."""
-        if self._exc is not None:
-            raise self._exc
-        return self._value
-
-    def __repr__(self) -> str:
-        return f"<attempt {self.attempt_number}: {'failed' if self._exc else 'returned'}>"
-
-
 class _CallState(tenacity.RetryCallState):
     """tenacity's call state, carrying brace's verdict on its latest outcome.
 
@@ -187,8 +151,8 @@ class _CallState(tenacity.RetryCallState):
 
 
 def _settle(state: _CallState, outcome: Outcome) -> None:
-    # RetryCallState.set_exception / set_result, with a _Done outcome and brace's verdict.
-    state.outcome = _Done(state.attempt_number, outcome.error, outcome.value)
+    # RetryCallState.set_exception / set_result, with a Done outcome and brace's verdict.
+    state.outcome = Done(state.attempt_number, outcome.error, outcome.value)
     state.outcome_timestamp = clock()
     state.verdict = outcome
 

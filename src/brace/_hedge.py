@@ -127,9 +127,12 @@ class Hedger:
             # is held back until then, and then re-raised, never swallowed.
             for task in pending:
                 task.cancel()
-            interrupted = await _shielded(_unwind(pending, outcomes))
+            # Only what there is to do: each shielded step costs a task.
+            interrupted = await _shielded(_unwind(pending, outcomes)) if pending else False
             kept = chosen if delivered and not interrupted else None
-            interrupted |= await _shielded(self._free(outcomes, kept))
+            if self.discard is not None and any(outcome is not kept and outcome.error is None
+                                                for outcome in outcomes):
+                interrupted |= await _shielded(self._free(outcomes, kept))
             if interrupted:
                 if kept is not None:  # cancelled while freeing the losers: nobody reads it
                     await _shielded(self._free([kept], None))

@@ -30,6 +30,7 @@ import enum
 import itertools
 from typing import Any
 
+import pybreaker
 import tenacity
 
 from brace._deadline import clock
@@ -38,6 +39,7 @@ __all__ = [
     "IDEMPOTENT_METHODS",
     "LAST_MARK",
     "BraceError",
+    "Done",
     "Kind",
     "Outcome",
     "classify",
@@ -272,18 +274,50 @@ def is_idempotent_request(request: Any) -> bool:
 _THROTTLING = frozenset({429, 529})
 
 
-def _refusal(exc: BaseException) -> bool:
-    # brace's own gates, and a pybreaker breaker a user passed (its CircuitBreakerError).
-    return isinstance(exc, BraceError) or any(
-        cls.__name__ == "CircuitBreakerError" and cls.__module__.startswith("pybreaker")
-        for cls in type(exc).__mro__)
+# brace's own gates, and a pybreaker breaker a user passed (its CircuitBreakerError).
+_REFUSALS = (BraceError, pybreaker.CircuitBreakerError)
+
+
+class Done(tenacity.Future):
+    """A finished attempt's outcome as tenacity reads it, without the lock a pending one needs.
+
+    tenacity reads an outcome several times per attempt (the predicate, the wait, the stop,
+    events); ``concurrent.futures.Future`` takes a lock on every read.
+    """
+
+    def __init__(self, attempt_number: int, exc: BaseException | None, value: Any) -> None:
+        # No Future.__init__: a finished outcome never waits, so it needs no Condition.
+        self.attempt_number = attempt_number
+        self._exc = exc
+        self._value = value
+
+    @property
+    def failed(self) -> bool:
+        """Whether the attempt raised."""
+        return self._exc is not None
+
+    def done(self) -> bool:
+        """Always: the attempt has ended."""
+        return True
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """The attempt's exception, or None."""
+        return self._exc
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The attempt's value, or raise its exception."""
+        if self._exc is not None:
+            raise self._exc
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"<attempt {self.attempt_number}: {'failed' if self._exc else 'returned'}>"
 
 
 def _judged_state(policy: Any, error: BaseException | None, value: Any) -> Any:
     # A tenacity call state holding only this outcome, for predicates written for tenacity.
     state = tenacity.RetryCallState(policy._retryer, None, (), {})
-    state.outcome = tenacity.Future.construct(1, value if error is None else error,
-                                              error is not None)
+    state.outcome = Done(1, error, value)
     return state
 
 
@@ -299,7 +333,7 @@ def classify(policy: Any, error: BaseException | None, value: Any, mark: int | N
     if error is not None:
         if is_exit(error):
             return Outcome(Kind.CANCELLED, error, None)
-        if _refusal(error):
+        if isinstance(error, _REFUSALS):
             return Outcome(Kind.REFUSED, error, None)
         if isinstance(error, tenacity.TryAgain):
             return Outcome(Kind.RETRYABLE, error, None)  # the function asked for a retry
