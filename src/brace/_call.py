@@ -89,6 +89,13 @@ class Call:
             deadline = self._deadline = Deadline(self.seconds, self.started)
         return deadline
 
+    def remaining(self) -> float:
+        """Seconds left before the deadline (``deadline.remaining()``, without making one)."""
+        deadline = self._deadline
+        if deadline is None:
+            return self.seconds - (clock() - self.started)
+        return deadline.remaining()
+
     def deadline_passed(self) -> bool:
         """Whether the asyncio watchdog already cut this call off at its deadline."""
         return self.watch is not None and self.watch[1][2] != RUNNING
@@ -480,7 +487,7 @@ class Path:
         # deadline allows; a wait that is interrupted gives back what it reserved.
         if self.rate_limit is not None:
             rate = _limits.find_rate_limit(self.rate_limit)
-            wait = rate.reserve(self.name, call.deadline.remaining())
+            wait = rate.reserve(self.name, call.remaining())
             if wait:
                 try:
                     waits.sleep(wait)
@@ -490,7 +497,7 @@ class Path:
         if self.bulkhead is None:
             return None
         slots = _limits.find_bulkhead(self.bulkhead)
-        slots.acquire(self.name, call.deadline.remaining())
+        slots.acquire(self.name, call.remaining())
         return slots
 
     # -- async --------------------------------------------------------------------------------
@@ -674,7 +681,7 @@ class Path:
         # As _gates, waiting in the running async library.
         if self.rate_limit is not None:
             rate = _limits.find_rate_limit(self.rate_limit)
-            wait = rate.reserve(self.name, call.deadline.remaining())
+            wait = rate.reserve(self.name, call.remaining())
             if wait:
                 try:
                     await waits.async_sleep(wait)
@@ -684,7 +691,7 @@ class Path:
         if self.bulkhead is None:
             return None
         slots = _limits.find_bulkhead(self.bulkhead)
-        await slots.aacquire(self.name, call.deadline.remaining())
+        await slots.aacquire(self.name, call.remaining())
         return slots
 
 
