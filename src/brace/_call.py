@@ -33,7 +33,7 @@ import tenacity
 
 from brace import _breakers, _budget, _config, _events, _limits, _validate, waits
 from brace._breakers import CircuitOpenError, Gate, gate_for
-from brace._deadline import RUNNING, Deadline, clock, watch_attempt, watchdog
+from brace._deadline import RUNNING, Deadline, clock, watchdog
 from brace._hedge import Hedger
 from brace._outcome import LAST_MARK, Done, Kind, Outcome, classify, is_exit, mark_exhausted
 
@@ -223,6 +223,7 @@ class Path:
         self.fallback = policy.fallback is not _config.NO_FALLBACK
         # The event loop last served (weakly: a closed loop must be freed) and its watchdog.
         self._dog: tuple[weakref.ref[asyncio.AbstractEventLoop], Any] | None = None
+        self._attempt_dog: tuple[weakref.ref[asyncio.AbstractEventLoop], Any] | None = None
 
     # -- the shared decisions -----------------------------------------------------------------
 
@@ -659,14 +660,25 @@ class Path:
             return await fn(*args, **kwargs)
         if self.with_call:
             args = (call, *args)
-        own = watch_attempt(timeout)
-        if own is None:
+        try:
+            loop: asyncio.AbstractEventLoop | None = _running_loop()
+        except RuntimeError:  # no asyncio loop running (trio)
+            loop = None
+        task = None if loop is None else _current_task(loop)
+        if loop is None or task is None:
             import anyio
 
             with anyio.move_on_after(timeout):
                 return await fn(*args, **kwargs)
             raise TimeoutError(f"attempt timed out after {timeout:g} s")
-        dog, watch, task = own
+        # The loop last served and its watchdog for attempts of this length, as for the
+        # deadline: no look-up and no message built per attempt.
+        cached = self._attempt_dog
+        if cached is None or cached[0]() is not loop:
+            cached = self._attempt_dog = (weakref.ref(loop), watchdog(
+                loop, timeout, f"attempt timed out after {timeout:g} s"))
+        dog = cached[1]
+        watch = dog.watch(task, loop)
         try:
             return await fn(*args, **kwargs)
         except asyncio.CancelledError as cancelled:

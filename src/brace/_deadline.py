@@ -14,8 +14,7 @@ import time
 import weakref
 from typing import Any
 
-__all__ = ["Deadline", "Watch", "Watchdog", "clock", "current_task", "past", "watch_attempt",
-           "watchdog"]
+__all__ = ["Deadline", "Watch", "Watchdog", "clock", "current_task", "past", "watchdog"]
 
 
 def clock() -> float:
@@ -188,15 +187,3 @@ def watchdog(loop: asyncio.AbstractEventLoop, seconds: float, message: str) -> W
 def watchdog_count() -> int:
     """How many watchdogs the running loop keeps (for tests and diagnostics)."""
     return len(_watchdogs.get(asyncio.get_running_loop(), ()))
-
-
-def watch_attempt(attempt_timeout: float | None) -> tuple[Watchdog, Watch, Any] | None:
-    """Watch one attempt for ``attempt_timeout`` s, when set and under asyncio."""
-    if attempt_timeout is None:
-        return None
-    task = current_task()
-    if task is None:
-        return None
-    loop = task.get_loop()
-    dog = watchdog(loop, attempt_timeout, f"attempt timed out after {attempt_timeout:g} s")
-    return dog, dog.watch(task, loop), task
