@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from brace.testing import reset_breakers
+from tests.conftest import require
 
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
@@ -330,7 +331,7 @@ def postgres() -> Iterator[PostgresServer]:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{message}; CI must install them with apt-get (see .ci/run)")
         pytest.skip(message)
-    pytest.importorskip("psycopg")
+    require("psycopg")  # skips locally without it, fails on CI
     directory = Path(tempfile.mkdtemp(prefix="brace-pg-", dir="/tmp"))
     server = PostgresServer(bindir, directory, _free_port())
     started = False
