@@ -312,16 +312,16 @@ class RetryTransport(_Base, httpx.BaseTransport):
         path = self._path(policy, label, self._breaker_for(request, policy), True)
         call = path.begin()
         try:
-            response: httpx.Response = path.run((request, original), {}, call)
+            response: httpx.Response = path.run((request, original, policy), {}, call)
         except BraceError as refusal:  # also an httpx error, so except httpx.HTTPError sees it
             raise _as_httpx_error(refusal, request) from None
         _report(response, call.attempts, call.deadline)
         return response
 
-    def _attempt(self, call: _call.Call, request: httpx.Request,
-                 original: Any) -> httpx.Response:
+    def _attempt(self, call: _call.Call, request: httpx.Request, original: Any,
+                 policy: Policy) -> httpx.Response:
         # One attempt: its timeouts bounded by attempt_timeout and what is left of the call.
-        _bound_timeouts(request, self._policy_for(request), original, call.deadline)
+        _bound_timeouts(request, policy, original, call.deadline)
         return self._send(request)
 
     def close(self) -> None:
@@ -378,7 +378,7 @@ class AsyncRetryTransport(_Base, httpx.AsyncBaseTransport):
                           predicates.is_idempotent_request(request))
         call = path.begin()
         try:
-            response: httpx.Response = await path.arun(call, (request, original), {})
+            response: httpx.Response = await path.arun(call, (request, original, policy), {})
         except TimeoutError as error:
             raise _deadline_error(request, error) from error
         except BraceError as refusal:
@@ -386,9 +386,9 @@ class AsyncRetryTransport(_Base, httpx.AsyncBaseTransport):
         _report(response, call.attempts, call.deadline)
         return response
 
-    async def _attempt(self, call: _call.Call, request: httpx.Request,
-                       original: Any) -> httpx.Response:
-        _bound_timeouts(request, self._policy_for(request), original, call.deadline)
+    async def _attempt(self, call: _call.Call, request: httpx.Request, original: Any,
+                       policy: Policy) -> httpx.Response:
+        _bound_timeouts(request, policy, original, call.deadline)
         return await self._send(request)
 
     async def aclose(self) -> None:
