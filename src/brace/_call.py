@@ -255,7 +255,7 @@ class Path:
     def _count_call(self) -> None:
         # One call for the retry budget: one dict look-up (reset_budgets() forgets them).
         budget = self.budget
-        (_budget.registry.get(budget) or _budget.lookup(budget)).record_call()  # type: ignore[arg-type, arg-type]
+        (_budget.registry.get(budget) or _budget.lookup(budget)).record_call()  # type: ignore[arg-type]
 
     def healthy(self) -> Gate | bool:
         """Whether an attempt may go straight to the function: the healthy path.
@@ -399,14 +399,12 @@ class Path:
 
     def async_entry(self) -> Callable[..., Any]:
         """The async function a decorator returns (its fallback included)."""
-        arun, budget, seconds, fallback = self.arun, self.budget, self.deadline, self.fallback
+        arun, begin, fallback = self.arun, self.begin, self.fallback
         covered, degraded = self._covered, self._degraded
 
         async def entry(*args: Any, **kwargs: Any) -> Any:
             try:
-                if budget is not None:
-                    (_budget.registry.get(budget) or _budget.lookup(budget)).record_call()  # type: ignore[arg-type]
-                return await arun(Call(seconds), args, kwargs)
+                return await arun(begin(), args, kwargs)
             except Exception as exc:
                 reason = covered(exc) if fallback else None
                 if reason is None:

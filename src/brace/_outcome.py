@@ -356,8 +356,9 @@ def classify(policy: Any, error: BaseException | None, value: Any, mark: int | N
     if policy.idempotent_only and not is_safe_to_resend(subject):
         return Outcome(Kind.NOT_RETRIED, error, value, failure=True, why="not_idempotent")
     status = status_of(subject)
-    throttled = status in _THROTTLING or (
-        status == 503 and response_of(subject) is not None
-        and response_of(subject).headers.get("retry-after") is not None)
+    throttled = status in _THROTTLING
+    if status == 503:  # unavailable, and saying when to come back
+        response = response_of(subject)
+        throttled = response is not None and response.headers.get("retry-after") is not None
     return Outcome(Kind.RETRYABLE, error, value, failure=True,
                    why="throttled" if throttled else None)
