@@ -44,10 +44,15 @@ def brace_frames(error: BaseException) -> list[traceback.FrameSummary]:
 
 
 class Spy:
-    """Records the time budget each gate is given, and every Deadline made."""
+    """Records the time budget each gate is given, and every Call and Deadline made.
+
+    A call's deadline is its ``Call``'s (``seconds`` from ``started``); its ``Deadline``
+    object is made only when something needs more than what is left (skipped sleeps).
+    """
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.deadlines: list[brace._deadline.Deadline] = []
+        self.calls: list[brace._call.Call] = []
         self.rate_budgets: list[float] = []
         self.slot_budgets: list[float] = []
         spy = self
@@ -59,7 +64,15 @@ class Spy:
                 super().__init__(*args, **kwargs)
                 spy.deadlines.append(self)
 
+        class CountedCall(brace._call.Call):
+            __slots__ = ()
+
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                spy.calls.append(self)
+
         monkeypatch.setattr(brace._call, "Deadline", Counted)
+        monkeypatch.setattr(brace._call, "Call", CountedCall)
         reserve, acquire, aacquire = (_limits.RateLimit.reserve, _limits.Bulkhead.acquire,
                                       _limits.Bulkhead.aacquire)
 
@@ -106,10 +119,11 @@ def test_every_layer_of_a_sync_call_reads_its_one_deadline(clock: Any,
             call()
     finally:
         brace.unobserve(observer)
-    assert len(spy.deadlines) == 1  # one call, one Deadline
-    # The rate limit and the bulkhead are given what is left of that deadline, attempt by
-    # attempt; the stop ends the call by the same deadline.
-    assert spy.rate_budgets == spy.slot_budgets == [10.0, 7.0, 4.0, 1.0]
+    assert len(spy.calls) == 1 and len(spy.deadlines) <= 1  # one call, one deadline
+    # The first attempt found its token and slot free (the healthy path waits for
+    # nothing); later ones are given what is left of that deadline, attempt by attempt; the
+    # stop ends the call by the same deadline.
+    assert spy.rate_budgets == spy.slot_budgets == [7.0, 4.0, 1.0]
     assert [e["reason"] for e in events] == ["deadline"]
     assert call.statistics["attempt_number"] == 4
 
@@ -129,8 +143,11 @@ def test_every_layer_of_an_async_call_reads_its_one_deadline(
             await call()
 
     run(main)
-    assert len(spy.deadlines) == 1
-    assert spy.rate_budgets == spy.slot_budgets == [10.0, 7.0, 4.0, 1.0]
+    assert len(spy.calls) == 1 and len(spy.deadlines) <= 1
+    # As above on asyncio; under trio every attempt passes its gates through the cancel
+    # scope's loop, the first one included.
+    first = [10.0] if run is RUNNERS["trio"] else []
+    assert spy.rate_budgets == spy.slot_budgets == [*first, 7.0, 4.0, 1.0]
     assert call.statistics["attempt_number"] == 4
 
 
@@ -148,7 +165,7 @@ def test_a_transport_request_reads_its_one_deadline(clock: Any,
     transport = brace.RetryTransport(policy=policy, transport=httpx.MockTransport(handler))
     with httpx.Client(transport=transport, timeout=5.0) as client:
         response = client.get("http://127.0.0.1:9/")
-    assert len(spy.deadlines) == 1
+    assert len(spy.calls) == 1 and len(spy.deadlines) <= 1
     # httpx's own 5 s timeout, cut to what is left of the request's deadline.
     assert read_timeouts == [5.0, 5.0, 4.0, 1.0]
     assert spy.rate_budgets == [10.0, 7.0, 4.0, 1.0]
@@ -174,9 +191,10 @@ def test_an_async_transport_request_reads_its_one_deadline(
             return await client.get("http://127.0.0.1:9/")
 
     response = asyncio.run(main())
-    assert len(spy.deadlines) == 1
+    assert len(spy.calls) == 1 and len(spy.deadlines) <= 1
     assert read_timeouts == [5.0, 5.0, 4.0, 1.0]
-    assert spy.rate_budgets == spy.slot_budgets == [10.0, 7.0, 4.0, 1.0]
+    # The first attempt found its token and slot free (the async healthy path).
+    assert spy.rate_budgets == spy.slot_budgets == [7.0, 4.0, 1.0]
     assert response.extensions["brace"]["attempts"] == 4
 
 
@@ -278,6 +296,67 @@ def test_the_sync_transports_attempt_timeout_is_not_spent_waiting_for_a_token() 
         assert client.get("http://127.0.0.1:9/a").status_code == 200
         assert client.get("http://127.0.0.1:9/b").status_code == 200  # waited ~0.1 s
     assert timeouts == [0.05, 0.05]
+
+
+# -- the healthy path takes a free token and slot at once --------------------------------------
+
+
+def test_a_healthy_call_takes_its_token_and_slot_at_once_and_frees_the_slot() -> None:
+    rate = brace.rate_limit("healthy-gates", per_s=1000, burst=3)
+    slots = brace.bulkhead("healthy-gates", max_concurrent=1)
+    seen: list[int] = []
+
+    @brace.network(rate_limit="healthy-gates", bulkhead="healthy-gates")
+    def call(fail: bool = False) -> int:
+        seen.append(slots.in_use)
+        if fail:
+            raise ValueError("a bug: not retried")
+        return 1
+
+    assert call() == 1
+    with pytest.raises(ValueError):
+        call(fail=True)
+    assert seen == [1, 1]  # each ran holding the one slot ...
+    assert slots.in_use == 0  # ... and gave it back, success or failure
+    assert rate._tat > 0  # tokens were taken from the bucket
+
+
+def test_a_healthy_call_whose_slot_is_taken_gives_its_token_back_and_waits_its_turn() -> None:
+    rate = brace.rate_limit("healthy-full", per_s=1, burst=1)
+    slots = brace.bulkhead("healthy-full", max_concurrent=1, queue_timeout=0)
+    assert slots.try_acquire()  # someone else holds the only slot
+
+    @brace.network(rate_limit="healthy-full", bulkhead="healthy-full", attempts=1)
+    def call() -> int:
+        return 1
+
+    with pytest.raises(brace.BulkheadFullError):
+        call()
+    slots.release()
+    # The refused call's token was given back where it was not used: the next call gets
+    # one at once (a burst of 1 at 1 a second would otherwise make it wait a second).
+    assert rate.take_now()
+
+
+@runners
+def test_a_cancelled_healthy_async_call_gives_its_slot_back(run: Callable[..., Any]) -> None:
+    slots = brace.bulkhead("healthy-cancel", max_concurrent=2)
+    started = anyio.Event()
+
+    @brace.network(bulkhead="healthy-cancel")
+    async def call() -> None:
+        started.set()
+        await anyio.sleep(30)
+
+    async def main() -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(call)
+            await started.wait()
+            assert slots.in_use == 1
+            group.cancel_scope.cancel()
+
+    run(main)
+    assert slots.in_use == 0
 
 
 # -- one outcome per attempt: cancellation counts for nothing ---------------------------------

@@ -120,13 +120,20 @@ def test_the_breaker_and_the_retry_decision_read_one_verdict(
     import brace._call
 
     judged: list[Any] = []
-    real = brace._call.classify
+    real = brace._call.quick_verdict
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         judged.append(args[1])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(brace._call, "classify", counting)
+    # Every verdict of the call path begins with classify's first rules; the retry decision
+    # (brace._policy) never judges again.
+    monkeypatch.setattr(brace._call, "quick_verdict", counting)
+    again: list[Any] = []
+    judge_again = brace._policy.classify
+    monkeypatch.setattr(brace._policy, "classify",
+                        lambda *args, **kwargs: again.append(args) or judge_again(*args,
+                                                                                  **kwargs))
     brace.breaker("one-verdict", fail_max=100)
     calls = 0
 
@@ -142,3 +149,4 @@ def test_the_breaker_and_the_retry_decision_read_one_verdict(
     # Three attempts, three verdicts: the breaker, the retry decision and the events all
     # read them; none judges the attempt again.
     assert len(judged) == 3
+    assert again == []

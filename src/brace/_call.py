@@ -35,7 +35,16 @@ from brace import _breakers, _budget, _config, _events, _limits, _validate, wait
 from brace._breakers import CircuitOpenError, Gate, gate_for
 from brace._deadline import RUNNING, Deadline, clock, watchdog
 from brace._hedge import Hedger
-from brace._outcome import LAST_MARK, Done, Kind, Outcome, classify, is_exit, mark_exhausted
+from brace._outcome import (
+    LAST_MARK,
+    Done,
+    Kind,
+    Outcome,
+    is_exit,
+    judged,
+    mark_exhausted,
+    quick_verdict,
+)
 
 if TYPE_CHECKING:
     from brace._policy import Policy
@@ -126,9 +135,8 @@ class Call:
         return None, False
 
     def slept(self, seconds: float) -> None:
-        """A backoff of ``seconds`` begins (skipped inside ``no_waits()``, yet counted)."""
-        if _state.no_waits:
-            self.deadline.skipped += seconds
+        """A backoff of ``seconds`` was skipped inside ``no_waits()``: it still counts."""
+        self.deadline.skipped += seconds
 
     def deadline_message(self) -> str:
         """What a TimeoutError at this call's deadline says."""
@@ -258,19 +266,39 @@ class Path:
         (_budget.registry.get(budget) or _budget.lookup(budget)).record_call()  # type: ignore[arg-type]
 
     def healthy(self) -> Gate | bool:
-        """Whether an attempt may go straight to the function: the healthy path.
+        """Whether the breaker lets an attempt go straight on: the healthy path.
 
         True without a breaker, the gate when its breaker is closed with nothing to count,
-        False when the attempt needs its layers (a gate to pass, a rate limit or bulkhead
-        to wait for). A plain success there has nothing to record.
+        False when the attempt must pass it (open, half-open, or a failure-ratio window to
+        count in). A plain success there has nothing to record. Rate limits and bulkheads
+        are ``take_now``'s.
         """
-        if self.limited:
-            return False
         breaker = self.breaker
         if breaker is None:
             return True
         gate = self.gates.get(breaker) or gate_for(breaker)  # type: ignore[arg-type]
         return gate if gate.fast or gate.fresh_until > _monotonic() else False
+
+    def take_now(self) -> _limits.Bulkhead | bool:
+        """A rate-limit token and a bulkhead slot, if both are free now (the healthy path).
+
+        Returns the bulkhead whose slot to release after the function (True: no bulkhead),
+        or False, having taken nothing, when the attempt would wait: ``attempt`` then waits
+        for them as far as the call's deadline allows.
+        """
+        rate = None
+        if self.rate_limit is not None:
+            rate = _limits.find_rate_limit(self.rate_limit)
+            if not rate.take_now():
+                return False
+        if self.bulkhead is None:
+            return True
+        slots = _limits.find_bulkhead(self.bulkhead)
+        if slots.try_acquire():
+            return slots
+        if rate is not None:
+            rate.give_back()  # the slot would be waited for: so is the token, in ``attempt``
+        return False
 
     def gate(self) -> Gate | None:
         """The breaker's gate for this attempt, or None without a breaker."""
@@ -278,10 +306,6 @@ class Path:
         if breaker is None:
             return None
         return self.gates.get(breaker) or gate_for(breaker)  # type: ignore[arg-type]
-
-    def judge(self, call: Call, error: BaseException | None, value: Any) -> Outcome:
-        """The attempt's outcome, judged once (``_outcome.classify``)."""
-        return classify(self.policy, error, value, call.mark)
 
     def done_at_once(self, call: Call, outcome: Outcome) -> bool:
         """True for a first attempt that ends the call without tenacity (the healthy path)."""
@@ -308,11 +332,15 @@ class Path:
         policy, stats = self.policy, self.stats
         state = call.state
         if state is None:
-            state = call.state = self._seed(call, args, kwargs or {})
-        else:
-            state.attempt_number = max(state.attempt_number, call.attempts)
+            state = call.state = self._seed(call)
+        elif call.attempts > state.attempt_number:
+            state.attempt_number = call.attempts
+        state.args, state.kwargs = args, kwargs or {}
         stats["attempt_number"] = state.attempt_number
-        _settle(state, outcome)
+        if state.verdict is outcome:  # judged on this state: it holds the attempt already
+            state.outcome_timestamp = clock()
+        else:
+            _settle(state, outcome)
         if not policy._predicate(state):
             return None
         upcoming = state.upcoming_sleep = policy.wait(state)
@@ -327,10 +355,11 @@ class Path:
         state.prepare_for_next_attempt()
         return upcoming
 
-    def _seed(self, call: Call, args: Any, kwargs: Any) -> _CallState:
-        # tenacity's call state for a call whose first attempt ran without it. Named as
-        # brace names it (a callable object's class, not its repr with an address).
-        state = _CallState(self.policy._retryer, cast(Any, _Named(self.label)), args, kwargs)
+    def _seed(self, call: Call) -> _CallState:
+        # tenacity's call state for a call whose first attempt ran without it (its
+        # arguments are set by next_sleep). Named as brace names it (a callable object's
+        # class, not its repr with an address).
+        state = _CallState(self.policy._retryer, cast(Any, _Named(self.label)), (), {})
         state.after_mark = call.mark
         state.call = call  # the stop reads the call's deadline
         state.start_time = call.started  # attempt 1 ran before tenacity's clock
@@ -359,24 +388,33 @@ class Path:
         """The sync function a decorator returns: the healthy path inline, the rest in ``run``.
 
         A healthy call counts itself for the budget, finds its breaker closed with nothing
-        to count (or has none), reads the clock and the exhausted mark, calls the function,
-        and is done: its ``Call`` is made only when the first attempt did not simply
-        succeed. A value the policy's result check does not flag is a plain success
-        (``classify``'s first rule): nothing to judge, nothing for the breaker to record.
+        to count (or has none) and its token and slot free at once (``take_now``), reads
+        the clock and the exhausted mark, calls the function, and is done: its ``Call`` is
+        made only when the first attempt did not simply succeed. A value the policy's
+        result check does not flag is a plain success (``classify``'s first rule): nothing
+        to judge, nothing for the breaker to record.
         """
         fn, check, stats, run, healthy = self.fn, self.check, self.stats, self.run, self.healthy
         budget, seconds, fallback = self.budget, self.deadline, self.fallback
         covered, degraded = self._covered, self._degraded
+        direct, limited, take_now = self.direct, self.limited, self.take_now
+        last_mark = LAST_MARK
 
         def entry(*args: Any, **kwargs: Any) -> Any:
             try:
                 if budget is not None:
                     # One dict look-up (reset_budgets() forgets budgets).
                     (_budget.registry.get(budget) or _budget.lookup(budget)).record_call()  # type: ignore[arg-type]
-                gate = healthy()
-                if not gate:
-                    return run(args, kwargs, Call(seconds))
-                started, mark = clock(), LAST_MARK[0]
+                gate: Gate | bool
+                slot: _limits.Bulkhead | bool
+                if direct:
+                    gate = slot = True
+                else:
+                    gate = healthy()
+                    slot = take_now() if gate and limited else True
+                    if not gate or not slot:
+                        return run(args, kwargs, Call(seconds))
+                started, mark = clock(), last_mark[0]
                 error: BaseException | None = None
                 try:
                     value = fn(*args, **kwargs)
@@ -387,6 +425,9 @@ class Path:
                         stats["start_time"], stats["attempt_number"] = started, 1
                         stats["idle_for"] = stats["delay_since_first_attempt"] = 0
                         return value
+                finally:
+                    if isinstance(slot, _limits.Bulkhead):
+                        slot.release()
                 # Outside the except block: later attempts' errors never chain to this one.
                 return run(args, kwargs, Call(seconds, started, mark), gate, error, value)
             except Exception as exc:
@@ -398,13 +439,66 @@ class Path:
         return entry
 
     def async_entry(self) -> Callable[..., Any]:
-        """The async function a decorator returns (its fallback included)."""
-        arun, begin, fallback = self.arun, self.begin, self.fallback
-        covered, degraded = self._covered, self._degraded
+        """The async function a decorator returns: on asyncio the healthy path inline.
+
+        As ``entry``: a healthy call is watched by the loop's deadline watchdog, calls the
+        function (under its attempt timeout, if any) and is done, with no ``Call`` made;
+        anything else (trio, hedging, a breaker to pass, a token or slot to wait for, a
+        first attempt that did not simply succeed) goes on in ``arun``. The fallback wraps
+        it all.
+        """
+        fn, check, stats, healthy, take_now = (self.fn, self.check, self.stats, self.healthy,
+                                               self.take_now)
+        budget, seconds, fallback = self.budget, self.deadline, self.fallback
+        # Hedged calls race from the first attempt; an attempt timeout bounds it here too.
+        quick = self.hedger is None and not self.with_call
+        direct, limited = self.direct, self.limited
+        timed = None if self.attempt_timeout is None else self._timed
+        arun, watchdog_of, covered, degraded = (self.arun, self._watchdog, self._covered,
+                                                self._degraded)
+        last_mark = LAST_MARK
 
         async def entry(*args: Any, **kwargs: Any) -> Any:
             try:
-                return await arun(begin(), args, kwargs)
+                if budget is not None:
+                    (_budget.registry.get(budget) or _budget.lookup(budget)).record_call()  # type: ignore[arg-type]
+                try:
+                    loop: asyncio.AbstractEventLoop | None = _running_loop()
+                except RuntimeError:  # no asyncio loop running (trio): arun's cancel scope
+                    loop = None
+                task = None if loop is None else _current_task(loop)
+                gate = quick and task is not None and (True if direct else healthy())
+                slot = take_now() if gate and limited else True
+                if not gate or not slot:
+                    return await arun(Call(seconds), args, kwargs)
+                started, mark = clock(), last_mark[0]
+                dog = watchdog_of(loop)  # type: ignore[arg-type]  # a task runs: a loop too
+                watch = dog.watch(task, loop)
+                error: BaseException | None = None
+                try:
+                    try:
+                        value = await (fn(*args, **kwargs) if timed is None
+                                       else timed(None, args, kwargs))
+                    finally:
+                        if slot is not True:
+                            slot.release()
+                except BaseException as exc:
+                    error, value = exc, None
+                else:
+                    try:
+                        plain = check is None or not check(value)
+                    except BaseException:
+                        dog.release(watch)  # a result check's own bug: raised as it is
+                        raise
+                    if plain:
+                        dog.release(watch)
+                        stats["start_time"], stats["attempt_number"] = started, 1
+                        stats["idle_for"] = stats["delay_since_first_attempt"] = 0
+                        return value
+                # Outside the except block: later attempts' errors never chain to this one.
+                call = Call(seconds, started, mark)
+                call.watch = (dog, watch)
+                return await arun(call, args, kwargs, gate, error, value)
             except Exception as exc:
                 reason = covered(exc) if fallback else None
                 if reason is None:
@@ -436,7 +530,8 @@ class Path:
                 break
             if self.discard is not None and outcome.error is None:
                 self.discard(outcome.value)  # a retried response frees its connection
-            call.slept(wait)
+            if _state.no_waits:
+                call.slept(wait)
             waits.sleep(wait)
             outcome = self.attempt(call, args, kwargs)
         self.finish(call)
@@ -448,13 +543,13 @@ class Path:
     def attempt(self, call: Call, args: Any, kwargs: Any) -> Outcome:
         """One sync attempt through breaker -> rate limit -> bulkhead -> the function."""
         call.attempts += 1
-        gate = self.gate()
+        gate = None if self.breaker is None else self.gate()
         trial = ran = False
         started = 0.0
         try:
             if gate is not None and not gate.healthy():
                 trial = gate.enter(self.name)
-            slot = self._gates(call)
+            slot = self._gates(call) if self.limited else None
             try:
                 if gate is not None and gate.times_calls:
                     started = clock()
@@ -475,15 +570,32 @@ class Path:
 
     def settle(self, call: Call, gate: Gate | None, trial: bool, started: float,
                error: BaseException | None, value: Any, ran: bool = True) -> Outcome:
-        """Judge an attempt once and tell its breaker (``ran``: it reached the function)."""
-        outcome = self.judge(call, error, value)
+        """Judge an attempt once (``_outcome.classify``) and tell its breaker.
+
+        ``ran``: the attempt reached the function. A verdict that needs the policy's
+        predicate is reached on the call's own tenacity state (made here on the first
+        failure), which then holds this attempt: the retry decision reads it without
+        building another.
+        """
+        policy = self.policy
+        outcome = quick_verdict(policy, error, value)
+        if outcome is None:
+            state = call.state
+            if state is None:
+                state = call.state = self._seed(call)
+            elif call.attempts > state.attempt_number:
+                state.attempt_number = call.attempts
+            state.outcome = Done(state.attempt_number, error, value)
+            outcome = state.verdict = judged(policy, error, value, call.mark, state)
         if gate is not None:
             gate.finish(self.name, trial, outcome if ran else None, started)
         return outcome
 
     def _gates(self, call: Call) -> _limits.Bulkhead | None:
         # A rate-limit token, then a bulkhead slot, each waited for only while the call's
-        # deadline allows; a wait that is interrupted gives back what it reserved.
+        # deadline allows. A token whose attempt never runs (its wait interrupted, the
+        # bulkhead full) is given back.
+        rate = None
         if self.rate_limit is not None:
             rate = _limits.find_rate_limit(self.rate_limit)
             wait = rate.reserve(self.name, call.remaining())
@@ -496,7 +608,12 @@ class Path:
         if self.bulkhead is None:
             return None
         slots = _limits.find_bulkhead(self.bulkhead)
-        slots.acquire(self.name, call.remaining())
+        try:
+            slots.acquire(self.name, call.remaining())
+        except BaseException:
+            if rate is not None:
+                rate.give_back()
+            raise
         return slots
 
     # -- async --------------------------------------------------------------------------------
@@ -505,63 +622,95 @@ class Path:
         """Run one async call."""
         return await self.arun(self.begin(), args, kwargs)
 
-    async def arun(self, call: Call, args: Any, kwargs: Any) -> Any:
+    def _watchdog(self, loop: asyncio.AbstractEventLoop) -> Any:
+        """The deadline watchdog of ``loop`` for this path's calls.
+
+        Kept for the loop last served: no look-up per call.
+        """
+        cached = self._dog
+        if cached is None or cached[0]() is not loop:
+            cached = self._dog = (weakref.ref(loop), watchdog(
+                loop, self.deadline, f"deadline of {self.deadline:g} s reached"))
+        return cached[1]
+
+    async def arun(self, call: Call, args: Any, kwargs: Any, gate: Gate | bool | None = None,
+                   error: BaseException | None = None, value: Any = None) -> Any:
         """Run ``call`` of the async function, never past its deadline.
 
         On asyncio a per-loop watchdog cancels the task at the deadline; elsewhere (trio)
         an anyio cancel scope does. Either becomes a TimeoutError: the attempt's own
         outcome when it cut an attempt off, the call's end when it cut a sleep. On asyncio
-        a healthy first attempt goes straight to the function, as in ``entry``.
+        a healthy first attempt goes straight to the function, as in ``async_entry``.
+
+        ``gate`` set: the first attempt already ran on ``async_entry``'s healthy path
+        (through that gate, or none when True), watched as ``call.watch`` says, and ended
+        in ``error`` or ``value``.
         """
-        try:
-            loop: asyncio.AbstractEventLoop | None = _running_loop()
-        except RuntimeError:  # no asyncio loop running (trio)
-            loop = None
-        task = None if loop is None else _current_task(loop)
-        if loop is None or task is None:
-            outcome = await self._scoped(call, args, kwargs)
-        else:
-            cached = self._dog
-            if cached is None or cached[0]() is not loop:
-                cached = self._dog = (weakref.ref(loop),
-                                      watchdog(loop, self.deadline, call.deadline_message()))
-            dog = cached[1]
+        if gate is None:
+            try:
+                loop: asyncio.AbstractEventLoop | None = _running_loop()
+            except RuntimeError:  # no asyncio loop running (trio)
+                loop = None
+            task = None if loop is None else _current_task(loop)
+            if loop is None or task is None:
+                outcome = await self._scoped(call, args, kwargs)
+                if outcome.error is not None:
+                    raise _trimmed(outcome.error)
+                return outcome.value
+            dog = self._watchdog(loop)
             watch = dog.watch(task, loop)  # the call's whole deadline: it has just begun
             call.watch = (dog, watch)
-            try:
-                healthy = self.quick and (True if self.direct else self.healthy())
-                if not healthy:
-                    outcome = await self._loop(call, args, kwargs)
-                else:
-                    call.attempts = 1
-                    try:
-                        value = await (self.fn(call, *args, **kwargs) if self.with_call
-                                       else self.fn(*args, **kwargs))
-                    except BaseException as exc:
-                        first = self.failed(call, None if healthy is True else healthy,
-                                            False, 0.0, exc, True)
-                    else:
-                        check = self.check
-                        if check is None or not check(value):
-                            stats = self.stats  # a plain success: nothing to judge or record
-                            stats["start_time"], stats["attempt_number"] = call.started, 1
-                            stats["idle_for"] = stats["delay_since_first_attempt"] = 0
-                            return value
-                        first = self.settle(call, None if healthy is True else healthy,
-                                            False, 0.0, None, value)
-                    outcome = await self._loop(call, args, kwargs, first)
-            except asyncio.CancelledError as cancelled:
-                cut = dog.timeout_error(watch, task, cancelled)  # cut off while waiting
-                if cut is None:
-                    raise  # the caller's own cancellation: at once, untouched
-                mark_exhausted(cut)  # the deadline ended the call
-                raise cut from None
-            finally:
-                dog.release(watch)
+        else:
+            dog, watch = call.watch  # type: ignore[misc]
+            task = watch[1]
+        try:
+            if gate is not None:
+                call.attempts = 1
+                gate = None if gate is True else gate
+                first = (self.failed(call, gate, False, 0.0, error, True)  # type: ignore[arg-type]
+                         if error is not None else
+                         self.settle(call, gate, False, 0.0, None, value))  # type: ignore[arg-type]
+                outcome = await self._loop(call, args, kwargs, first)
+            else:
+                outcome = await self._first(call, args, kwargs)
+        except asyncio.CancelledError as cancelled:
+            cut = dog.timeout_error(watch, task, cancelled)  # cut off while waiting
+            if cut is None:
+                raise  # the caller's own cancellation: at once, untouched
+            mark_exhausted(cut)  # the deadline ended the call
+            raise cut from None
+        finally:
+            dog.release(watch)
         error = outcome.error
         if error is not None:
             raise _trimmed(error)
         return outcome.value
+
+    async def _first(self, call: Call, args: Any, kwargs: Any) -> Outcome:
+        # The call's attempts from the first, on asyncio under the call's watch: a healthy
+        # first attempt (the transports') goes straight to the function.
+        healthy = self.quick and (True if self.direct else self.healthy())
+        slot = self.take_now() if healthy and self.limited else True
+        if not healthy or not slot:
+            return await self._loop(call, args, kwargs)
+        call.attempts = 1
+        gate = None if healthy is True else healthy
+        try:
+            try:
+                value = await (self.fn(call, *args, **kwargs) if self.with_call
+                               else self.fn(*args, **kwargs))
+            finally:
+                if slot is not True:
+                    slot.release()
+        except BaseException as exc:
+            first = self.failed(call, gate, False, 0.0, exc, True)
+        else:
+            check = self.check
+            if check is None or not check(value):
+                self.succeeded(call)  # a plain success: nothing to judge or record
+                return Outcome(Kind.SUCCESS, None, value)
+            first = self.settle(call, gate, False, 0.0, None, value)
+        return await self._loop(call, args, kwargs, first)
 
     async def _scoped(self, call: Call, args: Any, kwargs: Any) -> Outcome:
         # Not asyncio (trio): an anyio cancel scope cuts the call off at its deadline; a
@@ -593,7 +742,8 @@ class Path:
                 break
             if self.discard is not None and outcome.error is None:
                 await self.discard(outcome.value)
-            call.slept(wait)
+            if _state.no_waits:
+                call.slept(wait)
             await waits.async_sleep(wait)
             outcome = await (self.hedger.race(call, self.aattempt, args, kwargs)  # type: ignore[union-attr]
                              if hedged else self.aattempt(call, args, kwargs))
@@ -609,7 +759,7 @@ class Path:
         propagates, counted by nothing.
         """
         call.attempts += 1
-        gate = self.gate()
+        gate = None if self.breaker is None else self.gate()
         trial = ran = False
         started = 0.0
         try:
@@ -617,12 +767,17 @@ class Path:
                 raise TimeoutError(call.deadline_message())
             if gate is not None and not gate.healthy():
                 trial = gate.enter(self.name)
-            slot = await self._agates(call)
+            slot = await self._agates(call) if self.limited else None
             try:
                 if gate is not None and gate.times_calls:
                     started = clock()
                 ran = True
-                value = await self._timed(call, args, kwargs)
+                if self.attempt_timeout is not None:
+                    value = await self._timed(call, args, kwargs)
+                elif self.with_call:
+                    value = await self.fn(call, *args, **kwargs)
+                else:
+                    value = await self.fn(*args, **kwargs)
             finally:
                 if slot is not None:
                     slot.release()
@@ -647,15 +802,12 @@ class Path:
             raise error
         return outcome
 
-    async def _timed(self, call: Call, args: Any, kwargs: Any) -> Any:
+    async def _timed(self, call: Call | None, args: Any, kwargs: Any) -> Any:
         # The function, bounded by attempt_timeout when set: an asyncio watchdog, or an
         # anyio cancel scope off asyncio. A cut is a transient TimeoutError.
         fn = self.fn
         timeout = self.attempt_timeout
-        if timeout is None:
-            if self.with_call:
-                return await fn(call, *args, **kwargs)
-            return await fn(*args, **kwargs)
+        assert timeout is not None  # aattempt calls the function itself without one
         if self.with_call:
             args = (call, *args)
         try:
@@ -689,6 +841,7 @@ class Path:
 
     async def _agates(self, call: Call) -> _limits.Bulkhead | None:
         # As _gates, waiting in the running async library.
+        rate = None
         if self.rate_limit is not None:
             rate = _limits.find_rate_limit(self.rate_limit)
             wait = rate.reserve(self.name, call.remaining())
@@ -701,7 +854,12 @@ class Path:
         if self.bulkhead is None:
             return None
         slots = _limits.find_bulkhead(self.bulkhead)
-        await slots.aacquire(self.name, call.remaining())
+        try:
+            await slots.aacquire(self.name, call.remaining())
+        except BaseException:
+            if rate is not None:
+                rate.give_back()  # refused or cancelled in the queue: no attempt ran
+            raise
         return slots
 
 

@@ -79,7 +79,8 @@ class Bulkhead:
         """Attempts queued for a slot right now."""
         return len(self._queue)
 
-    def _take(self) -> bool:
+    def try_acquire(self) -> bool:
+        """Take a free slot without waiting: False when every slot is taken."""
         with self._lock:
             if self._in_use < self.max_concurrent:
                 self._in_use += 1
@@ -115,7 +116,7 @@ class Bulkhead:
 
         ``remaining`` is what is left of the call's deadline, in seconds.
         """
-        if self._take():  # the common case: a free slot
+        if self.try_acquire():  # the common case: a free slot
             return
         started, limit = clock(), min(self.queue_timeout, max(0.0, remaining))
         if limit > 0:
@@ -134,7 +135,7 @@ class Bulkhead:
 
     async def aacquire(self, name: str, remaining: float) -> None:
         """Take a slot (any async library), waiting at most ``min(queue_timeout, remaining)``."""
-        if self._take():
+        if self.try_acquire():
             return
         started, limit = clock(), min(self.queue_timeout, max(0.0, remaining))
         if limit > 0:
@@ -254,6 +255,23 @@ class RateLimit:
             self._tat = tat + self._interval
             self._from_local = True
             return wait
+
+    def take_now(self) -> bool:
+        """Take a token from the local bucket if one is free now: False when it would wait.
+
+        The healthy path's test: nothing is reserved when it says False. A fleet's bucket
+        (Redis) always says False here, so its calls reserve through ``reserve``.
+        """
+        if self._shared is not None:
+            return False
+        with self._lock:
+            now = clock()
+            tat = max(self._tat, now)
+            if tat - now > (self.burst - 1) * self._interval:
+                return False
+            self._tat = tat + self._interval
+            self._from_local = True
+            return True
 
     def give_back(self) -> None:
         """Return the token of an attempt that was cancelled while it waited for it.

@@ -26,9 +26,8 @@ This module also holds what marks a value as given up on (the exhaustion marks),
 from __future__ import annotations
 
 import concurrent.futures
-import enum
 import itertools
-from typing import Any
+from typing import Any, Final
 
 import pybreaker
 import tenacity
@@ -48,7 +47,9 @@ __all__ = [
     "is_exit",
     "is_idempotent_request",
     "is_safe_to_resend",
+    "judged",
     "mark_exhausted",
+    "quick_verdict",
     "request_of",
     "response_of",
     "status_of",
@@ -88,22 +89,26 @@ def is_exit(exc: BaseException | None) -> bool:
 # --- the kinds -------------------------------------------------------------------------------
 
 
-class Kind(enum.Enum):
-    """What an attempt's outcome is (see the module's docstring)."""
+class Kind:
+    """What an attempt's outcome is (see the module's docstring).
 
-    SUCCESS = "success"
-    RETRYABLE = "retryable"
-    NOT_RETRIED = "not_retried"
-    REFUSED = "refused"
-    CANCELLED = "cancelled"
-    EXHAUSTED = "exhausted"
+    Plain string constants, compared with ``is``: every attempt reads its kind several
+    times, and an ``enum.Enum`` member costs several times a class attribute to look up.
+    """
+
+    SUCCESS: Final = "success"
+    RETRYABLE: Final = "retryable"
+    NOT_RETRIED: Final = "not_retried"
+    REFUSED: Final = "refused"
+    CANCELLED: Final = "cancelled"
+    EXHAUSTED: Final = "exhausted"
 
 
 class Outcome:
     """One attempt's outcome, classified once: its kind and what every layer reads of it.
 
     Attributes:
-        kind: The ``Kind``.
+        kind: One of ``Kind``'s constants.
         error: The exception the attempt raised, else None.
         value: The value it returned (None when it raised).
         failure: Whether it is a failure of the dependency (breakers count it).
@@ -114,7 +119,7 @@ class Outcome:
 
     __slots__ = ("error", "failure", "kind", "value", "why")
 
-    def __init__(self, kind: Kind, error: BaseException | None, value: Any, *,
+    def __init__(self, kind: str, error: BaseException | None, value: Any, *,
                  failure: bool = False, why: str | None = None) -> None:
         self.kind = kind
         self.error = error
@@ -135,7 +140,7 @@ class Outcome:
     def __repr__(self) -> str:
         why = f" ({self.why})" if self.why else ""
         what = f"error={self.error!r}" if self.error is not None else f"value={self.value!r}"
-        return f"<outcome {self.kind.value}{why}: {what}>"
+        return f"<outcome {self.kind}{why}: {what}>"
 
 
 # --- exhaustion marks: retry at one layer -------------------------------------------------------
@@ -204,10 +209,15 @@ def _int_status(value: object) -> int | None:
 
 def status_of(value: object) -> int | None:
     """The HTTP status a result or exception carries, or None."""
-    code = _int_status(getattr(value, "status_code", None))
-    if code is None:
-        code = _int_status(getattr(getattr(value, "response", None), "status_code", None))
-    return code
+    code = getattr(value, "status_code", None)
+    if code is not None:
+        code = _int_status(code)
+        if code is not None:
+            return code
+    response = getattr(value, "response", None)
+    if response is None:  # most outcomes carry neither: two attribute reads, no more
+        return None
+    return _int_status(getattr(response, "status_code", None))
 
 
 def response_of(value: object) -> Any:
@@ -285,16 +295,15 @@ class Done(tenacity.Future):
     events); ``concurrent.futures.Future`` takes a lock on every read.
     """
 
+    #: Whether the attempt raised (an attribute: tenacity's predicates read it every time).
+    failed = False
+
     def __init__(self, attempt_number: int, exc: BaseException | None, value: Any) -> None:
         # No Future.__init__: a finished outcome never waits, so it needs no Condition.
         self.attempt_number = attempt_number
         self._exc = exc
         self._value = value
-
-    @property
-    def failed(self) -> bool:
-        """Whether the attempt raised."""
-        return self._exc is not None
+        self.failed = exc is not None
 
     def done(self) -> bool:
         """Always: the attempt has ended."""
@@ -321,6 +330,26 @@ def _judged_state(policy: Any, error: BaseException | None, value: Any) -> Any:
     return state
 
 
+def quick_verdict(policy: Any, error: BaseException | None, value: Any) -> Outcome | None:
+    """The verdicts that need no predicate, or None: ``classify``'s first rules.
+
+    A cancellation or exit, a refusal by a gate, ``tenacity.TryAgain``, and a value the
+    policy's result check does not flag (a plain success).
+    """
+    if error is not None:
+        if not isinstance(error, Exception) or isinstance(error, _THREAD_CANCELLED):  # is_exit
+            return Outcome(Kind.CANCELLED, error, None)
+        if isinstance(error, _REFUSALS):
+            return Outcome(Kind.REFUSED, error, None)
+        if isinstance(error, tenacity.TryAgain):
+            return Outcome(Kind.RETRYABLE, error, None)  # the function asked for a retry
+        return None
+    check = policy._result_check
+    if check is None or not check(value):
+        return Outcome(Kind.SUCCESS, None, value)
+    return None
+
+
 def classify(policy: Any, error: BaseException | None, value: Any, mark: int | None = None,
              state: Any = None) -> Outcome:
     """What one attempt's ``error`` (or returned ``value``) is, under ``policy``.
@@ -328,21 +357,22 @@ def classify(policy: Any, error: BaseException | None, value: Any, mark: int | N
     The one place that decides it: breakers, budgets, the retry decision, events and
     hedging read the ``Outcome``. ``mark`` is the exhausted-mark number the call began at
     (brace's call path); ``state`` the tenacity call state holding this outcome, when there
-    is one (tenacity's own loops), whose start time then dates the call instead.
+    is one (tenacity's own loops, brace's call path after its first failure), whose start
+    time then dates the call when there is no ``mark``.
     """
-    if error is not None:
-        if is_exit(error):
-            return Outcome(Kind.CANCELLED, error, None)
-        if isinstance(error, _REFUSALS):
-            return Outcome(Kind.REFUSED, error, None)
-        if isinstance(error, tenacity.TryAgain):
-            return Outcome(Kind.RETRYABLE, error, None)  # the function asked for a retry
-    else:
-        check = policy._result_check
-        if check is None or not check(value):
-            return Outcome(Kind.SUCCESS, None, value)
-    if state is None:
-        state = _judged_state(policy, error, value)
+    verdict = quick_verdict(policy, error, value)
+    if verdict is not None:
+        return verdict
+    return judged(policy, error, value, mark,
+                  _judged_state(policy, error, value) if state is None else state)
+
+
+def judged(policy: Any, error: BaseException | None, value: Any, mark: int | None,
+           state: Any) -> Outcome:
+    """``classify`` past its first rules: the policy's predicate decides, on ``state``.
+
+    ``state`` is a tenacity call state whose ``outcome`` holds this attempt.
+    """
     failure = bool(policy._failure(state))
     subject = value if error is None else error
     since = getattr(state, "start_time", None)

@@ -535,8 +535,8 @@ class _Stop(tenacity.stop.stop_base):
         # brace's call path hands over its call, whose Deadline decides; tenacity's own
         # loops (retrying(), tenacity_kwargs()) have the state's clock readings.
         call = getattr(retry_state, "call", None)
-        if call is not None:
-            return bool(call.deadline.past(retry_state.upcoming_sleep))
+        if call is not None:  # Deadline.past, read without making a Deadline
+            return bool(retry_state.upcoming_sleep >= call.remaining())
         elapsed = retry_state.seconds_since_start or 0.0
         if waits.waits_disabled():
             elapsed += retry_state.idle_for
