@@ -5,49 +5,31 @@ from __future__ import annotations
 import importlib
 import os
 import random
-import types
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import tenacity
 
-import brace._deadline
 from brace.testing import no_waits, reset_breakers, reset_budgets, reset_limits
+from tests.clocks import VirtualClock
 from tests.fault_server import fault_server  # noqa: F401  (fixture)
-
-
-class VirtualClock:
-    """A monotonic clock that only moves when a test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-    def sleep(self, seconds: float) -> None:
-        """A tenacity `sleep=` hook that records and advances virtual time."""
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    async def async_sleep(self, seconds: float) -> None:
-        self.sleep(seconds)
 
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> VirtualClock:
     """Virtual time for tenacity and brace's deadlines (both read `time.monotonic` through a
-    module attribute named `time`)."""
+    module attribute named `time`); its `run_*` methods run async code on it too."""
     vc = VirtualClock()
-    virtual = types.SimpleNamespace(monotonic=vc.monotonic)
-    monkeypatch.setattr(tenacity, "time", virtual)
-    monkeypatch.setattr(brace._deadline, "time", virtual)
+    vc.patch(monkeypatch)
     return vc
+
+
+@pytest.fixture
+def virtual_sleeps(clock: VirtualClock, monkeypatch: pytest.MonkeyPatch) -> VirtualClock:
+    """The `clock`, with brace's sync sleeps (backoffs, rate-limit waits) recorded in
+    `clock.sleeps` and advancing it instead of waiting: sync timings become exact."""
+    clock.patch(monkeypatch, sleeps=True)
+    return clock
 
 
 @pytest.fixture(autouse=True)

@@ -1,30 +1,44 @@
 """Async functions under every async library users run: asyncio, trio, and anyio on either
 backend. Sleeps use the running library; the deadline and attempt_timeout cut an attempt off
-in flight (an asyncio watchdog, anyio cancel scopes on trio); a caller's cancellation wins."""
+in flight (an asyncio watchdog, anyio cancel scopes on trio); a caller's cancellation wins.
+
+Every test but the one against a real server runs in virtual time (``tests.clocks``), so its
+timings are exact; that one waits on a socket, which virtual time cannot do.
+"""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 import pytest
 import trio
+from structlog.testing import capture_logs
 
 import brace
+from tests.clocks import VirtualClock, exactly
 from tests.fault_server import FaultServer, reply
 
+LIBRARIES = ["trio", "anyio-trio", "anyio-asyncio"]
+# On the real clock: for the test that waits on a real socket.
 RUNNERS: dict[str, Callable[[Callable[[], Awaitable[Any]]], Any]] = {
     "trio": trio.run,
     "anyio-trio": lambda main: anyio.run(main, backend="trio"),
     "anyio-asyncio": lambda main: anyio.run(main, backend="asyncio"),
 }
-runners = pytest.mark.parametrize("run", list(RUNNERS.values()), ids=list(RUNNERS))
+runners = pytest.mark.parametrize("run", LIBRARIES, indirect=True)
+real_runners = pytest.mark.parametrize("run", list(RUNNERS.values()), ids=list(RUNNERS))
+
+
+@pytest.fixture
+def run(request: pytest.FixtureRequest, clock: VirtualClock) -> Callable[..., Any]:
+    """The parametrized library's runner, in the test's virtual time."""
+    return clock.runner(request.param)
 
 
 @runners
-def test_a_failing_call_is_retried(run: Callable[..., Any]) -> None:
+def test_a_failing_call_is_retried(run: Callable[..., Any], clock: VirtualClock) -> None:
     calls = 0
 
     @brace.network(initial=0.01, max_wait=0.02)
@@ -36,34 +50,42 @@ def test_a_failing_call_is_retried(run: Callable[..., Any]) -> None:
             raise ConnectionResetError("reset")
         return "ok"
 
-    async def main() -> None:
-        started = time.monotonic()
+    async def main() -> float:
+        started = clock.now
         assert await flaky() == "ok"
-        assert time.monotonic() - started < 1.0
+        return clock.now - started
 
-    run(main)
+    with capture_logs() as logs:
+        elapsed = run(main)
     assert calls == 3
     assert flaky.statistics["attempt_number"] == 3
+    waits = [log["wait_s"] for log in logs if log["event"] == "retry.scheduled"]
+    assert len(waits) == 2 and 0 <= waits[0] <= 0.01 and 0 <= waits[1] <= 0.02  # full jitter
+    assert sum(waits) > 0  # (seeded) so a sleep skipped would show
+    # The backoffs were slept in the running library, each exactly as long as scheduled.
+    assert elapsed == pytest.approx(sum(waits), abs=2e-6)  # wait_s is rounded to 1e-6 s
 
 
 @runners
-def test_the_deadline_cuts_a_hanging_attempt_off(run: Callable[..., Any]) -> None:
+def test_the_deadline_cuts_a_hanging_attempt_off(run: Callable[..., Any],
+                                                 clock: VirtualClock) -> None:
     @brace.network(deadline=0.3)
     async def hang() -> None:
         await anyio.sleep(30)
 
     async def main() -> float:
-        started = time.monotonic()
+        started = clock.now
         with pytest.raises(TimeoutError, match=r"deadline of 0\.3 s reached"):
             await hang()
-        return time.monotonic() - started
+        return clock.now - started
 
     elapsed = run(main)
-    assert 0.3 <= elapsed < 0.4
+    assert elapsed == exactly(0.3)
 
 
 @runners
-def test_an_attempt_timeout_then_a_successful_retry(run: Callable[..., Any]) -> None:
+def test_an_attempt_timeout_then_a_successful_retry(run: Callable[..., Any],
+                                                    clock: VirtualClock) -> None:
     calls = 0
 
     @brace.network(attempt_timeout=0.1, initial=0, max_wait=0)
@@ -75,13 +97,13 @@ def test_an_attempt_timeout_then_a_successful_retry(run: Callable[..., Any]) -> 
         return "second"
 
     async def main() -> float:
-        started = time.monotonic()
+        started = clock.now
         assert await slow_then_fast() == "second"
-        return time.monotonic() - started
+        return clock.now - started
 
     elapsed = run(main)
     assert calls == 2
-    assert 0.1 <= elapsed < 0.3
+    assert elapsed == exactly(0.1)  # the attempt timeout, then no wait at all
 
 
 @runners
@@ -110,7 +132,7 @@ def test_a_breaker_opens_and_rejects(run: Callable[..., Any],
 
 
 @runners
-def test_a_callers_cancellation_wins(run: Callable[..., Any]) -> None:
+def test_a_callers_cancellation_wins(run: Callable[..., Any], clock: VirtualClock) -> None:
     calls = 0
 
     @brace.network(attempt_timeout=0.1, deadline=5, initial=0, max_wait=0)
@@ -119,32 +141,35 @@ def test_a_callers_cancellation_wins(run: Callable[..., Any]) -> None:
         calls += 1
         await anyio.sleep(30)
 
-    async def main() -> None:
-        with anyio.move_on_after(0.1) as scope:  # expires with the first attempt timeout
+    async def main() -> float:
+        started = clock.now
+        # Expires at the very moment of the first attempt timeout (virtual time: exactly).
+        with anyio.move_on_after(0.1) as scope:
             await hang()
         assert scope.cancelled_caught  # cancelled, not turned into a TimeoutError
+        return clock.now - started
 
-    run(main)
+    assert run(main) == exactly(0.1)
     assert calls == 1
 
 
 @runners
-def test_no_waits_under_every_library(run: Callable[..., Any]) -> None:
+def test_no_waits_under_every_library(run: Callable[..., Any], clock: VirtualClock) -> None:
     @brace.network(initial=5, max_wait=5)
     async def down() -> None:
         raise ConnectionError("down")
 
     async def main() -> None:
-        started = time.monotonic()
+        started = clock.now
         with brace.testing.no_waits(), pytest.raises(ConnectionError):
             await down()
-        assert time.monotonic() - started < 0.5
+        assert clock.now == started  # not one virtual moment slept
 
     run(main)
     assert down.statistics["attempt_number"] == 4
 
 
-@runners
+@real_runners
 def test_the_async_client_against_a_real_server(run: Callable[..., Any],
                                                 fault_server: FaultServer) -> None:
     fault_server.script("/flaky", reply(503), reply(503), reply(200, b"fine"))

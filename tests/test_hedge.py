@@ -4,35 +4,36 @@ the policy would not retry wins, the others are cancelled, and every copy is an 
 passes the breaker, the rate limit, the bulkhead and the retry budget.
 
 Slow attempts wait on events or sleeps that the winner's cancellation ends; nothing here
-waits and hopes: each test asserts what ran and what was cancelled.
+waits and hopes: each test asserts what ran and what was cancelled. Every race runs in
+virtual time (``tests.clocks``): hedges start, answers arrive and copies time out at the
+exact moments the script and the policy say.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
 import httpx
 import pytest
-import trio
 
 import brace
+from brace import _deadline
 from brace.testing import no_waits
+from tests.clocks import LIBRARIES, VirtualClock, exactly
 
-RUNNERS: dict[str, Callable[[Callable[[], Awaitable[Any]]], Any]] = {
-    "asyncio": lambda main: asyncio.run(main()),
-    "trio": trio.run,
-    "anyio-asyncio": lambda main: anyio.run(main, backend="asyncio"),
-    "anyio-trio": lambda main: anyio.run(main, backend="trio"),
-}
 # anyio picks the asyncio or the trio way by the running library: the two plain runners cover
 # both, and the headline tests also run under anyio on either backend.
-every_runner = pytest.mark.parametrize("run", list(RUNNERS.values()), ids=list(RUNNERS))
-runners = pytest.mark.parametrize("run", [RUNNERS["asyncio"], RUNNERS["trio"]],
-                                  ids=["asyncio", "trio"])
+every_runner = pytest.mark.parametrize("run", LIBRARIES, indirect=True)
+runners = pytest.mark.parametrize("run", ["asyncio", "trio"], indirect=True)
+
+
+@pytest.fixture
+def run(request: pytest.FixtureRequest, clock: VirtualClock) -> Callable[..., Any]:
+    """The parametrized library's runner, in the test's virtual time."""
+    return clock.runner(request.param)
 
 
 @pytest.fixture
@@ -50,7 +51,8 @@ def events() -> Iterator[list[tuple[str, dict[str, Any]]]]:
 class Copies:
     """A dependency whose answers are scripted per copy: (delay_s, outcome) in call order.
 
-    Records every call and every copy that was cancelled while it waited.
+    Records every call, when it started (on brace's clock: virtual in these tests) and
+    every copy that was cancelled while it waited.
     """
 
     def __init__(self, *script: tuple[float, Any]) -> None:
@@ -62,7 +64,7 @@ class Copies:
     async def __call__(self) -> Any:
         self.calls += 1
         number = self.calls
-        self.started_at.append(time.monotonic())
+        self.started_at.append(_deadline.clock())
         delay, outcome = self.script[min(number, len(self.script)) - 1]
         try:
             await anyio.sleep(delay)
@@ -76,23 +78,26 @@ class Copies:
 
 @every_runner
 def test_the_hedge_answers_a_slow_first_attempt_and_the_first_is_cancelled(
-        run: Callable[..., Any], events: list[tuple[str, dict[str, Any]]]) -> None:
+        run: Callable[..., Any], clock: VirtualClock,
+        events: list[tuple[str, dict[str, Any]]]) -> None:
     dependency = Copies((5.0, "slow"), (0.0, "fast"))
     call = brace.network(hedge_after=0.1)(dependency)
 
     async def main() -> tuple[Any, float]:
-        started = time.monotonic()
-        return await call(), time.monotonic() - started
+        started = clock.now
+        return await call(), clock.now - started
 
+    started = clock.now
     value, elapsed = run(main)
     assert value == "fast"
-    assert 0.1 <= elapsed < 0.2  # hedge_after, then the hedge's answer at once
+    assert elapsed == exactly(0.1)  # hedge_after, then the hedge's answer at once
+    assert [at - started for at in dependency.started_at] == [exactly(0), exactly(0.1)]
     assert dependency.calls == 2 and dependency.cancelled == [1]
     assert call.statistics["attempt_number"] == 2  # the hedge is an attempt
     hedges = [fields for event, fields in events if event == "hedge.started"]
     assert len(hedges) == 1
     assert hedges[0]["attempt"] == 2 and hedges[0]["preset"] == "network"
-    assert 0.1 <= hedges[0]["after_s"] < 0.15
+    assert hedges[0]["after_s"] == exactly(0.1)
     assert not [event for event, _ in events if event.startswith("retry.")]
 
 
@@ -108,13 +113,16 @@ def test_an_answer_before_hedge_after_starts_no_hedge(
 
 
 @runners
-def test_a_failed_hedge_waits_for_the_attempt_still_running(run: Callable[..., Any]) -> None:
+def test_a_failed_hedge_waits_for_the_attempt_still_running(run: Callable[..., Any],
+                                                            clock: VirtualClock) -> None:
     # The hedge fails at once; the first attempt answers later, and its answer wins.
     dependency = Copies((0.15, "first"), (0.0, ConnectionResetError("reset")))
     call = brace.network(hedge_after=0.05)(dependency)
+    started = clock.now
     with no_waits():
         assert run(call) == "first"
     assert dependency.calls == 2 and dependency.cancelled == []
+    assert clock.now - started == exactly(0.15)  # the first attempt's answer, when it came
 
 
 @runners
@@ -137,18 +145,20 @@ def test_hedges_count_as_attempts_and_copies_that_all_fail_are_retried(
 
 
 @runners
-def test_hedges_start_one_per_hedge_after_up_to_hedges(run: Callable[..., Any]) -> None:
+def test_hedges_start_one_per_hedge_after_up_to_hedges(run: Callable[..., Any],
+                                                       clock: VirtualClock) -> None:
     dependency = Copies((5.0, "slow"), (5.0, "slow"), (0.0, "third"))
     call = brace.network(hedge_after=0.05, hedges=2, attempts=4)(dependency)
 
     async def main() -> Any:
-        started = time.monotonic()
+        started = clock.now
         value = await call()
-        return value, [round(at - started, 2) for at in dependency.started_at]
+        return value, [at - started for at in dependency.started_at], clock.now - started
 
-    value, starts = run(main)
+    value, starts, elapsed = run(main)
     assert value == "third"
-    assert starts[0] < 0.03 and 0.05 <= starts[1] < 0.09 and 0.1 <= starts[2] < 0.14
+    assert starts == [exactly(0), exactly(0.05), exactly(0.1)]
+    assert elapsed == exactly(0.1)  # the third copy answered as it started
     assert sorted(dependency.cancelled) == [1, 2]
     assert call.statistics["attempt_number"] == 3
 
@@ -164,40 +174,44 @@ def test_an_answer_that_is_not_retried_wins_at_once(run: Callable[..., Any]) -> 
 
 
 @runners
-def test_attempt_timeout_bounds_each_copy(run: Callable[..., Any]) -> None:
+def test_attempt_timeout_bounds_each_copy(run: Callable[..., Any], clock: VirtualClock) -> None:
     # Both copies of attempt 1 time out (0.1 s each, started 0.05 s apart); attempt 3 answers.
     dependency = Copies((5.0, "slow"), (5.0, "slow"), (0.0, "third"))
     call = brace.network(hedge_after=0.05, attempt_timeout=0.1, attempts=3)(dependency)
 
     async def main() -> tuple[Any, float]:
-        started = time.monotonic()
-        return await call(), time.monotonic() - started
+        started = clock.now
+        return await call(), clock.now - started
 
+    started = clock.now
     with no_waits():
         value, elapsed = run(main)
     assert value == "third"
-    assert 0.15 <= elapsed < 0.3
+    # The second copy timed out at 0.05 + 0.1 s; the retry (no backoff) answered at once.
+    assert elapsed == exactly(0.15)
+    assert [at - started for at in dependency.started_at] == [exactly(0), exactly(0.05),
+                                                              exactly(0.15)]
     assert sorted(dependency.cancelled) == [1, 2]
     assert call.statistics["attempt_number"] == 3
 
 
 @every_runner
-def test_the_deadline_cuts_every_copy_off(run: Callable[..., Any]) -> None:
+def test_the_deadline_cuts_every_copy_off(run: Callable[..., Any], clock: VirtualClock) -> None:
     dependency = Copies((5.0, "slow"))
     call = brace.network(hedge_after=0.05, deadline=0.2)(dependency)
 
     async def main() -> float:
-        started = time.monotonic()
-        with pytest.raises(TimeoutError):
+        started = clock.now
+        with pytest.raises(TimeoutError, match=r"deadline of 0\.2 s reached"):
             await call()
-        return time.monotonic() - started
+        return clock.now - started
 
     elapsed = run(main)
-    assert 0.2 <= elapsed < 0.35
+    assert elapsed == exactly(0.2)
     assert dependency.calls == 2 and sorted(dependency.cancelled) == [1, 2]
 
 
-def test_a_callers_cancellation_cancels_every_copy() -> None:
+def test_a_callers_cancellation_cancels_every_copy(clock: VirtualClock) -> None:
     dependency = Copies((5.0, "slow"))
     call = brace.network(hedge_after=0.02)(dependency)
 
@@ -205,11 +219,15 @@ def test_a_callers_cancellation_cancels_every_copy() -> None:
         task = asyncio.create_task(call())
         while dependency.calls < 2:  # bounded by the hedge: it starts after 0.02 s
             await asyncio.sleep(0.01)
+        cancelled_at = clock.now
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+        assert clock.now == cancelled_at  # the copies were cancelled at once
 
-    asyncio.run(main())
+    started = clock.now
+    clock.run_asyncio(main())
+    assert [at - started for at in dependency.started_at] == [exactly(0), exactly(0.02)]
     assert sorted(dependency.cancelled) == [1, 2]
 
 
@@ -264,7 +282,8 @@ def test_hedges_take_rate_limit_tokens(run: Callable[..., Any],
     call = brace.network(hedge_after=0.05, rate_limit="slowly", deadline=0.5)(dependency)
     assert run(call) == "first"  # the next token is 1 s away, past the deadline
     assert dependency.calls == 1
-    assert [event for event, _ in events if event == "rate_limit.rejected"]
+    rejected = [fields for event, fields in events if event == "rate_limit.rejected"]
+    assert [fields["wait_s"] for fields in rejected] == [0.95]  # asked for at 0.05 s
 
 
 @runners
@@ -276,15 +295,17 @@ def test_a_spent_retry_budget_starts_no_hedge(run: Callable[..., Any]) -> None:
     assert dependency.calls == 1
 
 
-def test_with_brace_switched_off_nothing_is_hedged() -> None:
+def test_with_brace_switched_off_nothing_is_hedged(clock: VirtualClock) -> None:
     dependency = Copies((0.1, "first"), (0.0, "hedge"))
     call = brace.network(hedge_after=0.02)(dependency)
     brace.set_active(False)
+    started = clock.now
     try:
-        assert asyncio.run(call()) == "first"
+        assert clock.run_asyncio(call()) == "first"
     finally:
         brace.set_active(True)
     assert dependency.calls == 1
+    assert clock.now - started == exactly(0.1)  # the one attempt's own time
 
 
 # -- settings that cannot take effect are refused --------------------------------------------
@@ -372,7 +393,7 @@ def _hedging_client(delays: list[float], statuses: list[int], closed: list[int],
         policy, httpx.MockTransport(handler)))
 
 
-def test_a_losing_response_is_closed() -> None:
+def test_a_losing_response_is_closed(clock: VirtualClock) -> None:
     closed: list[int] = []
     sent: list[str] = []
 
@@ -380,7 +401,9 @@ def test_a_losing_response_is_closed() -> None:
         async with _hedging_client([0.15, 0.0], [200, 503], closed, sent) as client:
             return await client.get("http://127.0.0.1/item")
 
-    response = asyncio.run(main())
+    started = clock.now
+    response = clock.run_asyncio(main())
+    assert clock.now - started == exactly(0.15)  # the first attempt's answer won
     assert response.status_code == 200 and response.extensions["brace"]["attempts"] == 2
     assert sent == ["GET", "GET"]
     assert 2 in closed  # the hedge's 503 lost to the first attempt's 200
@@ -391,13 +414,13 @@ def test_a_losing_response_is_closed() -> None:
     ("POST", {}, 1), ("PATCH", {}, 1), ("POST", {"Idempotency-Key": "k1"}, 2),
 ])
 def test_the_transport_hedges_only_requests_safe_to_resend(
-        method: str, headers: dict[str, str], copies: int) -> None:
+        method: str, headers: dict[str, str], copies: int, clock: VirtualClock) -> None:
     sent: list[str] = []
 
     async def main() -> httpx.Response:
         async with _hedging_client([0.15, 0.0], [200], [], sent) as client:
             return await client.request(method, "http://127.0.0.1/item", headers=headers)
 
-    assert asyncio.run(main()).status_code == 200
+    assert clock.run_asyncio(main()).status_code == 200
     assert len(sent) == copies
 

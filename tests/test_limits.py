@@ -1,8 +1,15 @@
-"""Bulkheads and rate limits: they refuse, they do not queue forever (threads, asyncio, trio)."""
+"""Bulkheads and rate limits: they refuse, they do not queue forever (threads, asyncio, trio).
+
+Async bulkheads and sync rate limits run in virtual time (``tests.clocks``), so the moments
+slots are handed over and tokens come are exact. Threads waiting for a slot block on a real
+``threading.Event``: those tests keep the real clock, with bounds far from the behaviour
+they rule out.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from typing import Any
@@ -11,6 +18,7 @@ import pytest
 import trio
 
 import brace
+from tests.clocks import VirtualClock, exactly
 
 
 class Peak:
@@ -35,8 +43,10 @@ def outcomes(results: list[Any]) -> list[str]:
 
 
 @pytest.mark.parametrize(("queue_timeout", "expected"), [
-    (0, ["BulkheadFullError"] * 8 + ["ok"] * 2), (1, ["ok"] * 10)])
+    (0, ["BulkheadFullError"] * 8 + ["ok"] * 2), (5, ["ok"] * 10)])
 def test_threads(queue_timeout: float, expected: list[str]) -> None:
+    # Real time: a thread waits for a slot on a threading.Event. The queue timeout is long
+    # (the last callers wait 0.8 s), so a loaded machine cannot turn a wait into a refusal.
     brace.bulkhead("reports", max_concurrent=2, queue_timeout=queue_timeout)
     peak = Peak()
 
@@ -69,14 +79,21 @@ def test_threads(queue_timeout: float, expected: list[str]) -> None:
     assert outcomes(results) == expected
     assert peak.peak == 2
     if queue_timeout == 0:
-        assert sorted(took)[7] < 0.1  # the 8 refused callers got their answer at once
+        # The 8 refused callers got their answer before any slot could free up (a holder
+        # sleeps 0.2 s): they did not wait.
+        assert sorted(took)[7] < 0.2
     else:
-        assert 0.95 <= elapsed < 1.6  # 10 calls of 0.2 s, 2 at a time
+        # 10 calls of 0.2 s, 2 at a time: 1 s at least. A freed slot is handed over at
+        # once: a waiter missing its wake-up would sit out the 5 s queue timeout.
+        assert 1.0 <= elapsed < 2.5
 
 
-def _async_case(queue_timeout: float, sleep: Any) -> tuple[Peak, Any]:
+def _async_case(queue_timeout: float, sleep: Any,
+                clock: VirtualClock) -> tuple[Peak, Any, list[tuple[float, str]]]:
     brace.bulkhead("async-reports", max_concurrent=2, queue_timeout=queue_timeout)
     peak = Peak()
+    ended: list[tuple[float, str]] = []  # (virtual seconds after the start, outcome)
+    started = clock.now
 
     @brace.network(attempts=1, bulkhead="async-reports")
     async def report() -> str:
@@ -87,48 +104,58 @@ def _async_case(queue_timeout: float, sleep: Any) -> tuple[Peak, Any]:
 
     async def one() -> Any:
         try:
-            return await report()
+            result: Any = await report()
         except brace.BulkheadFullError as exc:
-            return exc
+            result = exc
+        ended.append((clock.now - started, outcomes([result])[0]))
+        return result
 
-    return peak, one
+    return peak, one, ended
 
 
-@pytest.mark.parametrize(("queue_timeout", "expected"), [
-    (0, ["BulkheadFullError"] * 8 + ["ok"] * 2), (1, ["ok"] * 10)])
-def test_asyncio(queue_timeout: float, expected: list[str]) -> None:
-    peak, one = _async_case(queue_timeout, asyncio.sleep)
+# 10 calls of 0.2 s, 2 at a time; when each ends (virtual seconds) and how.
+ASYNC_CASES = pytest.mark.parametrize(("queue_timeout", "expected"), [
+    # Refused at once: only the first two run.
+    (0, [(0.0, "BulkheadFullError")] * 8 + [(0.2, "ok")] * 2),
+    # Each freed slot goes to the next waiter: pairs end every 0.2 s; the last waited 0.8 s.
+    (1, [(0.2, "ok")] * 2 + [(0.4, "ok")] * 2 + [(0.6, "ok")] * 2 + [(0.8, "ok")] * 2
+        + [(1.0, "ok")] * 2),
+    # Waiters still queued when their 0.5 s are up are refused then, not a moment later.
+    (0.5, [(0.2, "ok")] * 2 + [(0.4, "ok")] * 2 + [(0.5, "BulkheadFullError")] * 4
+          + [(0.6, "ok")] * 2),
+])
+
+
+def _exact(ended: list[tuple[float, str]]) -> list[tuple[Any, str]]:
+    return [(exactly(at), outcome) for at, outcome in sorted(ended)]
+
+
+@ASYNC_CASES
+def test_asyncio(queue_timeout: float, expected: list[tuple[float, str]],
+                 clock: VirtualClock) -> None:
+    peak, one, ended = _async_case(queue_timeout, asyncio.sleep, clock)
 
     async def main() -> list[Any]:
         return list(await asyncio.gather(*(one() for _ in range(10))))
 
-    started = time.monotonic()
-    assert outcomes(asyncio.run(main())) == expected
+    clock.run_asyncio(main())
+    assert sorted(ended) == _exact(expected)
     assert peak.peak == 2
-    if queue_timeout:
-        assert 0.95 <= time.monotonic() - started < 1.6
 
 
-@pytest.mark.parametrize(("queue_timeout", "expected"), [
-    (0, ["BulkheadFullError"] * 8 + ["ok"] * 2), (1, ["ok"] * 10)])
-def test_trio(queue_timeout: float, expected: list[str]) -> None:
-    peak, one = _async_case(queue_timeout, trio.sleep)
-    results: list[Any] = []
+@ASYNC_CASES
+def test_trio(queue_timeout: float, expected: list[tuple[float, str]],
+              clock: VirtualClock) -> None:
+    peak, one, ended = _async_case(queue_timeout, trio.sleep, clock)
 
     async def main() -> None:
-        async def run() -> None:
-            results.append(await one())
-
         async with trio.open_nursery() as nursery:
             for _ in range(10):
-                nursery.start_soon(run)
+                nursery.start_soon(one)
 
-    started = time.monotonic()
-    trio.run(main)
-    assert outcomes(results) == expected
+    clock.run_trio(main)
+    assert sorted(ended) == _exact(expected)
     assert peak.peak == 2
-    if queue_timeout:
-        assert 0.95 <= time.monotonic() - started < 1.6
 
 
 def _until(condition: Any, what: str, timeout: float = 5.0) -> None:
@@ -259,13 +286,18 @@ def test_a_refusal_is_not_retried_and_not_counted_by_the_breaker(
     assert (info.state, info.failures) == ("closed", 0)  # neither success nor failure
 
 
-def test_a_rate_limit_spaces_attempts() -> None:
+def test_a_rate_limit_spaces_attempts(virtual_sleeps: VirtualClock) -> None:
+    clock = virtual_sleeps  # brace's waits for a token advance it
     brace.rate_limit("quota", per_s=20, burst=1)
-    calls = brace.network(attempts=1, rate_limit="quota")(lambda: "ok")
-    started = time.monotonic()
-    for _ in range(40):
-        assert calls() == "ok"
-    assert time.monotonic() - started >= 1.9  # 40 tokens at 20 a second, the first at once
+    calls = brace.network(attempts=1, rate_limit="quota")(lambda: clock.now)
+    started = clock.now
+    ran_at = [calls() for _ in range(40)]
+    # 40 tokens at 20 a second, the first at once: each attempt 0.05 s after the one before.
+    assert ran_at[0] == started
+    spacings = [later - earlier for earlier, later in itertools.pairwise(ran_at)]
+    assert spacings == [exactly(0.05)] * 39
+    assert clock.sleeps == [exactly(0.05)] * 39  # waited through brace.waits.sleep
+    assert clock.now - started == exactly(1.95)
 
 
 def test_a_token_past_the_deadline_is_refused_at_once(clock: Any,
@@ -301,7 +333,9 @@ def test_explain_shows_the_rate_limit_and_bulkhead() -> None:
     assert brace.network().explain()["bulkhead"] is None
 
 
-def test_a_retry_never_waits_for_a_token_past_the_calls_deadline() -> None:
+def test_a_retry_never_waits_for_a_token_past_the_calls_deadline(
+        virtual_sleeps: VirtualClock) -> None:
+    clock = virtual_sleeps  # brace's backoffs and waits for a token advance it
     brace.rate_limit("spaced", per_s=5, burst=1)  # a token every 0.2 s
     attempts = 0
 
@@ -311,10 +345,11 @@ def test_a_retry_never_waits_for_a_token_past_the_calls_deadline() -> None:
         attempts += 1
         raise ConnectionError("down")
 
-    started = time.monotonic()
+    started = clock.now
     # Attempt 2 waits 0.2 s for its token; attempt 3's would come at 0.4 s, past the 0.3 s
-    # deadline of the call (not of the attempt): refused at once.
-    with pytest.raises(brace.RateLimitedError):
+    # deadline of the call (not of the attempt): refused at once, 0.2 s before its token.
+    with pytest.raises(brace.RateLimitedError, match=r"0\.200 s away"):
         down()
     assert attempts == 2
-    assert time.monotonic() - started < 0.3
+    assert [wait for wait in clock.sleeps if wait] == [exactly(0.2)]  # attempt 2's token
+    assert clock.now - started == exactly(0.2)
