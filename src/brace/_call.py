@@ -164,6 +164,10 @@ class _CallState(tenacity.RetryCallState):
     verdict: Outcome | None = None
     call: Call | None = None
 
+    def get_fn_name(self) -> str:
+        """The call's label (tenacity would rebuild it from the function on every event)."""
+        return cast(str, self.fn.__qualname__)  # type: ignore[union-attr]
+
 
 def _settle(state: _CallState, outcome: Outcome) -> None:
     # RetryCallState.set_exception / set_result, with a Done outcome and brace's verdict.

@@ -181,6 +181,8 @@ def db_code(exc: BaseException) -> str | None:
     carries no code (a connection refused, a wrong password under psycopg) or is not a
     database error. Events name it as ``db_code``.
     """
+    if exc.__cause__ is None and type(exc).__module__ == "builtins":
+        return None  # no driver raises a builtin exception: nothing to look for
     exc, _ = driver_error(exc)
     errno = _mysql_errno(exc)  # before sqlstate: PyMySQL's errors carry MySQL's SQLSTATE too
     if errno is not None:

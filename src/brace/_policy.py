@@ -291,11 +291,14 @@ class Policy:
 
     def _before_sleep(self, retry_state: RetryCallState) -> None:
         # tenacity's before_sleep hook: the one emitter of retry.scheduled.
-        _events.retry_scheduled(
-            retry_state.get_fn_name, self.preset, retry_state.attempt_number,
-            retry_state.upcoming_sleep, retry_state.outcome,
+        said = getattr(retry_state, "brace_wait_source", None)  # waits.retry_after's
+        source: str | Callable[[], str] = (
+            said[1] if said is not None and said[0] == retry_state.attempt_number else
             lambda: ("retry_after" if waits.server_delay(predicates.outcome_value(retry_state))
                      is not None else "backoff"))
+        _events.retry_scheduled(
+            retry_state.get_fn_name, self.preset, retry_state.attempt_number,
+            retry_state.upcoming_sleep, retry_state.outcome, source)
 
     def _give_up(self, retry_state: RetryCallState) -> Any:
         # tenacity's retry_error_callback, called when the stop fires: report, then the real

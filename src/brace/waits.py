@@ -112,6 +112,9 @@ class retry_after(tenacity.wait.wait_base):  # lower case, as tenacity names its
     def __call__(self, retry_state: RetryCallState) -> float:
         """Return the server's delay (capped) or the fallback wait."""
         delay = server_delay(predicates.outcome_value(retry_state))
+        # Said once, for this attempt: brace's retry.scheduled event names the source.
+        retry_state.brace_wait_source = (  # type: ignore[attr-defined]
+            retry_state.attempt_number, "backoff" if delay is None else "retry_after")
         if delay is None:
             return float(self.fallback(retry_state))
         return delay if self.max_wait is None else min(delay, self.max_wait)
