@@ -7,6 +7,7 @@ gets an answer (a stale default), and each degraded answer is a `degraded` event
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import brace
@@ -38,4 +39,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # brace logs to the standard library's logger "brace" (structlog once configured).
+    logging.basicConfig(level=logging.INFO, format="%(levelname)-7s %(message)s")
     main()

@@ -10,6 +10,7 @@ Run it with `.venv/bin/python examples/database_transaction.py`.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import sqlite3
 import tempfile
@@ -122,6 +123,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # brace logs to the standard library's logger "brace" (structlog once configured).
+    logging.basicConfig(level=logging.INFO, format="%(levelname)-7s %(message)s")
     try:
         main()
     finally:

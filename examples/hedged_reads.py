@@ -9,6 +9,7 @@ cancelled, and a POST without an Idempotency-Key is never sent twice.
 from __future__ import annotations
 
 import asyncio
+import logging
 import select
 import socket
 import threading
@@ -82,4 +83,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # brace logs to the standard library's logger "brace" (structlog once configured).
+    logging.basicConfig(level=logging.INFO, format="%(levelname)-7s %(message)s")
     main()

@@ -6,6 +6,7 @@ an Idempotency-Key is never sent twice; with a key it is retried like a GET.
 
 from __future__ import annotations
 
+import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
@@ -59,4 +60,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # brace logs to the standard library's logger "brace" (structlog once configured).
+    logging.basicConfig(level=logging.INFO, format="%(levelname)-7s %(message)s")
     main()

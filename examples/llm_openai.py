@@ -8,6 +8,7 @@ A local stand-in provider (127.0.0.1, a free port) answers the first completion 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
@@ -71,4 +72,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # brace logs to the standard library's logger "brace" (structlog once configured).
+    logging.basicConfig(level=logging.INFO, format="%(levelname)-7s %(message)s")
     main()

@@ -1,9 +1,12 @@
 """brace in one minute: a flaky call retried, then a call that gives up.
 
-Run it with `make demo`. Every retry, success-after-retry and give-up is a structlog event.
+Run it with `python examples/quickstart.py`. Every retry, success-after-retry and give-up is a
+log event on the standard library's logger "brace" (structlog's, once an app configures it).
 """
 
 from __future__ import annotations
+
+import logging
 
 import brace
 
@@ -36,4 +39,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # brace logs to the standard library's logger "brace" (structlog once configured).
+    logging.basicConfig(level=logging.INFO, format="%(levelname)-7s %(message)s")
     main()

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
+import textwrap
 from typing import Any
 
 import httpx
@@ -271,3 +275,91 @@ def test_breaker_events_say_what_tripped_it_and_why_a_call_was_refused(
     assert opened["callable"].endswith("dependency")
     [rejected] = [f for e, f in observed if e == "breaker.rejected"]
     assert rejected["reason"] == "open" and 0 < rejected["remaining_s"] <= 30
+
+
+# -- where events go: the application's logging -------------------------------------------------
+
+_FLAKY_SCRIPT = """
+import logging, sys
+import brace
+from brace.testing import no_waits
+{setup}
+calls = 0
+
+@brace.network(attempts=2)
+def fetch():
+    global calls
+    calls += 1
+    if calls == 1:
+        raise ConnectionError("refused")
+    return "ok"
+
+with no_waits():
+    assert fetch() == "ok"
+"""
+
+
+def _run(setup: str) -> subprocess.CompletedProcess[str]:
+    script = _FLAKY_SCRIPT.format(setup=textwrap.dedent(setup))
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=True)
+
+
+def test_without_structlog_configured_events_go_to_stdlib_logging_and_nothing_to_stdout() -> None:
+    bare = _run("")
+    assert bare.stdout == ""  # a library never prints
+    # Python's last-resort handler shows the warning on stderr, as for any library.
+    assert "retry.scheduled" in bare.stderr
+    handled = _run("""
+        records = []
+        class Keep(logging.Handler):
+            def emit(self, record):
+                records.append(record)
+        logging.getLogger("brace").addHandler(Keep())
+        logging.getLogger("brace").setLevel(logging.INFO)
+        import atexit
+        atexit.register(lambda: print([(r.levelname, r.getMessage(), r.brace_event,
+                                        r.brace_fields["attempt" if r.brace_event ==
+                                        "retry.scheduled" else "attempts"])
+                                       for r in records]))
+    """)
+    assert handled.stderr == ""
+    assert handled.stdout.strip() == str([
+        ("WARNING", "retry.scheduled callable=__main__.fetch preset=network attempt=1 "
+         "wait_s=" + handled.stdout.split("wait_s=")[1].split()[0] + " wait_source=backoff "
+         "error='ConnectionError: refused' error_type=ConnectionError", "retry.scheduled", 1),
+        ("INFO", "retry.succeeded callable=__main__.fetch preset=network attempts=2 "
+         "elapsed_s=" + handled.stdout.split("elapsed_s=")[1].split("'")[0],
+         "retry.succeeded", 2)])
+
+
+def test_once_structlog_is_configured_events_go_through_structlog() -> None:
+    configured = _run("""
+        import structlog
+        structlog.configure(processors=[structlog.processors.add_log_level,
+                                        structlog.processors.JSONRenderer()])
+    """)
+    lines = [json.loads(line) for line in configured.stdout.splitlines()]
+    assert [(line["event"], line["level"]) for line in lines] == [
+        ("retry.scheduled", "warning"), ("retry.succeeded", "info")]
+    assert configured.stderr == ""  # not also through stdlib logging
+
+
+def test_an_http_status_error_is_described_on_one_line() -> None:
+    request = httpx.Request("GET", "http://user:secret@127.0.0.1:9/items?token=abc&page=2")
+    response = httpx.Response(503, request=request)
+    error = httpx.HTTPStatusError("Server error '503 Service Unavailable'\nFor more "
+                                  "information check: https://developer.mozilla.org/x",
+                                  request=request, response=response)
+    described = brace._events.describe_error(error)
+    assert "\n" not in described and "mozilla" not in described
+    assert described.startswith("HTTPStatusError: 503 Service Unavailable for GET http://")
+    assert "secret" not in described and "abc" not in described and "page=2" in described
+
+
+def test_a_multi_line_message_becomes_one_line_after_redaction() -> None:
+    error = RuntimeError("first line\nDETAIL:  Key (email)=(alice@example.com) exists.\n"
+                         "HINT:  try again")
+    described = brace._events.describe_error(error)
+    assert "\n" not in described and "alice" not in described
+    assert described.startswith("RuntimeError: first line DETAIL: ***") and "HINT" in described

@@ -1,10 +1,13 @@
 """Every event brace emits, named in one place, and the one place that emits them.
 
-Each event goes to structlog (logger ``brace``) and to every observer installed with
-``brace.observe``, with the same fields. Events carry names, numbers and a redacted one-line
-description of the error; call arguments, headers and results are never logged (a
-``repr(args)`` leaks secrets), and every text passes through ``brace._redact``. An event is
-built only when someone listens: an observer, or structlog at that level.
+Each event goes where the application's logs go, and to every observer installed with
+``brace.observe``, with the same fields: through structlog (logger ``brace``) once the
+application configured structlog, otherwise through the standard library's ``logging``
+logger ``brace`` (a library never prints on its own; stamina does the same). Events carry
+names, numbers and a redacted one-line description of the error; call arguments, headers
+and results are never logged (a ``repr(args)`` leaks secrets), and every text passes
+through ``brace._redact``. An event is built only when someone listens: an observer, or
+the logger at that level.
 """
 
 from __future__ import annotations
@@ -78,6 +81,8 @@ OBSERVER_FAILED = "observer.failed"
 Observer = Callable[[str, dict[str, Any]], object]
 
 _log = structlog.get_logger("brace")
+#: Where events go while the application has not configured structlog.
+stdlib_logger = logging.getLogger("brace")
 _LEVELS = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warning",
            logging.ERROR: "error"}
 _observers: tuple[Observer, ...] = ()  # replaced whole, so emitting needs no lock
@@ -113,7 +118,10 @@ def unobserve(callback: Observer) -> None:
 
 
 def _wanted(level: int) -> bool:
-    """Whether structlog keeps events of ``level`` (with a filtering logger, it may not)."""
+    """Whether the logger events go to keeps events of ``level``."""
+    if not structlog.is_configured():
+        return stdlib_logger.isEnabledFor(level)
+    # With a filtering logger structlog may drop the level.
     effective = getattr(structlog.get_config()["wrapper_class"], "get_effective_level", None)
     if effective is None:
         return True
@@ -132,7 +140,13 @@ def _emit(level: int, event: str, build: Callable[[], dict[str, Any]]) -> None:
         return
     fields = build()
     if logged:
-        getattr(_log, _LEVELS[level])(event, **fields)
+        if structlog.is_configured():
+            getattr(_log, _LEVELS[level])(event, **fields)
+        else:
+            # One line for any handler and format; the fields also ride on the record
+            # (``record.brace_event``, ``record.brace_fields``) for structured handlers.
+            stdlib_logger.log(level, "%s %s", event, _Line(fields),
+                              extra={"brace_event": event, "brace_fields": fields})
     for observer in observers:
         try:
             observer(event, dict(fields))
@@ -143,11 +157,45 @@ def _emit(level: int, event: str, build: Callable[[], dict[str, Any]]) -> None:
                            error=describe_error(exc))
 
 
+class _Line:
+    """``key=value`` pairs, formatted only if the record is emitted."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.fields = fields
+
+    def __str__(self) -> str:
+        # As structlog's console renders them: a text is quoted only when it must be.
+        return " ".join(f"{key}={value}" if _bare(value) else f"{key}={value!r}"
+                        for key, value in self.fields.items())
+
+
+def _bare(value: object) -> bool:
+    if not isinstance(value, str):
+        return not isinstance(value, bytes)
+    return bool(value) and not any(c.isspace() or c in "'\"=" for c in value)
+
+
 def describe_error(exc: BaseException) -> str:
-    """``Type: message``, redacted."""
-    message = str(exc)
+    """``Type: message`` on one line, redacted.
+
+    An HTTP status error says its status, reason and target (``HTTPStatusError: 503
+    Service Unavailable for GET http://host/path``), not httpx's two-line message with its
+    documentation link.
+    """
     name = type(exc).__qualname__
-    return redact(f"{name}: {message}" if message else name)
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    reason = getattr(response, "reason_phrase", None)
+    if isinstance(status, int) and isinstance(reason, str) and name == "HTTPStatusError":
+        request = predicates.request_of(exc)
+        target = "" if request is None else f" for {request.method} {request.url}"
+        message = f"{status} {reason}{target}"
+    else:
+        message = str(exc)
+    text = redact(f"{name}: {message}" if message else name)  # line by line, then joined
+    return " ".join(text.split()) if "\n" in text or "\r" in text else text
 
 
 def describe_result(result: object) -> str:
@@ -233,7 +281,7 @@ def retry_budget_exhausted(callable_name: str | Callable[[], str], preset: str |
                            budget: str, attempt: int) -> None:
     """A retry was wanted but the retry budget ``budget`` refused it: the call gives up."""
     _emit(logging.WARNING, RETRY_BUDGET_EXHAUSTED, lambda: {
-        "callable": _name(callable_name), "preset": preset, "budget": budget,
+        "callable": _name(callable_name), "preset": preset, "budget": _name(budget),
         "attempt": attempt})
 
 
@@ -244,7 +292,7 @@ def breaker_state_changed(breaker: str, old: str | None, new: str,
     On opening, ``callable`` and ``error`` say which call's failure tripped it.
     """
     def build() -> dict[str, Any]:
-        fields: dict[str, Any] = {"breaker": breaker, "old": old, "new": new}
+        fields: dict[str, Any] = {"breaker": _name(breaker), "old": old, "new": new}
         if tripped_by is not None:
             fields["callable"] = _name(tripped_by[0])
             fields["error"] = describe_error(tripped_by[1])
@@ -259,7 +307,7 @@ def breaker_rejected(breaker: str, callable_name: str, remaining_s: float | None
     Open: ``remaining_s`` until it admits a trial; half-open: its one trial still runs.
     """
     def build() -> dict[str, Any]:
-        fields: dict[str, Any] = {"breaker": breaker, "callable": _name(callable_name),
+        fields: dict[str, Any] = {"breaker": _name(breaker), "callable": _name(callable_name),
                                   "reason": "open" if remaining_s else "trial_in_progress"}
         if remaining_s:
             fields["remaining_s"] = round(remaining_s, 3)
@@ -271,27 +319,27 @@ def breaker_rejected(breaker: str, callable_name: str, remaining_s: float | None
 def breaker_storage_error(breaker: str, message: str, error: BaseException | None) -> None:
     """The breaker's shared storage (Redis) failed; the breaker used its fallback state."""
     _emit(logging.ERROR, BREAKER_STORAGE_ERROR, lambda: {
-        "breaker": breaker, "message": redact(message),
+        "breaker": _name(breaker), "message": redact(message),
         "error": "none" if error is None else describe_error(error)})
 
 
 def breaker_storage_recovered(breaker: str) -> None:
     """The breaker's shared storage (Redis) answers again: sharing resumes."""
-    _emit(logging.INFO, BREAKER_STORAGE_RECOVERED, lambda: {"breaker": breaker})
+    _emit(logging.INFO, BREAKER_STORAGE_RECOVERED, lambda: {"breaker": _name(breaker)})
 
 
 def bulkhead_rejected(bulkhead: str, callable_name: str, max_concurrent: int,
                       waited_s: float) -> None:
     """A full bulkhead refused an attempt after waiting ``waited_s``."""
     _emit(logging.WARNING, BULKHEAD_REJECTED, lambda: {
-        "bulkhead": bulkhead, "callable": _name(callable_name),
+        "bulkhead": _name(bulkhead), "callable": _name(callable_name),
         "max_concurrent": max_concurrent, "waited_s": round(waited_s, 3)})
 
 
 def rate_limit_rejected(rate_limit: str, callable_name: str, wait_s: float) -> None:
     """A rate limit refused an attempt: its next token (``wait_s`` away) is past the deadline."""
     _emit(logging.WARNING, RATE_LIMIT_REJECTED, lambda: {
-        "rate_limit": rate_limit, "callable": _name(callable_name),
+        "rate_limit": _name(rate_limit), "callable": _name(callable_name),
         "wait_s": round(wait_s, 3)})
 
 
