@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import math
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -160,19 +161,51 @@ def test_llm_preset_resends_posts_and_retries_529() -> None:
     [
         ({"Retry-After": "3"}, 3.0),
         ({"Retry-After": "0"}, 0.0),
-        ({"Retry-After": "2.5"}, 2.5),
+        ({"Retry-After": " 7 "}, 7.0),  # surrounding whitespace is no part of the value
         ({"retry-after-ms": "1500"}, 1.5),
-        ({"retry-after-ms": "250", "Retry-After": "9"}, 0.25),
+        # Both sent: the later moment wins.
+        ({"retry-after-ms": "250", "Retry-After": "9"}, 9.0),
+        ({"retry-after-ms": "2500", "Retry-After": "1"}, 2.5),
         ({"retry-after-ms": "junk", "Retry-After": "4"}, 4.0),
-        ({"Retry-After": "soon"}, None),
+        ({"retry-after-ms": "100", "Retry-After": "1e3"}, 0.1),
+        # RFC 9110 delta-seconds are ASCII digits: everything else is refused (backoff).
+        ({"Retry-After": "2.5"}, None),
+        ({"Retry-After": "1e3"}, None),
+        ({"Retry-After": "+1"}, None),
+        ({"Retry-After": "-0"}, None),
         ({"Retry-After": "-5"}, None),
+        ({"Retry-After": "1_000"}, None),
+        ({"Retry-After": "\u0665".encode()}, None),  # Arabic-Indic five (UTF-8 bytes)
+        ({"Retry-After": "\uff15".encode()}, None),  # fullwidth five
+        ({"Retry-After": "0x10"}, None),
+        ({"Retry-After": "soon"}, None),
         ({"Retry-After": "nan"}, None),
         ({"Retry-After": "inf"}, None),
+        ({"Retry-After": ""}, None),
+        ({"retry-after-ms": "1.5"}, None),
+        ({"retry-after-ms": "-100"}, None),
+        # A valid value too large to represent: longer than any deadline.
+        ({"Retry-After": "9" * 400}, math.inf),
+        ({"Retry-After": "0" * 30 + "3"}, 3.0),  # leading zeros are still digits
         ({}, None),
     ],
 )
-def test_server_delay_parsing(headers: dict[str, str], expected: float | None) -> None:
+def test_server_delay_parsing(headers: dict[str, Any], expected: float | None) -> None:
     assert brace.waits.server_delay(response(429, headers=headers)) == expected
+
+
+def test_a_refused_retry_after_is_reported_once_per_policy() -> None:
+    events: list[dict[str, Any]] = []
+    observer = brace.observe(lambda event, fields: events.append(fields)
+                             if event == "retry_after.ignored" else None)
+    wait = brace.waits.retry_after(fallback=tenacity.wait_fixed(0.5))
+    try:
+        for _ in range(3):
+            assert wait(state_with(response(429, headers={"Retry-After": "1e3"}),
+                                   failed=False)) == 0.5  # backoff applies
+    finally:
+        brace.unobserve(observer)
+    assert [e["header"] for e in events] == ["Retry-After: 1e3"]
 
 
 def test_server_delay_http_date() -> None:
@@ -188,11 +221,14 @@ def test_server_delay_http_date() -> None:
 
 def test_retry_after_wait_uses_the_header_capped_else_the_fallback() -> None:
     wait = brace.waits.retry_after(fallback=tenacity.wait_fixed(7), max_wait=10)
-    assert wait(state_with(response(429, headers={"Retry-After": "3"}), failed=False)) == 3
+    # The server's delay is a floor, the fallback's draw the jitter above it (capped).
+    assert wait(state_with(response(429, headers={"Retry-After": "3"}), failed=False)) == 10
     assert wait(state_with(response(429, headers={"Retry-After": "300"}), failed=False)) == 10
     error = SDKError(response(429, headers={"retry-after-ms": "1200"}))
-    assert wait(state_with(error, failed=True)) == 1.2
+    assert wait(state_with(error, failed=True)) == 8.2
     assert wait(state_with(ConnectionError(), failed=True)) == 7
+    no_jitter = brace.waits.retry_after(fallback=tenacity.wait_none())
+    assert no_jitter(state_with(response(429, headers={"Retry-After": "3"}), failed=False)) == 3
     assert wait(state_with(response(429, headers={"Retry-After": "x"}), failed=False)) == 7
     with pytest.raises(TypeError, match="fallback="):
         brace.waits.retry_after(fallback=3)  # type: ignore[arg-type]
@@ -238,8 +274,48 @@ def test_retry_after_within_the_deadline_is_honoured_in_full_past_max_wait() -> 
 
     with no_waits(), capture_logs() as logs:
         assert fetch().status_code == 200
-    # max_wait caps the backoff, not the server: the server asked for 20 s.
-    assert logs[0]["event"] == "retry.scheduled" and logs[0]["wait_s"] == 20
+    # max_wait caps the backoff, not the server: the server asked for 20 s, and the jitter
+    # above it is at most one (capped) backoff step.
+    assert logs[0]["event"] == "retry.scheduled" and 20 <= logs[0]["wait_s"] <= 22
+
+
+def test_a_herd_told_retry_after_0_resends_spread_out_and_never_early() -> None:
+    # 20 clients (each its own policy, as separate processes would be) hear the same answer.
+    waits = []
+    for client in range(20):
+        policy = brace.http(initial=0.5, max_wait=2)
+        wait = policy.wait
+        waits.append(wait(state_with(response(503, headers={"Retry-After": "0"}),
+                                     failed=False)))
+    assert min(waits) >= 0  # never before the server's moment
+    assert len({round(w, 6) for w in waits}) == 20  # nobody at the same instant
+    assert max(waits) - min(waits) > 0.2  # spread over the backoff's first step (0.5 s)
+    assert max(waits) <= 0.5
+
+
+def test_with_both_headers_nobody_resends_before_the_later_moment() -> None:
+    policy = brace.http(initial=0.5, max_wait=2)
+    for headers in ({"retry-after-ms": "100", "Retry-After": "2"},
+                    {"retry-after-ms": "2000", "Retry-After": "0"}):
+        waits = [policy.wait(state_with(response(429, headers=headers), failed=False))
+                 for _ in range(50)]
+        assert min(waits) >= 2.0 and max(waits) <= 2.5
+
+
+def test_the_jitter_above_retry_after_never_reaches_past_the_deadline() -> None:
+    attempts = 0
+
+    @brace.http(deadline=3, initial=5, max_wait=5)
+    def fetch() -> httpx.Response:
+        nonlocal attempts
+        attempts += 1
+        return response(429 if attempts == 1 else 200, headers={"Retry-After": "2"})
+
+    from structlog.testing import capture_logs
+
+    with no_waits(), capture_logs() as logs:
+        assert fetch().status_code == 200  # the 2 s floor fits the 3 s deadline: retried
+    assert 2 <= logs[0]["wait_s"] < 3
 
 
 def test_attempt_timeout_validation_and_sync_refusal() -> None:

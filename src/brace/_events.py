@@ -36,6 +36,7 @@ __all__ = [
     "HEDGE_STARTED",
     "OBSERVER_FAILED",
     "RATE_LIMIT_REJECTED",
+    "RETRY_AFTER_IGNORED",
     "RETRY_BUDGET_EXHAUSTED",
     "RETRY_GAVE_UP",
     "RETRY_SCHEDULED",
@@ -54,6 +55,7 @@ __all__ = [
     "observe",
     "rate_limit_rejected",
     "redact",
+    "retry_after_ignored",
     "retry_budget_exhausted",
     "retry_gave_up",
     "retry_scheduled",
@@ -64,6 +66,7 @@ __all__ = [
 
 RETRY_SCHEDULED = "retry.scheduled"
 RETRY_SKIPPED = "retry.skipped"
+RETRY_AFTER_IGNORED = "retry_after.ignored"
 RETRY_GAVE_UP = "retry.gave_up"
 RETRY_SUCCEEDED = "retry.succeeded"
 RETRY_BUDGET_EXHAUSTED = "retry.budget_exhausted"
@@ -259,6 +262,16 @@ def retry_skipped(callable_name: str | Callable[[], str], preset: str, attempt: 
     _emit(logging.INFO, RETRY_SKIPPED, lambda: {
         "callable": _name(callable_name), "preset": preset, "attempt": attempt,
         "reason": reason, **_outcome_fields(outcome)})
+
+
+def retry_after_ignored(callable_name: str | Callable[[], str], header: str) -> None:
+    """A server's Retry-After (or retry-after-ms) was not a valid value: backoff applies.
+
+    Reported once per policy (so once per client), with the header as sent (redacted, at
+    most 100 characters).
+    """
+    _emit(logging.WARNING, RETRY_AFTER_IGNORED, lambda: {
+        "callable": _name(callable_name), "header": redact(header[:100])})
 
 
 def retry_gave_up(callable_name: str | Callable[[], str], preset: str, attempts: int,
