@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import inspect
 import math
 from collections.abc import Callable
@@ -12,6 +13,7 @@ import pytest
 import tenacity
 
 import brace
+import brace.testing
 
 
 def flaky(failures: int, exc: BaseException | None = None,
@@ -213,6 +215,74 @@ def test_tenacity_kwargs_behaves_like_the_decorator() -> None:
     assert isinstance(kwargs["wait"], brace.waits.retry_after)
     assert isinstance(kwargs["wait"].fallback, tenacity.wait_random_exponential)
     assert isinstance(kwargs["stop"], tenacity.stop.stop_base)
+
+
+@pytest.mark.parametrize("make", MAKERS)
+@pytest.mark.parametrize(("said", "seconds"), [(0.5, 0.5), (0.0, 0.0), (2, 2.0),
+                                               (datetime.timedelta(milliseconds=250), 0.25)])
+def test_on_may_return_the_wait_for_that_error(make: Callable[..., Any], said: Any,
+                                               seconds: float) -> None:
+    class Busy(Exception):
+        pass
+
+    scheduled: list[dict[str, Any]] = []
+    observer = brace.observe(lambda event, fields: scheduled.append(fields)
+                             if event == "retry.scheduled" else None)
+    fn = make(2, Busy())
+    try:
+        with brace.testing.no_waits():
+            assert run(brace.network(on=lambda e: said if isinstance(e, Busy) else False,
+                                     initial=1, max_wait=5)(fn)) == "ok"
+    finally:
+        brace.unobserve(observer)
+    assert fn.calls == 3  # 0.0 retries at once: it does not mean "no"
+    assert [f["wait_s"] for f in scheduled] == [seconds, seconds]
+
+
+def test_on_returning_a_wait_leaves_other_errors_to_the_backoff() -> None:
+    waits: list[float] = []
+    errors = iter([LookupError("slow down"), ConnectionError("refused")])
+
+    @brace.network(on=lambda e: 0.75 if isinstance(e, LookupError) else False,
+                   initial=0.1, max_wait=0.1)
+    def call() -> str:
+        error = next(errors, None)
+        if error is not None:
+            raise error
+        return "ok"
+
+    observer = brace.observe(lambda event, fields: waits.append(fields["wait_s"])
+                             if event == "retry.scheduled" else None)
+    try:
+        with brace.testing.no_waits():
+            assert call() == "ok"
+    finally:
+        brace.unobserve(observer)
+    assert waits[0] == 0.75 and 0 <= waits[1] <= 0.1
+
+
+def test_a_wait_from_on_that_does_not_fit_the_deadline_gives_up() -> None:
+    calls = 0
+
+    @brace.network(on=lambda e: 60.0, deadline=5)
+    def call() -> None:
+        nonlocal calls
+        calls += 1
+        raise LookupError("come back in a minute")
+
+    with brace.testing.no_waits(), pytest.raises(LookupError):
+        call()
+    assert calls == 1
+
+
+@pytest.mark.parametrize("said", [None, "1", [0.5], float("nan"), -1.0, float("inf")])
+def test_on_returning_anything_else_is_an_error_naming_on(said: Any) -> None:
+    @brace.network(on=lambda e: said)
+    def call() -> None:
+        raise LookupError("x")
+
+    with brace.testing.no_waits(), pytest.raises((TypeError, ValueError), match="on="):
+        call()
 
 
 def test_tenacity_kwargs_on_an_async_function() -> None:

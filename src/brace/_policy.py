@@ -12,6 +12,7 @@ and events.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import functools
 import weakref
 from collections.abc import Callable, Sequence
@@ -40,8 +41,10 @@ __all__ = ["OnSpec", "Policy", "Retried"]
 
 # Outcomes that end a call at once whatever a predicate says: exits, and a gate's refusal.
 #: What ``on=`` accepts: exception types, a tenacity retry object (sees results too), or a
-#: plain callable that receives the exception and returns True to retry it.
-OnSpec = type[BaseException] | tenacity.retry_base | Callable[[BaseException], bool]
+#: plain callable that receives the exception and returns True to retry it (False not to),
+#: or the seconds to wait before retrying it (a float or a ``datetime.timedelta``).
+OnSpec = (type[BaseException] | tenacity.retry_base
+          | Callable[[BaseException], bool | float | datetime.timedelta])
 
 
 class Retried(Generic[P, R]):
@@ -113,7 +116,8 @@ class Policy:
         deadline: Seconds after the first call past which no sleep may end (finite, > 0);
             the policy gives up rather than sleep past it.
         on: Extra retry conditions, OR-ed with ``retry``: exception types, tenacity retry
-            objects, or callables receiving the exception.
+            objects, or callables receiving the exception and returning True/False, or the
+            seconds (float or ``timedelta``) to wait before retrying that error.
         retry: The preset's own retry predicate (a tenacity retry object).
         statuses: HTTP statuses to retry, read from results and exceptions
             (``brace.predicates.status``); ints in 100-599.
@@ -223,7 +227,7 @@ class Policy:
             if isinstance(item, tenacity.retry_base):
                 combined = combined | item
             elif not isinstance(item, type):
-                combined = combined | tenacity.retry_if_exception(item)
+                combined = combined | _OnCallable(item)
         return combined
 
     @functools.cached_property
@@ -269,7 +273,12 @@ class Policy:
         ``max_wait`` caps the backoff, not the server: a Retry-After is never cut short; one
         that does not fit in what is left of the deadline makes the stop give up at once.
         """
-        return waits.retry_after(fallback=waits.backoff(self.initial, self.max_wait))
+        wait: tenacity.wait.wait_base = waits.retry_after(
+            fallback=waits.backoff(self.initial, self.max_wait))
+        on: tuple[OnSpec, ...] = self.on  # type: ignore[assignment]
+        if any(not isinstance(item, (type, tenacity.retry_base)) for item in on):
+            wait = _OnWait(wait)  # an on= callable may return the wait for its error
+        return wait
 
     @functools.cached_property
     def stop(self) -> tenacity.stop.stop_base:
@@ -459,6 +468,52 @@ def _verdict(policy: Policy, retry_state: RetryCallState) -> Outcome:
         return verdict
     return classify(policy, error, None if error is not None else outcome.result(),
                     getattr(retry_state, "after_mark", None), retry_state)
+
+
+class _OnCallable(tenacity.retry_base):
+    """An ``on=`` callable: True/False retry or not; a number or timedelta is the wait.
+
+    A callable that returns seconds (``on=lambda e: 0.5``) retries that error after that
+    wait (``_OnWait`` reads it from the call state; the deadline still applies, as for a
+    Retry-After). Anything else is a TypeError naming ``on``.
+    """
+
+    def __init__(self, predicate: Callable[[BaseException], Any]) -> None:
+        self.predicate = predicate
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        """Return whether to retry the attempt's exception; remember a wait it asked for."""
+        outcome = retry_state.outcome
+        if outcome is None or not outcome.failed:
+            return False
+        exc = outcome.exception()
+        assert exc is not None
+        said = self.predicate(exc)
+        if isinstance(said, bool):
+            return said
+        seconds = _validate.on_wait(said, self.predicate)
+        retry_state.brace_on_wait = (retry_state.attempt_number, seconds)  # type: ignore[attr-defined]
+        return True
+
+    def __repr__(self) -> str:
+        return f"on({self.predicate!r})"
+
+
+class _OnWait(tenacity.wait.wait_base):
+    """The policy's wait, except after an error an ``on=`` callable gave a wait for."""
+
+    def __init__(self, inner: tenacity.wait.wait_base) -> None:
+        self.inner = inner
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        """The wait ``on=`` asked for on this attempt, else the policy's own."""
+        said = getattr(retry_state, "brace_on_wait", None)
+        if said is not None and said[0] == retry_state.attempt_number:
+            return float(said[1])
+        return float(self.inner(retry_state))
+
+    def __repr__(self) -> str:
+        return f"{self.inner!r} (or the wait on= returns)"
 
 
 class _Reported(tenacity.retry_base):

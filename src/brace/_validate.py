@@ -110,6 +110,22 @@ def on_spec(on: object) -> tuple[Any, ...]:
     return tuple(items)
 
 
+def on_wait(said: object, predicate: object) -> float:
+    """The wait an ``on=`` callable returned for an error, in seconds, else raise naming it.
+
+    A bool means retry or not (the caller handles it); a number or ``timedelta`` of at least
+    0 s (at most ``MAX_SECONDS``) is the wait; anything else is a TypeError.
+    """
+    if isinstance(said, (int, float, timedelta)) and not isinstance(said, bool):
+        try:
+            return seconds(said, "the wait on= returned")
+        except ValueError as exc:
+            raise ValueError(f"on= callable {predicate!r}: {exc}") from None
+    raise TypeError(f"on= callable {predicate!r} returned {said!r}: return True/False (retry "
+                    "or not) or the seconds to wait before retrying (a float or a "
+                    "datetime.timedelta)")
+
+
 def status(code: object, name: str = "status codes", low: int = 100) -> int:
     """``code`` if it is an int HTTP status in ``low``-599, else raise naming ``name``."""
     if isinstance(code, bool) or not isinstance(code, int):
