@@ -115,3 +115,72 @@ def test_plugin_fixture_is_registered_by_entry_point(pytester: pytest.Pytester) 
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async", "retrying", "hedged"])
+def test_no_waits_can_cap_every_policys_attempts(kind: str) -> None:
+    calls = 0
+
+    def fail() -> None:
+        nonlocal calls
+        calls += 1
+        raise ConnectionError("down")
+
+    async def afail() -> None:
+        fail()
+
+    policy = brace.background  # 16 attempts of its own
+    with no_waits(attempts=3), pytest.raises(ConnectionError):
+        if kind == "sync":
+            policy(fail)()
+        elif kind == "async":
+            asyncio.run(policy(afail)())
+        elif kind == "hedged":
+            asyncio.run(policy(hedge_after=0.001, hedges=2)(afail)())
+        else:
+            for attempt in policy().retrying():
+                with attempt:
+                    fail()
+    assert calls == 3
+
+
+def test_attempt_caps_nest_and_are_restored() -> None:
+    from brace import _config
+
+    with no_waits(attempts=4):
+        with no_waits(attempts=2):
+            assert _config.state.attempts == 2
+        with no_waits():
+            assert _config.state.attempts == 4  # a block without a cap keeps the outer one
+        assert _config.state.attempts == 4
+    assert _config.state.attempts is None
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 2.5, "3"])
+def test_a_bad_attempts_cap_is_refused_naming_attempts(bad: Any) -> None:
+    with pytest.raises((TypeError, ValueError), match="attempts"), no_waits(attempts=bad):
+        pass
+
+
+def test_the_fixture_takes_the_attempts_cap(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        import brace
+
+        @pytest.mark.parametrize("brace_no_waits", [2], indirect=True)
+        def test_user_code(brace_no_waits):
+            calls = []
+
+            @brace.background
+            def sync_inventory():
+                calls.append(1)
+                raise ConnectionError("down")
+
+            with pytest.raises(ConnectionError):
+                sync_inventory()
+            assert len(calls) == 2
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)

@@ -34,11 +34,13 @@ def _from_environment() -> bool:
 
 
 class _State:
-    __slots__ = ("active", "no_waits")
+    __slots__ = ("active", "attempts", "no_waits")
 
     def __init__(self) -> None:
         self.active = _from_environment()  # brace.set_active / BRACE_ACTIVE
         self.no_waits = 0  # depth of nested no_waits() blocks, in every thread and loop
+        # The attempts cap of the innermost no_waits(attempts=N) block, or None.
+        self.attempts: int | None = None
 
 
 #: The switches as the call path reads them.
@@ -75,16 +77,21 @@ def is_active() -> bool:
     return state.active
 
 
-def enter_no_waits() -> None:
-    """Start a ``no_waits()`` block (they nest)."""
+def enter_no_waits(attempts: int | None = None) -> int | None:
+    """Start a ``no_waits()`` block (they nest); return the attempts cap it replaces."""
     with _lock:
         state.no_waits += 1
+        previous = state.attempts
+        if attempts is not None:
+            state.attempts = attempts
+        return previous
 
 
-def exit_no_waits() -> None:
-    """End a ``no_waits()`` block."""
+def exit_no_waits(previous: int | None = None) -> None:
+    """End a ``no_waits()`` block, putting back the attempts cap it replaced."""
     with _lock:
         state.no_waits -= 1
+        state.attempts = previous
 
 
 def waits_disabled() -> bool:

@@ -16,7 +16,7 @@ import math
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from brace import _budget, _events
+from brace import _budget, _config, _events
 from brace._deadline import clock
 from brace._outcome import Kind, Outcome
 
@@ -54,7 +54,11 @@ class Hedger:
         Every copy is an attempt (``call.attempts``); the last attempt the policy allows
         runs alone.
         """
-        room = min(self.hedges, self.policy.attempts - call.attempts - 1)
+        attempts = self.policy.attempts
+        cap = _config.state.attempts  # brace.testing.no_waits(attempts=N)
+        if cap is not None:
+            attempts = min(cap, attempts)
+        room = min(self.hedges, attempts - call.attempts - 1)
         if room <= 0:  # the last attempt: nothing may race it
             return await attempt(call, args, kwargs)
         try:

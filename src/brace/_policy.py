@@ -572,7 +572,9 @@ class _Stop(tenacity.stop.stop_base):
 
     def __call__(self, retry_state: RetryCallState) -> bool:
         """Return True (and remember why) when the call must give up now."""
-        if retry_state.attempt_number >= self.attempts:
+        cap = _config.state.attempts  # brace.testing.no_waits(attempts=N)
+        if retry_state.attempt_number >= (self.attempts if cap is None
+                                          else min(cap, self.attempts)):
             reason = "attempts"
         elif self._past_deadline(retry_state):
             reason = "deadline"

@@ -2,7 +2,8 @@
 
 ``no_waits()`` makes every policy sleep zero seconds while attempts, predicates, the
 deadline arithmetic and events stay exactly as in production, so a test of a retried
-function runs in milliseconds and can still assert on what happened. The pytest plugin
+function runs in milliseconds and can still assert on what happened; ``no_waits(attempts=N)``
+also caps every policy at N attempts. The pytest plugin
 (registered through the ``pytest11`` entry point) provides the fixture ``brace_no_waits``.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from brace import _breakers, _budget, _config, _limits
+from brace import _breakers, _budget, _config, _limits, _validate
 
 __all__ = [
     "brace_no_waits",
@@ -26,17 +27,27 @@ __all__ = [
 
 
 @contextlib.contextmanager
-def no_waits() -> Iterator[None]:
+def no_waits(attempts: int | None = None) -> Iterator[None]:
     """Within this block no policy sleeps; everything else behaves as in production.
 
     Covers decorated functions and ``policy.retrying()`` / ``async_retrying()`` blocks, in
     every thread and event loop. Skipped sleeps still count against deadlines.
+
+    Args:
+        attempts: Cap every policy at this many attempts inside the block (a test of a
+            give-up then needs no slow mock: ``no_waits(attempts=2)``). None: the policies'
+            own. Blocks nest; the innermost cap applies.
+
+    Raises:
+        TypeError, ValueError: ``attempts`` is not an int >= 1.
     """
-    _config.enter_no_waits()
+    if attempts is not None:
+        attempts = _validate.attempts(attempts)
+    previous = _config.enter_no_waits(attempts)
     try:
         yield
     finally:
-        _config.exit_no_waits()
+        _config.exit_no_waits(previous)
 
 
 def reset_breakers() -> None:
@@ -65,9 +76,13 @@ except ImportError:  # pragma: no cover - brace works without pytest installed
 else:
 
     @pytest.fixture
-    def brace_no_waits() -> Iterator[None]:
-        """Pytest fixture: the test runs inside ``no_waits()``."""
-        with no_waits():
+    def brace_no_waits(request: pytest.FixtureRequest) -> Iterator[None]:
+        """Pytest fixture: the test runs inside ``no_waits()``.
+
+        Parametrize it indirectly to cap attempts too:
+        ``@pytest.mark.parametrize("brace_no_waits", [2], indirect=True)``.
+        """
+        with no_waits(attempts=getattr(request, "param", None)):
             yield
 
     @pytest.fixture(autouse=True)
