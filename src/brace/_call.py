@@ -204,7 +204,7 @@ class Path:
                  breaker: str | pybreaker.CircuitBreaker | None, label: str | None = None,
                  discard: Callable[[Any], Any] | None = None, with_call: bool = False,
                  attempt_timeouts: bool = True, hedge: bool = True,
-                 asynchronous: bool = False) -> None:
+                 asynchronous: bool = False, once: bool = False) -> None:
         self.policy = policy
         self.fn = fn
         self.name = name
@@ -218,8 +218,11 @@ class Path:
         self.rate_limit = policy.rate_limit
         self.bulkhead = policy.bulkhead
         self.attempt_timeout = policy.attempt_timeout if attempt_timeouts else None
+        # One attempt, never retried (a request whose streamed body cannot be sent again),
+        # still through every layer and under the deadline.
+        self.once = once
         self.hedger = (Hedger(policy, name, discard)
-                       if asynchronous and hedge and policy.hedge_after else None)
+                       if asynchronous and hedge and not once and policy.hedge_after else None)
         self.budget = policy.budget
         self.deadline = policy.deadline
         # Whether attempts wait for gates (a rate limit, a bulkhead) before the function.
@@ -528,7 +531,7 @@ class Path:
             outcome = self.attempt(call, args, kwargs)
             if self.done_at_once(call, outcome):
                 return outcome.value
-        while _state.active:
+        while _state.active and not self.once:
             wait = self.next_sleep(call, outcome, args, kwargs)
             if wait is None:
                 break
@@ -740,7 +743,7 @@ class Path:
                              if hedged else self.aattempt(call, args, kwargs))
             if self.done_at_once(call, outcome):
                 return outcome
-        while _state.active:
+        while _state.active and not self.once:
             wait = self.next_sleep(call, outcome, args, kwargs)
             if wait is None:
                 break

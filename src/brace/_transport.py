@@ -143,15 +143,24 @@ def _rebuilt(response: httpx.Response, raw: bytes) -> httpx.Response:
                           stream=httpx.ByteStream(raw), extensions=response.extensions)
 
 
-def _buffer(response: httpx.Response) -> httpx.Response:
-    # A response built in memory (httpx.MockTransport, respx) is read already.
+def _buffer(response: httpx.Response, call: _call.Call,
+            request: httpx.Request) -> httpx.Response:
+    # A response built in memory (httpx.MockTransport, respx) is read already. Each read is
+    # bounded by httpx's read timeout (cut to what was left of the deadline when the attempt
+    # began); the call's deadline bounds the whole body: a trickle that keeps every read
+    # within its timeout is cut off there (the async transport's watchdog does the same).
     if response.is_stream_consumed or not _bufferable(response):
         return response
+    chunks = []
     try:
-        raw = b"".join(response.iter_raw())
+        for chunk in response.iter_raw():
+            chunks.append(chunk)
+            if call.remaining() <= 0:
+                raise httpx.ReadTimeout(f"{call.deadline_message()} while reading the "
+                                        "response body", request=request)
     finally:
         response.close()
-    return _rebuilt(response, raw)
+    return _rebuilt(response, b"".join(chunks))
 
 
 async def _abuffer(response: httpx.Response) -> httpx.Response:
@@ -230,10 +239,11 @@ class _Base:
             return self.policy
         return _check_policy(chosen, 'extensions["brace"]', self.asynchronous)
 
-    def _path(self, policy: Policy, label: str, breaker: Any, hedge: bool) -> _call.Path:
+    def _path(self, policy: Policy, label: str, breaker: Any, hedge: bool,
+              once: bool = False) -> _call.Path:
         # One call path per policy, breaker and label, built on first use. Bounded: per-host
         # breakers and labels grow with the hosts a client talks to.
-        key = (policy, label, breaker, hedge)
+        key = (policy, label, breaker, hedge, once)
         path = self._paths.get(key)
         if path is None:
             if len(self._paths) >= _MAX_PATHS:
@@ -241,7 +251,8 @@ class _Base:
             path = self._paths[key] = _call.Path(
                 policy, self._attempt, name=label, label=label, breaker=breaker,
                 discard=_adiscard if self.asynchronous else _discard, with_call=True,
-                attempt_timeouts=False, hedge=hedge, asynchronous=self.asynchronous)
+                attempt_timeouts=False, hedge=hedge, asynchronous=self.asynchronous,
+                once=once)
         return path
 
     def _breaker_for(self, request: httpx.Request, policy: Policy) -> Any:
@@ -284,9 +295,9 @@ class RetryTransport(_Base, httpx.BaseTransport):
         super().__init__(policy, breaker_per_host)
         self.transport = transport if transport is not None else httpx.HTTPTransport()
 
-    def _send(self, request: httpx.Request) -> httpx.Response:
+    def _send(self, request: httpx.Request, call: _call.Call) -> httpx.Response:
         try:
-            response = _buffer(self.transport.handle_request(request))
+            response = _buffer(self.transport.handle_request(request), call, request)
         except BaseException as exc:
             _attach(request, exc)
             raise
@@ -298,23 +309,22 @@ class RetryTransport(_Base, httpx.BaseTransport):
         policy = self._policy_for(request)
         label = _describe(request)
         original = request.extensions.get("timeout")
-        if not _replayable(request):  # a streamed body can be sent once only
-            started = Deadline(policy.deadline)
-            try:
-                once = self.transport.handle_request(request)
-            except Exception as error:
-                _skipped(policy, label, error, None)
-                raise
-            _skipped(policy, label, None, once)
-            _report(once, 1, started)
-            return once
-        # A retried response is closed by the call path, freeing its connection.
-        path = self._path(policy, label, self._breaker_for(request, policy), True)
+        # A streamed body can be sent once only: one attempt, through every gate and under
+        # the deadline, never resent. A retried response is closed by the call path,
+        # freeing its connection.
+        once = not _replayable(request)
+        path = self._path(policy, label, self._breaker_for(request, policy), True, once)
         call = path.begin()
         try:
             response: httpx.Response = path.run((request, original, policy), {}, call)
         except BraceError as refusal:  # also an httpx error, so except httpx.HTTPError sees it
             raise _as_httpx_error(refusal, request) from None
+        except Exception as error:
+            if once:
+                _skipped(policy, label, error, None)
+            raise
+        if once:
+            _skipped(policy, label, None, response)
         _report(response, call.attempts, call.deadline)
         return response
 
@@ -322,7 +332,7 @@ class RetryTransport(_Base, httpx.BaseTransport):
                  policy: Policy) -> httpx.Response:
         # One attempt: its timeouts bounded by attempt_timeout and what is left of the call.
         _bound_timeouts(request, policy, original, call.deadline)
-        return self._send(request)
+        return self._send(request, call)
 
     def close(self) -> None:
         """Close the wrapped transport."""
@@ -360,29 +370,29 @@ class AsyncRetryTransport(_Base, httpx.AsyncBaseTransport):
         policy = self._policy_for(request)
         label = _describe(request)
         original = request.extensions.get("timeout")
-        if not _replayable(request):
-            started = Deadline(policy.deadline)
-            try:
-                once = await self.transport.handle_async_request(request)
-            except Exception as error:
-                _skipped(policy, label, error, None)
-                raise
-            _skipped(policy, label, None, once)
-            _report(once, 1, started)
-            return once
         # The deadline also cuts an attempt off in flight (httpx's timeouts are per read, and
         # a request waiting for a pooled connection or a slow server can outlive them);
         # attempt_timeout stays httpx's own timeout, so the caller sees httpx's errors.
-        # Retried responses, and those of hedges that lost, are closed by the call path.
+        # Retried responses, and those of hedges that lost, are closed by the call path. A
+        # streamed body is sent once, through every gate and under the deadline.
+        once = not _replayable(request)
         path = self._path(policy, label, self._breaker_for(request, policy),
-                          predicates.is_idempotent_request(request))
+                          predicates.is_idempotent_request(request), once)
         call = path.begin()
         try:
-            response: httpx.Response = await path.arun(call, (request, original, policy), {})
-        except TimeoutError as error:
-            raise _deadline_error(request, error) from error
-        except BraceError as refusal:
-            raise _as_httpx_error(refusal, request) from None
+            try:
+                response: httpx.Response = await path.arun(call, (request, original, policy),
+                                                           {})
+            except TimeoutError as error:
+                raise _deadline_error(request, error) from error
+            except BraceError as refusal:
+                raise _as_httpx_error(refusal, request) from None
+        except Exception as error:
+            if once:
+                _skipped(policy, label, error, None)
+            raise
+        if once:
+            _skipped(policy, label, None, response)
         _report(response, call.attempts, call.deadline)
         return response
 

@@ -531,6 +531,60 @@ def test_streamed_upload_is_sent_once(mode: str, fault_server: FaultServer,
         ("retry.skipped", "streamed_body", 503)]
 
 
+@mode_param
+def test_a_streamed_body_does_not_pass_an_open_breaker(mode: str,
+                                                      fault_server: FaultServer) -> None:
+    brace.breaker("stream-open", fail_max=1, reset_timeout=60)
+    brace.breaker("stream-open").open()
+    body = _chunks() if mode == "sync" else _achunks()
+    outcome = send(mode, brace.http(breaker="stream-open"), "POST",
+                   fault_server.url_for("/upload"), content=body)
+    assert isinstance(outcome, brace.CircuitOpenError) and isinstance(outcome, httpx.HTTPError)
+    assert fault_server.count("/upload", "POST") == 0
+
+
+@mode_param
+def test_a_streamed_body_waits_its_turn_at_a_full_bulkhead(mode: str,
+                                                          fault_server: FaultServer) -> None:
+    slots = brace.bulkhead("stream-full", max_concurrent=1, queue_timeout=0.05)
+    assert slots.try_acquire()  # another request holds the only slot
+    try:
+        body = _chunks() if mode == "sync" else _achunks()
+        outcome = send(mode, brace.http(bulkhead="stream-full"), "POST",
+                       fault_server.url_for("/upload"), content=body)
+    finally:
+        slots.release()
+    assert isinstance(outcome, brace.BulkheadFullError)
+    assert fault_server.count("/upload", "POST") == 0
+
+
+@mode_param
+def test_a_streamed_body_to_a_silent_server_ends_at_the_deadline(
+        mode: str, fault_server: FaultServer) -> None:
+    fault_server.script("/upload", hang(max_s=10))
+    body = _chunks() if mode == "sync" else _achunks()
+    started = time.monotonic()
+    outcome = send(mode, brace.http(deadline=0.5), "POST", fault_server.url_for("/upload"),
+                   content=body, client={"timeout": 30})
+    elapsed = time.monotonic() - started
+    assert isinstance(outcome, httpx.TimeoutException)
+    assert 0.45 <= elapsed < 2.0  # not httpx's 30 s read timeout
+    assert fault_server.count("/upload", "POST") == 1  # sent once, never resent
+
+
+@mode_param
+def test_a_trickling_response_body_ends_at_the_deadline(mode: str,
+                                                        fault_server: FaultServer) -> None:
+    # 30 bytes, one every 0.1 s: each read answers well within httpx's read timeout.
+    fault_server.script("/trickle", slow_body(chunks=30, delay_s=0.1, body=b"x" * 30))
+    started = time.monotonic()
+    outcome = send(mode, brace.http(deadline=1, attempts=1), "GET",
+                   fault_server.url_for("/trickle"), client={"timeout": 30})
+    elapsed = time.monotonic() - started
+    assert isinstance(outcome, httpx.TimeoutException), outcome
+    assert 0.95 <= elapsed < 1.6  # the deadline plus at most one read (was 3.1 s)
+
+
 # ----------------------------------------------------------- 11. pool reuse
 
 
