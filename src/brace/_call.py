@@ -44,6 +44,7 @@ from brace._outcome import (
     judged,
     mark_exhausted,
     quick_verdict,
+    sdk_retries,
 )
 
 if TYPE_CHECKING:
@@ -221,6 +222,8 @@ class Path:
         # One attempt, never retried (a request whose streamed body cannot be sent again),
         # still through every layer and under the deadline.
         self.once = once
+        # The llm preset watches for an SDK retrying under it (once per path).
+        self.watch_sdk = policy.preset == "llm"
         self.hedger = (Hedger(policy, name, discard)
                        if asynchronous and hedge and not once and policy.hedge_after else None)
         self.budget = policy.budget
@@ -337,6 +340,8 @@ class Path:
         ``test_fast_path_is_invisible_next_to_plain_tenacity``.
         """
         policy, stats = self.policy, self.stats
+        if self.watch_sdk:
+            self._layered(outcome)
         state = call.state
         if state is None:
             state = call.state = self._seed(call)
@@ -361,6 +366,14 @@ class Path:
         policy._before_sleep(state)
         state.prepare_for_next_attempt()
         return upcoming
+
+    def _layered(self, outcome: Outcome) -> None:
+        # An SDK that resent the request before brace saw it fail: say so, once.
+        retried = sdk_retries(outcome.error if outcome.error is not None else outcome.value)
+        if retried is not None:
+            self.watch_sdk = False
+            _events.retry_layered(self.label, self.policy.preset, retried,
+                                  "max_retries=0 on the SDK client (brace retries)")
 
     def _seed(self, call: Call) -> _CallState:
         # tenacity's call state for a call whose first attempt ran without it (its

@@ -39,6 +39,7 @@ __all__ = [
     "RETRY_AFTER_IGNORED",
     "RETRY_BUDGET_EXHAUSTED",
     "RETRY_GAVE_UP",
+    "RETRY_LAYERED",
     "RETRY_SCHEDULED",
     "RETRY_SKIPPED",
     "RETRY_SUCCEEDED",
@@ -58,6 +59,7 @@ __all__ = [
     "retry_after_ignored",
     "retry_budget_exhausted",
     "retry_gave_up",
+    "retry_layered",
     "retry_scheduled",
     "retry_skipped",
     "retry_succeeded",
@@ -67,6 +69,7 @@ __all__ = [
 RETRY_SCHEDULED = "retry.scheduled"
 RETRY_SKIPPED = "retry.skipped"
 RETRY_AFTER_IGNORED = "retry_after.ignored"
+RETRY_LAYERED = "retry.layered"
 RETRY_GAVE_UP = "retry.gave_up"
 RETRY_SUCCEEDED = "retry.succeeded"
 RETRY_BUDGET_EXHAUSTED = "retry.budget_exhausted"
@@ -272,6 +275,19 @@ def retry_after_ignored(callable_name: str | Callable[[], str], header: str) -> 
     """
     _emit(logging.WARNING, RETRY_AFTER_IGNORED, lambda: {
         "callable": _name(callable_name), "header": redact(header[:100])})
+
+
+def retry_layered(callable_name: str | Callable[[], str], preset: str, retried: str,
+                  setting: str) -> None:
+    """The client library under a policy retries too: attempts multiply.
+
+    ``retried`` says how it was seen (``x-stainless-retry-count=2``: an OpenAI or Anthropic
+    SDK resent a request), ``setting`` what to change so one layer retries. Reported once
+    per client (or decorated function).
+    """
+    _emit(logging.WARNING, RETRY_LAYERED, lambda: {
+        "callable": _name(callable_name), "preset": preset, "retried": retried,
+        "setting": setting})
 
 
 def retry_gave_up(callable_name: str | Callable[[], str], preset: str, attempts: int,

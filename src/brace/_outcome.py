@@ -37,6 +37,7 @@ from brace._deadline import clock
 __all__ = [
     "IDEMPOTENT_METHODS",
     "LAST_MARK",
+    "SDK_RETRY_HEADER",
     "BraceError",
     "Done",
     "Kind",
@@ -52,6 +53,7 @@ __all__ = [
     "quick_verdict",
     "request_of",
     "response_of",
+    "sdk_retries",
     "status_of",
 ]
 
@@ -276,6 +278,21 @@ def is_idempotent_request(request: Any) -> bool:
     headers = getattr(request, "headers", None)
     return method.upper() in IDEMPOTENT_METHODS or bool(
         headers is not None and headers.get("idempotency-key"))
+
+
+#: The header OpenAI's and Anthropic's SDKs (Stainless-generated) send with the number of
+#: times they already resent a request: above 0, the SDK retries under brace's retries.
+SDK_RETRY_HEADER = "x-stainless-retry-count"
+
+
+def sdk_retries(value: object) -> str | None:
+    """``x-stainless-retry-count=N`` when the request behind ``value`` was an SDK's resend."""
+    request = request_of(value)
+    headers = getattr(request, "headers", None)
+    count = None if headers is None else headers.get(SDK_RETRY_HEADER)
+    if count is None or str(count).strip() in ("", "0"):
+        return None
+    return f"{SDK_RETRY_HEADER}={count}"
 
 
 # --- the one classifier ---------------------------------------------------------------------

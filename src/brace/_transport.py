@@ -17,7 +17,7 @@ import tenacity
 
 from brace import _call, _config, _events, predicates
 from brace._deadline import Deadline
-from brace._outcome import BraceError
+from brace._outcome import BraceError, sdk_retries
 
 if TYPE_CHECKING:
     from brace._policy import Policy
@@ -231,6 +231,16 @@ class _Base:
             raise TypeError("breaker_per_host=True needs the policy's breaker to be a name")
         self.breaker_per_host = breaker_per_host
         self._paths: dict[tuple[Any, ...], _call.Path] = {}
+        # The llm preset's clients watch for an SDK resending through them (once).
+        self._watch_sdk = self.policy.preset == "llm"
+
+    def _layered(self, request: httpx.Request, policy: Policy, label: str) -> None:
+        # The SDK above resends what brace gave up on: attempts multiply. Said once.
+        retried = sdk_retries(request)
+        if retried is not None:
+            self._watch_sdk = False
+            _events.retry_layered(label, policy.preset, retried,
+                                  "max_retries=0 on the SDK client (brace retries)")
 
     def _policy_for(self, request: httpx.Request) -> Policy:
         # extensions={"brace": policy} replaces the transport's policy for one request.
@@ -308,6 +318,8 @@ class RetryTransport(_Base, httpx.BaseTransport):
         """Send ``request``, retrying it as the policy says."""
         policy = self._policy_for(request)
         label = _describe(request)
+        if self._watch_sdk:
+            self._layered(request, policy, label)
         original = request.extensions.get("timeout")
         # A streamed body can be sent once only: one attempt, through every gate and under
         # the deadline, never resent. A retried response is closed by the call path,
@@ -369,6 +381,8 @@ class AsyncRetryTransport(_Base, httpx.AsyncBaseTransport):
         """Send ``request``, retrying it as the policy says."""
         policy = self._policy_for(request)
         label = _describe(request)
+        if self._watch_sdk:
+            self._layered(request, policy, label)
         original = request.extensions.get("timeout")
         # The deadline also cuts an attempt off in flight (httpx's timeouts are per read, and
         # a request waiting for a pooled connection or a slow server can outlive them);

@@ -231,3 +231,69 @@ def test_sdk_over_brace_llm_client(fault_server: FaultServer, mode: str) -> None
     assert result.choices[0].message.content == "hello"
     assert fault_server.count(OPENAI_PATH, "POST") == 2
     assert isinstance(httpx.Client, type)
+
+
+# -- layered retries: an SDK retrying under brace is reported once ------------------------------
+
+
+def _layered(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [entry for entry in logs if entry["event"] == "retry.layered"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_sdk_retrying_through_a_brace_llm_client_is_reported_once(
+        fault_server: FaultServer, mode: str) -> None:
+    # brace gives up after 2 attempts; the SDK (max_retries=2) resends the request: twice
+    # the attempts, and one warning naming the setting to change.
+    busy = openai_error(529, "overloaded", headers={"retry-after-ms": "10"})
+    fault_server.script(OPENAI_PATH, busy, busy, busy, busy, reply(200, OPENAI_OK, JSON))
+    policy = brace.llm(attempts=2)
+    with no_waits(), capture_logs() as logs:
+        if mode == "sync":
+            with policy.client(trust_env=False) as http_client:
+                client = openai.OpenAI(base_url=fault_server.url + "/v1", api_key="test",
+                                       max_retries=2, http_client=http_client)
+                result = client.chat.completions.create(model="gpt-test", messages=[])
+        else:
+            async def main() -> Any:
+                async with policy.async_client(trust_env=False) as http_client:
+                    client = openai.AsyncOpenAI(base_url=fault_server.url + "/v1",
+                                                api_key="test", max_retries=2,
+                                                http_client=http_client)
+                    return await client.chat.completions.create(model="gpt-test", messages=[])
+
+            result = asyncio.run(main())
+    assert result.choices[0].message.content == "hello"
+    assert fault_server.count(OPENAI_PATH, "POST") == 5
+    [layered] = _layered(logs)
+    assert layered["retried"] == "x-stainless-retry-count=1"
+    assert "max_retries=0" in layered["setting"]
+
+
+def test_an_sdk_retrying_under_a_brace_llm_function_is_reported_once(
+        fault_server: FaultServer) -> None:
+    busy = openai_error(503, "unavailable", headers={"retry-after-ms": "10"})
+    fault_server.script(OPENAI_PATH, *[busy] * 6)
+
+    @brace.llm(attempts=2)
+    def complete() -> None:
+        with openai.OpenAI(base_url=fault_server.url + "/v1", api_key="test",
+                           max_retries=2) as client:
+            client.chat.completions.create(model="gpt-test", messages=[])
+
+    with no_waits(), capture_logs() as logs, pytest.raises(openai.InternalServerError):
+        complete()
+    assert fault_server.count(OPENAI_PATH, "POST") == 6  # 2 brace attempts x 3 SDK sends
+    [layered] = _layered(logs)
+    assert layered["retried"] == "x-stainless-retry-count=2"
+
+
+def test_nothing_is_reported_when_the_sdks_retries_are_off(fault_server: FaultServer) -> None:
+    fault_server.script(OPENAI_PATH, openai_error(529, "overloaded"), openai_error(529, "x"),
+                        reply(200, OPENAI_OK, JSON))
+    with no_waits(), capture_logs() as logs, brace.llm.client(trust_env=False) as http_client:
+        client = openai.OpenAI(base_url=fault_server.url + "/v1", api_key="test",
+                               max_retries=0, http_client=http_client)
+        client.chat.completions.create(model="gpt-test", messages=[])
+    assert fault_server.count(OPENAI_PATH, "POST") == 3
+    assert _layered(logs) == []
