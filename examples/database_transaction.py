@@ -124,7 +124,8 @@ def main() -> None:
 
 if __name__ == "__main__":
     # brace logs to the standard library's logger "brace" (structlog once configured).
-    logging.basicConfig(level=logging.INFO, format="%(levelname)-7s %(message)s")
+    logging.basicConfig(format="%(levelname)-7s %(message)s")
+    logging.getLogger("brace").setLevel(logging.INFO)
     try:
         main()
     finally:

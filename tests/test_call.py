@@ -184,7 +184,8 @@ def test_an_async_transport_request_reads_its_one_deadline(
         return httpx.Response(503)
 
     policy = deadline_policy().replace(statuses=[503])
-    transport = brace.AsyncRetryTransport(policy=policy, transport=httpx.MockTransport(handler))
+    transport = brace.AsyncRetryTransport(policy=policy, transport=httpx.MockTransport(handler),
+                                          breaker=None)  # no breaker: the healthy path
 
     async def main() -> httpx.Response:
         async with httpx.AsyncClient(transport=transport, timeout=5.0) as client:

@@ -27,7 +27,7 @@ EXPECTED = {
                         "hedges started: 3", "'POST /orders': 1",
                         "slow requests cancelled by the client: ['GET /profiles/1', "
                         "'GET /profiles/2', 'GET /profiles/3']"],
-    "llm_openai.py": ["retry.scheduled", "RateLimitError", "wait_s=0.15",
+    "llm_openai.py": ["retry.scheduled", "RateLimitError", "wait_source=retry_after",
                       "answer: 'Hello from the stand-in!'", "provider saw 2 requests"],
     "database_transaction.py": ["retry.scheduled", "db_code=SQLITE_BUSY",
                                 "error='OperationalError: database is locked'",

@@ -127,3 +127,30 @@ def test_a_transport_says_no_to_a_fallback() -> None:
     with pytest.raises(TypeError, match=r'extensions\["brace"\] has a fallback='):
         get("sync", httpx.MockTransport(handler),
             extensions={"brace": brace.http(fallback=None)})
+
+
+def test_per_authority_breakers_stay_bounded_whatever_the_hosts(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from brace import _transport
+
+    # 10,000 distinct authorities against the documented bound.
+    for host in range(10_000):
+        _transport._authority_breaker(f"GET http://h{host}.test")
+    kept = _transport.authority_breakers()
+    assert kept <= _transport.MAX_AUTHORITY_BREAKERS
+    assert len(brace.breakers()) == kept  # evicted ones are forgotten, not leaked
+    assert "http://h9999.test" in brace.breakers()  # the most recent stay
+    assert "http://h0.test" not in brace.breakers()
+
+    # End to end through a client, with a small bound: an open breaker is never evicted.
+    brace.testing.reset_breakers()
+    monkeypatch.setattr(_transport, "MAX_AUTHORITY_BREAKERS", 20)
+    transport = brace.RetryTransport(transport=httpx.MockTransport(
+        lambda request: httpx.Response(200)))
+    with httpx.Client(transport=transport) as client:
+        assert client.get("http://first.test/").status_code == 200
+        brace.breaker("http://first.test").open()
+        for host in range(200):
+            assert client.get(f"http://e{host}.test/").status_code == 200
+    assert len([n for n in brace.breakers() if n.startswith("http://e")]) <= 20
+    assert brace.breakers()["http://first.test"].state == "open"

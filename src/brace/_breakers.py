@@ -509,6 +509,21 @@ def find(name: str) -> Gate | None:
     return registry.get(name)
 
 
+def forget(name: str) -> bool:
+    """Forget the breaker called ``name`` (its state goes with it); False if there was none.
+
+    The next ``brace.breaker(name, ...)`` creates it afresh. A shared breaker's state in
+    Redis stays for the other processes.
+    """
+    with _registry_lock:
+        gate = registry.pop(name, None)
+        _settings.pop(name, None)
+    if gate is None:
+        return False
+    gate.release()
+    return True
+
+
 def breakers() -> dict[str, BreakerInfo]:
     """Every named breaker of this process with its current state, by name."""
     with _registry_lock:

@@ -410,8 +410,9 @@ class Policy:
         ``httpx_kwargs`` go to ``httpx.Client`` (``base_url=``, ``timeout=``, ``proxy=``,
         ``verify=``, ``limits=``, ``mounts=``, ...); every transport the client would use,
         proxies from the environment included, is wrapped in ``brace.RetryTransport``.
-        ``breaker_per_host=True`` gives each host its own breaker, named
-        ``"{breaker}:{host}"`` (``breaker`` defaults to the preset's name).
+        Without a breaker on the policy, every authority (``scheme://host:port``) gets its
+        own failure-ratio breaker; ``breaker=`` (a name, a ``pybreaker.CircuitBreaker``, or
+        None for none) replaces them.
         """
         from brace import _transport  # httpx only when used
 

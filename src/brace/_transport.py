@@ -9,13 +9,16 @@ cookies, once per request. Each request takes the same call path as a decorated 
 
 from __future__ import annotations
 
+import itertools
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import pybreaker
 import tenacity
 
-from brace import _call, _config, _events, predicates
+from brace import _breakers, _call, _config, _events, _validate, predicates
 from brace._deadline import Deadline
 from brace._outcome import BraceError, sdk_retries
 
@@ -217,19 +220,63 @@ def _attach(request: httpx.Request, outcome: httpx.Response | BaseException) -> 
 # Call paths a transport keeps (one per policy, host label and breaker) before starting over.
 _MAX_PATHS = 256
 
+#: The per-authority breakers brace's clients open by default: Polly's standard HTTP
+#: handler's settings (failure ratio 10 % of at least 100 calls in 30 s, break 5 s).
+AUTHORITY_BREAKER: dict[str, Any] = {"failure_ratio": 0.1, "min_calls": 100, "window": 30.0,
+                     "reset_timeout": 5.0, "fail_max": 1_000_000}
+#: Per-authority breakers kept at most, process-wide; beyond, the least recently used
+#: closed ones are forgotten (a client that talks to ever-new hosts stays bounded).
+MAX_AUTHORITY_BREAKERS = 1000
+_authorities: dict[str, int] = {}  # breaker name -> when last used (a tick)
+_ticks = itertools.count()
+_authorities_lock = threading.Lock()
+#: ``breaker=`` not given: the policy's breaker, else one per authority.
+PER_AUTHORITY: Any = type("PerAuthority", (), {"__repr__": lambda self: "PER_AUTHORITY"})()
+
+
+def _authority_breaker(label: str) -> str:
+    """The per-authority breaker of ``label`` ("GET https://host:port"), made on first use."""
+    name = label.partition(" ")[2]  # scheme://host[:port]: no path, no userinfo
+    _authorities[name] = next(_ticks)  # atomic under the GIL: no lock on the healthy path
+    if name not in _breakers.registry:  # new, evicted, or forgotten by reset_breakers()
+        with _authorities_lock:
+            _breakers.breaker(name, **AUTHORITY_BREAKER)
+            if len(_authorities) > MAX_AUTHORITY_BREAKERS:
+                _evict()
+    return name
+
+
+def _evict() -> None:
+    # The least recently used tenth, closed ones only (an open breaker still protects).
+    by_age = sorted(_authorities.items(), key=lambda item: item[1])
+    excess = len(by_age) - MAX_AUTHORITY_BREAKERS + MAX_AUTHORITY_BREAKERS // 10
+    for name, _ in by_age:
+        if excess <= 0:
+            break
+        gate = _breakers.find(name)
+        if gate is not None and gate.breaker.current_state != "closed":
+            continue
+        _authorities.pop(name, None)
+        _breakers.forget(name)
+        excess -= 1
+
+
+def authority_breakers() -> int:
+    """How many per-authority breakers this process keeps (for tests and diagnostics)."""
+    return len(_authorities)
+
 
 class _Base:
     asynchronous = True
     _attempt: Callable[..., Any]
 
-    def __init__(self, policy: Policy | None, breaker_per_host: bool) -> None:
+    def __init__(self, policy: Policy | None, breaker: Any) -> None:
         self.policy = _check_policy(policy, asynchronous=self.asynchronous)
-        if not isinstance(breaker_per_host, bool):
-            raise TypeError(f"breaker_per_host must be a bool, got {breaker_per_host!r}")
-        if breaker_per_host and self.policy.breaker is not None and not isinstance(
-                self.policy.breaker, str):
-            raise TypeError("breaker_per_host=True needs the policy's breaker to be a name")
-        self.breaker_per_host = breaker_per_host
+        if breaker is not PER_AUTHORITY and breaker is not None:
+            _validate.named(breaker, "breaker", (pybreaker.CircuitBreaker,),
+                            "a breaker name (non-empty str), a pybreaker.CircuitBreaker or "
+                            "None (no breaker)")
+        self.breaker = breaker
         self._paths: dict[tuple[Any, ...], _call.Path] = {}
         # The llm preset's clients watch for an SDK resending through them (once).
         self._watch_sdk = self.policy.preset == "llm"
@@ -265,10 +312,13 @@ class _Base:
                 once=once)
         return path
 
-    def _breaker_for(self, request: httpx.Request, policy: Policy) -> Any:
-        if self.breaker_per_host:
-            return f"{policy.breaker or policy.preset}:{request.url.host}"
-        return policy.breaker
+    def _breaker_for(self, label: str, policy: Policy) -> Any:
+        # breaker= on the client wins; else the policy's; else one per authority.
+        if self.breaker is not PER_AUTHORITY:
+            return self.breaker
+        if policy.breaker is not None:
+            return policy.breaker
+        return _authority_breaker(label)
 
 
 class RetryTransport(_Base, httpx.BaseTransport):
@@ -291,18 +341,25 @@ class RetryTransport(_Base, httpx.BaseTransport):
     "exhausted": bool}`` (whether retries ran out, in which case no enclosing brace
     policy retries it again).
 
+    Every authority (``scheme://host:port``) gets its own breaker by default, as Polly's
+    standard HTTP handler does (``AUTHORITY_BREAKER``: a failure ratio of 10 % of at least
+    100 calls in 30 s opens it for 5 s), named after it (``"https://api.example.com:443"``)
+    and kept in a bounded registry (``MAX_AUTHORITY_BREAKERS``, least recently used closed
+    ones forgotten). The policy's own ``breaker=``, or ``breaker=`` here, replaces them.
+
     Args:
         policy: The policy (default ``brace.http``).
         transport: The transport to wrap (default a new ``httpx.HTTPTransport()``).
-        breaker_per_host: One breaker per host instead of the policy's single breaker.
+        breaker: The breaker of every request: a name, a ``pybreaker.CircuitBreaker``, or
+            None for none at all. Default: the policy's, else one per authority.
     """
 
     __module__ = "brace"
     asynchronous = False
 
     def __init__(self, policy: Policy | None = None, transport: httpx.BaseTransport | None = None,
-                 *, breaker_per_host: bool = False) -> None:
-        super().__init__(policy, breaker_per_host)
+                 *, breaker: Any = PER_AUTHORITY) -> None:
+        super().__init__(policy, breaker)
         self.transport = transport if transport is not None else httpx.HTTPTransport()
 
     def _send(self, request: httpx.Request, call: _call.Call) -> httpx.Response:
@@ -325,7 +382,7 @@ class RetryTransport(_Base, httpx.BaseTransport):
         # the deadline, never resent. A retried response is closed by the call path,
         # freeing its connection.
         once = not _replayable(request)
-        path = self._path(policy, label, self._breaker_for(request, policy), True, once)
+        path = self._path(policy, label, self._breaker_for(label, policy), True, once)
         call = path.begin()
         try:
             response: httpx.Response = path.run((request, original, policy), {}, call)
@@ -364,8 +421,8 @@ class AsyncRetryTransport(_Base, httpx.AsyncBaseTransport):
 
     def __init__(self, policy: Policy | None = None,
                  transport: httpx.AsyncBaseTransport | None = None,
-                 *, breaker_per_host: bool = False) -> None:
-        super().__init__(policy, breaker_per_host)
+                 *, breaker: Any = PER_AUTHORITY) -> None:
+        super().__init__(policy, breaker)
         self.transport = transport if transport is not None else httpx.AsyncHTTPTransport()
 
     async def _send(self, request: httpx.Request) -> httpx.Response:
@@ -390,7 +447,7 @@ class AsyncRetryTransport(_Base, httpx.AsyncBaseTransport):
         # Retried responses, and those of hedges that lost, are closed by the call path. A
         # streamed body is sent once, through every gate and under the deadline.
         once = not _replayable(request)
-        path = self._path(policy, label, self._breaker_for(request, policy),
+        path = self._path(policy, label, self._breaker_for(label, policy),
                           predicates.is_idempotent_request(request), once)
         call = path.begin()
         try:
@@ -450,17 +507,17 @@ def _wrapped_settings(probe: Any, wrap: Callable[[Any], Any],
     return settings
 
 
-def client(policy: Policy, *, breaker_per_host: bool = False,
+def client(policy: Policy, *, breaker: Any = PER_AUTHORITY,
            **httpx_kwargs: Any) -> httpx.Client:
     """An ``httpx.Client`` whose every transport is wrapped in ``RetryTransport``."""
     probe = httpx.Client(**httpx_kwargs)
     return httpx.Client(**_wrapped_settings(probe, lambda transport: RetryTransport(
-        policy, transport, breaker_per_host=breaker_per_host), httpx_kwargs))
+        policy, transport, breaker=breaker), httpx_kwargs))
 
 
-def async_client(policy: Policy, *, breaker_per_host: bool = False,
+def async_client(policy: Policy, *, breaker: Any = PER_AUTHORITY,
                  **httpx_kwargs: Any) -> httpx.AsyncClient:
     """An ``httpx.AsyncClient`` whose every transport is wrapped in ``AsyncRetryTransport``."""
     probe = httpx.AsyncClient(**httpx_kwargs)
     return httpx.AsyncClient(**_wrapped_settings(probe, lambda transport: AsyncRetryTransport(
-        policy, transport, breaker_per_host=breaker_per_host), httpx_kwargs))
+        policy, transport, breaker=breaker), httpx_kwargs))

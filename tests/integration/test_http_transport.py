@@ -683,15 +683,51 @@ def test_breaker_trips_on_503s_and_then_rejects(
 
 
 @mode_param
-def test_breaker_per_host(mode: str, fault_server: FaultServer,
-                          brace_reset_breakers: None, quick: None) -> None:
-    build = policy_client(brace.http(breaker="svc"), breaker_per_host=True)
-    [outcome] = send_all(mode, build, [("GET", fault_server.url_for("/hello"), {})])
+def test_every_authority_gets_its_own_breaker_by_default(
+        mode: str, fault_server: FaultServer, brace_reset_breakers: None, quick: None) -> None:
+    [outcome] = send_all(mode, policy_client(brace.http()),
+                         [("GET", fault_server.url_for("/hello"), {})])
     assert ok(outcome).content == b"ok"
-    assert fault_server.count("/hello", "GET") == 1
-    known = brace.breakers()
-    assert "svc:127.0.0.1" in known and "svc" not in known
-    assert known["svc:127.0.0.1"].state == "closed"
+    name = f"http://127.0.0.1:{fault_server.port}"
+    info = brace.breakers()[name]
+    assert info.state == "closed"
+    # Polly's standard handler's settings: naming them again is the same breaker (other
+    # settings would be refused as a conflict).
+    brace.breaker(name, failure_ratio=0.1, min_calls=100, window=30, reset_timeout=5,
+                  fail_max=1_000_000)
+    with pytest.raises(ValueError, match="already exists"):
+        brace.breaker(name, failure_ratio=0.5)
+
+
+@mode_param
+def test_a_failing_authority_opens_its_breaker_and_another_is_unaffected(
+        mode: str, fault_server: FaultServer, brace_reset_breakers: None, quick: None) -> None:
+    refused = f"http://127.0.0.1:{refused_port()}/down"
+    requests: list[Request] = [("GET", refused, {}) for _ in range(110)]
+    requests.append(("GET", fault_server.url_for("/hello"), {}))
+    outcomes = send_all(mode, policy_client(brace.http(attempts=1)), requests)
+    assert isinstance(outcomes[-2], brace.CircuitOpenError)  # the ratio opened it
+    assert sum(isinstance(o, brace.CircuitOpenError) for o in outcomes[:-1]) >= 5
+    assert ok(outcomes[-1]).content == b"ok"  # the healthy host answers through the client
+    down = refused.rsplit("/", 1)[0]
+    assert brace.breakers()[down].state == "open"
+    assert brace.breakers()[f"http://127.0.0.1:{fault_server.port}"].state == "closed"
+
+
+@mode_param
+@pytest.mark.parametrize("breaker", [None, "svc"])
+def test_an_explicit_breaker_replaces_the_per_authority_ones(
+        mode: str, breaker: str | None, fault_server: FaultServer,
+        brace_reset_breakers: None, quick: None) -> None:
+    [outcome] = send_all(mode, policy_client(brace.http(), breaker=breaker),
+                         [("GET", fault_server.url_for("/hello"), {})])
+    assert ok(outcome).content == b"ok"
+    assert list(brace.breakers()) == ([] if breaker is None else ["svc"])
+    # So does a breaker named on the policy.
+    [outcome] = send_all(mode, policy_client(brace.http(breaker="on-policy")),
+                         [("GET", fault_server.url_for("/hello"), {})])
+    assert "on-policy" in brace.breakers()
+    assert not [name for name in brace.breakers() if name.startswith("http://")]
 
 
 # ----------------------------------------------------------- 16. deadline under concurrency
