@@ -60,6 +60,15 @@ _running_loop = asyncio.get_running_loop
 _current_task = asyncio.current_task
 
 
+def _asyncio_task() -> tuple[asyncio.AbstractEventLoop | None, asyncio.Task[Any] | None]:
+    """The running asyncio loop and task, or Nones under another async library (trio)."""
+    try:
+        loop = _running_loop()
+    except RuntimeError:  # no asyncio loop running
+        return None, None
+    return loop, _current_task(loop)
+
+
 class Call:
     """One call: its deadline and what its attempts have done so far.
 
@@ -476,17 +485,13 @@ class Path:
         timed = None if self.attempt_timeout is None else self._timed
         arun, watchdog_of, covered, degraded = (self.arun, self._watchdog, self._covered,
                                                 self._degraded)
-        last_mark = LAST_MARK
+        last_mark, asyncio_task = LAST_MARK, _asyncio_task
 
         async def entry(*args: Any, **kwargs: Any) -> Any:
             try:
                 if budget is not None:
                     (_budget.registry.get(budget) or _budget.lookup(budget)).record_call()  # type: ignore[arg-type]
-                try:
-                    loop: asyncio.AbstractEventLoop | None = _running_loop()
-                except RuntimeError:  # no asyncio loop running (trio): arun's cancel scope
-                    loop = None
-                task = None if loop is None else _current_task(loop)
+                loop, task = asyncio_task()  # trio: arun's cancel scope
                 gate = quick and task is not None and (True if direct else healthy())
                 slot = take_now() if gate and limited else True
                 if not gate or not slot:
@@ -667,11 +672,7 @@ class Path:
         in ``error`` or ``value``.
         """
         if gate is None:
-            try:
-                loop: asyncio.AbstractEventLoop | None = _running_loop()
-            except RuntimeError:  # no asyncio loop running (trio)
-                loop = None
-            task = None if loop is None else _current_task(loop)
+            loop, task = _asyncio_task()
             if loop is None or task is None:
                 outcome = await self._scoped(call, args, kwargs)
                 if outcome.error is not None:
@@ -830,11 +831,7 @@ class Path:
         assert timeout is not None  # aattempt calls the function itself without one
         if self.with_call:
             args = (call, *args)
-        try:
-            loop: asyncio.AbstractEventLoop | None = _running_loop()
-        except RuntimeError:  # no asyncio loop running (trio)
-            loop = None
-        task = None if loop is None else _current_task(loop)
+        loop, task = _asyncio_task()
         if loop is None or task is None:
             import anyio
 

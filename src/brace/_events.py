@@ -191,14 +191,16 @@ def describe_error(exc: BaseException) -> str:
     documentation link.
     """
     name = type(exc).__qualname__
-    response = getattr(exc, "response", None)
-    status = getattr(response, "status_code", None)
-    reason = getattr(response, "reason_phrase", None)
-    if isinstance(status, int) and isinstance(reason, str) and name == "HTTPStatusError":
-        request = predicates.request_of(exc)
-        target = "" if request is None else f" for {request.method} {request.url}"
-        message = f"{status} {reason}{target}"
-    else:
+    message = None
+    if name == "HTTPStatusError":  # by name: httpx is not imported here
+        response = getattr(exc, "response", None)
+        status = getattr(response, "status_code", None)
+        reason = getattr(response, "reason_phrase", None)
+        if isinstance(status, int) and isinstance(reason, str):
+            request = predicates.request_of(exc)
+            target = "" if request is None else f" for {request.method} {request.url}"
+            message = f"{status} {reason}{target}"
+    if message is None:
         message = str(exc)
     text = redact(f"{name}: {message}" if message else name)  # line by line, then joined
     return " ".join(text.split()) if "\n" in text or "\r" in text else text

@@ -80,6 +80,17 @@ def _skipped(policy: Policy, label: str, error: BaseException | None,
         _events.retry_skipped(label, policy.preset, 1, outcome, "streamed_body")
 
 
+def _ended(policy: Policy, label: str, once: bool, call: _call.Call,
+           error: BaseException | None, response: httpx.Response | None) -> httpx.Response:
+    # A request's end: a streamed body's outcome that would have been retried says why it
+    # was not; a response says how it was obtained.
+    if once:
+        _skipped(policy, label, error, response)
+    if response is not None:
+        _report(response, call.attempts, call.deadline)
+    return response  # type: ignore[return-value]  # None only when ``error`` is raised
+
+
 def _replayable(request: httpx.Request) -> bool:
     # A streamed upload (generator, file iterator) can be sent once only.
     return isinstance(request.stream, httpx.ByteStream)
@@ -389,13 +400,9 @@ class RetryTransport(_Base, httpx.BaseTransport):
         except BraceError as refusal:  # also an httpx error, so except httpx.HTTPError sees it
             raise _as_httpx_error(refusal, request) from None
         except Exception as error:
-            if once:
-                _skipped(policy, label, error, None)
+            _ended(policy, label, once, call, error, None)
             raise
-        if once:
-            _skipped(policy, label, None, response)
-        _report(response, call.attempts, call.deadline)
-        return response
+        return _ended(policy, label, once, call, None, response)
 
     def _attempt(self, call: _call.Call, request: httpx.Request, original: Any,
                  policy: Policy) -> httpx.Response:
@@ -459,13 +466,9 @@ class AsyncRetryTransport(_Base, httpx.AsyncBaseTransport):
             except BraceError as refusal:
                 raise _as_httpx_error(refusal, request) from None
         except Exception as error:
-            if once:
-                _skipped(policy, label, error, None)
+            _ended(policy, label, once, call, error, None)
             raise
-        if once:
-            _skipped(policy, label, None, response)
-        _report(response, call.attempts, call.deadline)
-        return response
+        return _ended(policy, label, once, call, None, response)
 
     async def _attempt(self, call: _call.Call, request: httpx.Request, original: Any,
                        policy: Policy) -> httpx.Response:
