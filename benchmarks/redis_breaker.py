@@ -1,5 +1,6 @@
-"""A healthy call through a breaker shared on Redis, next to the in-memory breaker and to
-pybreaker's own CircuitRedisStorage, against a real redis-server on 127.0.0.1.
+"""A healthy call through a breaker, a retry budget and a rate limit shared on Redis, each
+next to its in-memory twin (and the breaker next to pybreaker's own CircuitRedisStorage),
+against a real redis-server on 127.0.0.1.
 
     python benchmarks/redis_breaker.py            # needs redis-server on PATH
     python benchmarks/redis_breaker.py --quick    # tiny counts: proves it runs
@@ -21,7 +22,7 @@ import structlog
 from overhead import measure  # the same timing loop as the overhead benchmark
 
 import brace
-from brace.testing import reset_breakers
+from brace.testing import reset_breakers, reset_budgets, reset_limits
 
 
 def free_port() -> int:
@@ -59,27 +60,49 @@ def main() -> None:
 
 def run(client: redis.Redis, port: int, number: int, repeat: int) -> None:
     reset_breakers()
+    reset_budgets()
+    reset_limits()
+    url = f"redis://127.0.0.1:{port}/0"
     brace.breaker("bench-memory", fail_max=10**9)
-    brace.breaker("bench-redis", fail_max=10**9, redis_url=f"redis://127.0.0.1:{port}/0")
+    brace.breaker("bench-redis", fail_max=10**9, redis_url=url)
+    brace.budget("bench-memory")
+    brace.budget("bench-redis", redis_url=url)
+    # A limit the healthy calls stay under: each process leases tokens in batches.
+    brace.rate_limit("bench-memory", per_s=10**7, burst=1000)
+    brace.rate_limit("bench-redis", per_s=10**7, burst=1000, redis_url=url)
     shared = pybreaker.CircuitBreaker(fail_max=10**9, state_storage=pybreaker.CircuitRedisStorage(
         pybreaker.STATE_CLOSED, redis.Redis(host="127.0.0.1", port=port), namespace="bench"))
+    # (name, its in-memory twin)
     contenders = {
-        "brace.network(breaker=in-memory)": brace.network(breaker="bench-memory")(lambda: 1),
-        "brace.network(breaker=redis)": brace.network(breaker="bench-redis")(lambda: 1),
-        "pybreaker + CircuitRedisStorage": shared(lambda: 1),
+        "brace.network(breaker=in-memory)": (brace.network(breaker="bench-memory")(lambda: 1),
+                                             None),
+        "brace.network(breaker=redis)": (brace.network(breaker="bench-redis")(lambda: 1),
+                                         "brace.network(breaker=in-memory)"),
+        "pybreaker + CircuitRedisStorage": (shared(lambda: 1),
+                                            "brace.network(breaker=in-memory)"),
+        "brace.network(budget=in-memory)": (brace.network(budget="bench-memory")(lambda: 1),
+                                            None),
+        "brace.network(budget=redis)": (brace.network(budget="bench-redis")(lambda: 1),
+                                        "brace.network(budget=in-memory)"),
+        "brace.network(rate_limit=in-memory)": (
+            brace.network(rate_limit="bench-memory")(lambda: 1), None),
+        "brace.network(rate_limit=redis)": (brace.network(rate_limit="bench-redis")(lambda: 1),
+                                            "brace.network(rate_limit=in-memory)"),
     }
-    print(f"{'healthy call':34} {'ns/call':>10} {'x in-memory':>12} {'Redis cmds/call':>16}")
+    print(f"{'healthy call':36} {'ns/call':>10} {'x in-memory':>12} {'Redis cmds/call':>16}")
     results = {}
-    for name, call in contenders.items():
+    for name, (call, twin) in contenders.items():
         call()
         before = int(client.info("stats")["total_commands_processed"])
         results[name] = measure(call, number, repeat)
         used = int(client.info("stats")["total_commands_processed"]) - before - 1
         per_call = used / (number * repeat)
-        reference = results["brace.network(breaker=in-memory)"]
-        print(f"{name:34} {results[name]:10.0f} {results[name] / reference:12.2f} "
+        reference = results[twin or name]
+        print(f"{name:36} {results[name]:10.0f} {results[name] / reference:12.2f} "
               f"{per_call:16.3f}")
     reset_breakers()
+    reset_budgets()
+    reset_limits()
 
 
 if __name__ == "__main__":

@@ -130,6 +130,7 @@ class VirtualClock:
             with asyncio.Runner(loop_factory=self.event_loop) as runner:
                 return runner.run(main)
         loop = self.event_loop()  # pragma: no cover - Python 3.10: asyncio.run's own steps
+        asyncio.set_event_loop(loop)  # 3.10's gather() looks the loop up
         try:
             return loop.run_until_complete(main)
         finally:
@@ -141,6 +142,7 @@ class VirtualClock:
                 loop.run_until_complete(loop.shutdown_asyncgens())
                 loop.run_until_complete(loop.shutdown_default_executor())
             finally:
+                asyncio.set_event_loop(None)
                 loop.close()
 
     @contextlib.contextmanager

@@ -166,7 +166,8 @@ def test_no_waits_under_every_library(run: Callable[..., Any], clock: VirtualClo
         assert clock.now == started  # not one virtual moment slept
 
     run(main)
-    assert down.statistics["attempt_number"] == 4
+    # The preset's attempts or fewer: the deadline counts the sleeps no_waits() skipped.
+    assert 2 <= down.statistics["attempt_number"] <= brace.network().attempts
 
 
 @real_runners

@@ -42,7 +42,8 @@ def test_text_output_shows_the_schedule(capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_chart(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "explain", "background", "--deadline", "20", "--chart")
+    code, out, _ = run(capsys, "explain", "background", "--attempts", "10", "--max-wait",
+                       "60", "--deadline", "20", "--chart")
     assert code == 0
     chart = out[out.index("Wait before each attempt"):].splitlines()[1:]
     assert len(chart) == 9  # one bar per retry

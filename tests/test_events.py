@@ -220,7 +220,7 @@ def test_nothing_is_built_when_nobody_listens(monkeypatch: pytest.MonkeyPatch) -
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
     try:
         with no_waits(), pytest.raises(ConnectionError):
-            brace.network(make_flaky(9, ConnectionError("x")))("i", token="t")
+            brace.network(attempts=4)(make_flaky(9, ConnectionError("x")))("i", token="t")
     finally:
         structlog.reset_defaults()
     assert built == 0

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import brace
-from brace._explain import explain
+from brace._explain import explain, render_text
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,9 +31,14 @@ def test_explain_schedule_follows_the_policys_own_wait(name: str) -> None:
         assert row["wait_median_s"] == pytest.approx(row["wait_max_s"] / 2)
         elapsed += row["wait_max_s"]
         assert row["elapsed_worst_s"] == pytest.approx(elapsed)
-    assert data["deadline_cuts_from"] is None  # no preset's worst case reaches its deadline
-    assert not any(row["cut"] for row in rows)
-    assert data["worst_case_s"] == pytest.approx(elapsed)
+    # The deadline, not the attempt count, bounds a preset's worst case: rows are cut exactly
+    # where their worst-case start reaches it, never before the promised outage is over.
+    cut = [row for row in rows if row["cut"]]
+    assert all(row["elapsed_worst_s"] - row["wait_max_s"] >= policy.deadline - 1e-9
+               or row["elapsed_worst_s"] >= policy.deadline for row in cut)
+    assert all(row["elapsed_worst_s"] >= policy.rides_out_s for row in cut)
+    kept = [row["elapsed_worst_s"] for row in rows if not row["cut"]]
+    assert data["worst_case_s"] == pytest.approx(max(kept))
 
 
 def test_explain_waits_lie_within_what_the_wait_object_draws() -> None:
@@ -49,14 +54,15 @@ def test_explain_waits_lie_within_what_the_wait_object_draws() -> None:
 
 
 def test_the_deadline_cuts_the_schedule_where_the_worst_case_start_reaches_it() -> None:
-    data = explain(brace.background(deadline=20))
+    data = explain(brace.background(deadline=20, attempts=10, max_wait=60))
     rows = data["schedule"]
     assert [row["elapsed_worst_s"] for row in rows] == [0, 1, 3, 7, 15, 31, 63, 123, 183, 243]
     assert [row["cut"] for row in rows] == [False] * 5 + [True] * 5
     assert data["deadline_cuts_from"] == 6
     assert data["worst_case_s"] == 15
     # At the deadline exactly is cut too, as brace.stops.deadline never begins that sleep.
-    assert explain(brace.background(deadline=15))["deadline_cuts_from"] == 5
+    assert explain(brace.background(deadline=15, attempts=10, max_wait=60))[
+        "deadline_cuts_from"] == 5
 
 
 def test_explain_describes_retries_breaker_timeout_and_fallback() -> None:
@@ -107,3 +113,49 @@ def test_explain_shows_a_retry_budget(capsys: pytest.CaptureFixture[str]) -> Non
                               "ratio": 0.2, "min_per_s": 10.0, "window": 10.0}
     assert brace._budget.find("never-created-budget") is None
     assert explain(brace.http())["budget"] is None
+
+
+# --- each preset's promise and its own rules only (issue 21) -------------------------------
+
+
+@pytest.mark.parametrize("name", brace.presets.names())
+def test_explain_shows_the_presets_promise(name: str) -> None:
+    preset = brace.presets.get(name)
+    data = explain(preset)
+    assert data["promise"] == preset.promise
+    assert data["confidence"] == 0.99
+    assert data["rides_out_s"] >= preset.rides_out_s
+    text = "\n".join(render_text(data))
+    assert "Promise: " + preset.promise.split()[0] in text
+    assert "Rides out: an outage of up to" in text
+
+
+def test_a_derived_policy_has_no_promise_but_its_own_ride_out() -> None:
+    short = explain(brace.database(attempts=3))
+    assert short["promise"] is None
+    assert short["rides_out_s"] < brace.database.rides_out_s
+    assert "Promise:" not in "\n".join(render_text(short))
+    # settings the schedule does not depend on keep the promise
+    assert explain(brace.database(breaker="explain-db"))["promise"] == brace.database.promise
+
+
+@pytest.mark.parametrize("name", ["database", "network", "interactive", "background"])
+def test_explain_lists_only_the_presets_own_rules(name: str) -> None:
+    data = explain(brace.presets.get(name))
+    text = "\n".join(render_text(data))
+    assert data["retried"]["idempotency"] is None and data["retry_after"] is None
+    assert data["worst_case_with_retry_after_s"] is None
+    for http_only in ("Idempotency-Key", "Retry-After", "HTTP", "401", "POST"):
+        assert http_only not in text, http_only
+
+
+def test_explain_database_names_refusals_in_any_language() -> None:
+    never = " ".join(explain(brace.database)["never_retried"])
+    assert "3D000" in never and "any server language" in never
+
+
+@pytest.mark.parametrize("name", ["http", "llm"])
+def test_http_presets_keep_their_http_rules(name: str) -> None:
+    data = explain(brace.presets.get(name))
+    assert data["retried"]["idempotency"] and data["retry_after"]
+    assert data["worst_case_with_retry_after_s"] == brace.presets.get(name).deadline

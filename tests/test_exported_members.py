@@ -113,4 +113,4 @@ def test_a_policy_shows_only_what_users_call() -> None:
     assert public - settings == {"async_client", "async_retrying", "client", "explain",
                                  "replace", "retrying", "stop", "tenacity_kwargs", "wait"}
     assert {name for name in dir(brace.Preset) if not name.startswith("_")} - public == {
-        "summary"}
+        "promise", "rides_out_s", "summary"}

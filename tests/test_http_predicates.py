@@ -282,7 +282,7 @@ def test_retry_after_within_the_deadline_is_honoured_in_full_past_max_wait() -> 
 def test_a_herd_told_retry_after_0_resends_spread_out_and_never_early() -> None:
     # 20 clients (each its own policy, as separate processes would be) hear the same answer.
     waits = []
-    for client in range(20):
+    for _client in range(20):
         policy = brace.http(initial=0.5, max_wait=2)
         wait = policy.wait
         waits.append(wait(state_with(response(503, headers={"Retry-After": "0"}),

@@ -94,6 +94,9 @@ def test_plugin_fixture_is_registered_by_entry_point(pytester: pytest.Pytester) 
     pytester.makepyfile(
         """
         import time
+
+        import pytest
+
         import brace
 
         def test_user_code(brace_no_waits):
@@ -111,10 +114,24 @@ def test_plugin_fixture_is_registered_by_entry_point(pytester: pytest.Pytester) 
                 pass
             assert len(calls) > 3
             assert time.monotonic() - started < 5
+
+        # Parametrized indirectly, the fixture also caps every policy's attempts.
+        @pytest.mark.parametrize("brace_no_waits", [2], indirect=True)
+        def test_user_code_with_a_cap(brace_no_waits):
+            calls = []
+
+            @brace.background
+            def sync_inventory():
+                calls.append(1)
+                raise ConnectionError("down")
+
+            with pytest.raises(ConnectionError):
+                sync_inventory()
+            assert len(calls) == 2
         """
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=2)
 
 
 @pytest.mark.parametrize("kind", ["sync", "async", "retrying", "hedged"])
@@ -160,27 +177,3 @@ def test_attempt_caps_nest_and_are_restored() -> None:
 def test_a_bad_attempts_cap_is_refused_naming_attempts(bad: Any) -> None:
     with pytest.raises((TypeError, ValueError), match="attempts"), no_waits(attempts=bad):
         pass
-
-
-def test_the_fixture_takes_the_attempts_cap(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
-        """
-        import pytest
-        import brace
-
-        @pytest.mark.parametrize("brace_no_waits", [2], indirect=True)
-        def test_user_code(brace_no_waits):
-            calls = []
-
-            @brace.background
-            def sync_inventory():
-                calls.append(1)
-                raise ConnectionError("down")
-
-            with pytest.raises(ConnectionError):
-                sync_inventory()
-            assert len(calls) == 2
-        """
-    )
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=1)

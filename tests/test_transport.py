@@ -82,8 +82,9 @@ def test_retries_running_out_mark_the_response(mode: str) -> None:
     handler, seen = scripted((503, {}))
     response = get(mode, httpx.MockTransport(handler))
     assert response.status_code == 503
-    assert len(seen) == 4  # brace.http's attempts
-    assert response.extensions["brace"]["attempts"] == 4
+    attempts = brace.http().attempts
+    assert len(seen) == attempts  # brace.http's attempts
+    assert response.extensions["brace"]["attempts"] == attempts
     assert response.extensions["brace"]["exhausted"] is True
     assert response.extensions["brace"]["elapsed_s"] >= 0
     assert brace.predicates.is_exhausted(response)

@@ -26,7 +26,7 @@ import brace
 from brace import _redis, presets
 from brace._explain import explain, preset_lines, render_chart, render_text
 from brace._policy import Policy
-from brace._redact import redact
+from brace._redact import redact, redact_url_error
 
 __all__ = ["cli", "explain", "main"]
 
@@ -89,7 +89,12 @@ def _parser() -> argparse.ArgumentParser:
                              "--redis-url), or force one open or closed")
     br.add_argument("action", nargs="?", choices=("list", "open", "close"), default="list")
     br.add_argument("name", nargs="?", help="the breaker to force open or closed")
-    br.add_argument("--redis-url", help="the Redis the fleet shares its breakers through")
+    br.add_argument("--redis-url", help="the Redis the fleet shares its breakers through "
+                    "(redis+cluster://HOST:PORT for a Redis Cluster)")
+    br.add_argument("--cluster", action="store_true",
+                    help="--redis-url names a node of a Redis Cluster: list every node's")
+    br.add_argument("--create", action="store_true",
+                    help="force a breaker no process has created yet")
     br.add_argument("--format", choices=("text", "json"), default="text")
     return parser
 
@@ -101,18 +106,22 @@ def _breakers(args: argparse.Namespace) -> list[str]:
         rows = [info._asdict() for info in brace.breakers().values()]
     else:
         try:
-            client = _redis.client_from_url(args.redis_url)
+            client = _redis.client_from_url(_redis.cluster_url(args.redis_url, args.cluster))
             if args.action != "list":
-                _redis.force(client, args.name, "open" if args.action == "open" else "closed")
+                _redis.force(client, args.name, "open" if args.action == "open" else "closed",
+                             create=args.create)
                 return [f"breaker {args.name!r} forced {args.action}: every process sharing "
                         "it obeys within its sync_interval"]
             rows = _redis.shared_breakers(client)
+        except LookupError as exc:  # a name nobody created: one line naming it, exit 2
+            raise _Error(str(exc)) from None
         except Exception as exc:  # redis's errors, a malformed URL: one line, exit 2
-            raise _Error(f"Redis at {args.redis_url}: {type(exc).__name__}: {exc}") from None
+            message = f"Redis at {args.redis_url}: {type(exc).__name__}: {exc}"
+            raise _Error(redact_url_error(message, args.redis_url)) from None
     if args.format == "json":
         return [json.dumps(rows, indent=2)]
-    columns = ("name", "state", "failures", "fail_max", "ratio", "reset_timeout",
-               "next_trial_s")
+    columns = ("name", "state", "failures", "fail_max", "ratio", "reset_timeout", "forced",
+               "opened_at", "next_trial_s")
     table = [[("-" if row.get(c) is None else str(row.get(c))) for c in columns]
              for row in rows]
     widths = [max([len(c), *(len(r[i]) for r in table)]) for i, c in enumerate(columns)]

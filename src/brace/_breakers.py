@@ -9,6 +9,7 @@ both call the gate.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import weakref
@@ -80,6 +81,7 @@ class BreakerInfo(NamedTuple):
     fail_max: int
     reset_timeout: float
     storage: str
+    forced: bool = False  # held open by an operator (``force_open()``) until ``close()``
 
 
 BreakerInfo.__module__ = "brace"  # a NamedTuple's body may hold fields only
@@ -119,9 +121,31 @@ class _Listener(pybreaker.CircuitBreakerListener):
 
 
 class _Breaker(pybreaker.CircuitBreaker):
-    """pybreaker's breaker, telling brace's gate when its listeners change."""
+    """pybreaker's breaker, telling brace's gate when its listeners change.
+
+    Also what operators isolate a dependency with: ``force_open()`` holds it open (no
+    trial, whatever ``reset_timeout`` says) until ``close()``; shared through Redis, every
+    process obeys within its ``sync_interval``.
+    """
 
     listener: _Listener
+
+    def force_open(self) -> None:
+        """Hold the breaker open, fleet-wide when shared, until ``close()``.
+
+        Raises the Redis client's error when a shared breaker's Redis does not answer
+        (nothing is forced then: an operator must know).
+        """
+        gate = self.listener.gate
+        assert gate is not None
+        gate.force_open()
+
+    def close(self) -> None:
+        """Close the breaker (pybreaker's), ending a forced open state too."""
+        gate = self.listener.gate
+        if gate is not None:
+            gate.forced = False
+        super().close()
 
     def add_listener(self, listener: pybreaker.CircuitBreakerListener) -> None:
         """Register a listener (pybreaker's), then re-check the healthy path."""
@@ -215,6 +239,7 @@ class Gate:
         self.name = cb.name or f"<breaker {id(cb):x}>"
         self._lock = threading.Lock()
         self._trial = False  # a half-open trial call is in flight in this process
+        self.forced = False  # held open here (a shared breaker's storage knows its own)
         # A success that changes nothing need not be recorded when the storage is read
         # locally (in memory, or brace's Redis storage and its local copy).
         self._in_memory = (type(storage) is pybreaker.CircuitMemoryStorage
@@ -252,6 +277,25 @@ class Gate:
         reopen = opened_at + timedelta(seconds=self.breaker.reset_timeout)
         return (reopen - _utcnow()).total_seconds()
 
+    def is_forced(self) -> bool:
+        """Whether an operator holds the breaker open (``force_open()``, CLI ``open``)."""
+        return self.forced or getattr(self.storage, "forced", False) is True
+
+    def force_open(self) -> None:
+        """Hold the breaker open until ``close()`` (shared: fleet-wide, atomically)."""
+        force = getattr(self.storage, "force", None)
+        with self._lock:
+            if force is not None:
+                force(_OPEN)  # raises when Redis does not answer: nothing is forced
+                self.breaker.state  # noqa: B018 - syncs pybreaker (and its listeners)
+            else:
+                self.forced = True
+                if self.breaker.current_state != _OPEN:
+                    self.breaker.open()
+                else:
+                    self.storage.opened_at = _utcnow()
+        self.refresh()
+
     def enter(self, callable_name: str) -> bool:
         """Admit an attempt, or raise CircuitOpenError. Return True for the half-open trial."""
         if self.storage.state == _CLOSED:
@@ -262,6 +306,8 @@ class Gate:
             state = self.breaker.state.name
             if state == _CLOSED:
                 return False
+            if self.is_forced():
+                self._reject(callable_name, self.breaker.reset_timeout)
             if state == _OPEN:
                 storage = self.storage
                 if storage.opened_at is None:
@@ -272,11 +318,29 @@ class Gate:
                 remaining = self.remaining_open()
                 if remaining > 0:
                     self._reject(callable_name, remaining)
-                self.breaker.half_open()
-            if self._trial or (self._fleet is not None and not self._fleet()):
-                self._reject(callable_name, 0.0)  # a trial runs here, or elsewhere
+                if self._fleet is None:
+                    self.breaker.half_open()
+            if self._trial:
+                self._reject(callable_name, 0.0)  # a trial runs here
+            if self._fleet is not None:
+                # The fleet's one trial: reopening's end and the lease in one Lua step.
+                if not self._fleet(_utcnow().timestamp(), self.breaker.reset_timeout):
+                    self._refused_by_fleet(callable_name)
+                    return False  # the fleet had closed it meanwhile: a normal call
+                self.breaker.half_open()  # local only: Redis has it with the lease
             self._trial = True
             return True
+
+    def _refused_by_fleet(self, callable_name: str) -> None:
+        # The storage's copy now holds the fleet's answer: closed (admit), forced, open
+        # until some time, or half-open with a trial elsewhere (reject).
+        state = self.breaker.state.name
+        if state == _CLOSED:
+            return
+        if self.is_forced():
+            self._reject(callable_name, self.breaker.reset_timeout)
+        remaining = self.remaining_open() if state == _OPEN else 0.0
+        self._reject(callable_name, max(0.0, remaining))
 
     def _reject(self, callable_name: str, remaining: float) -> None:
         _events.breaker_rejected(self.name, callable_name, remaining)
@@ -381,7 +445,7 @@ class Gate:
         """The breaker's settings and state."""
         cb = self.breaker
         return BreakerInfo(self.name, cb.current_state, cb.fail_counter, cb.fail_max,
-                           cb.reset_timeout, self.storage.name)
+                           cb.reset_timeout, self.storage.name, self.is_forced())
 
 
 #: Every named breaker's gate (the call path reads it directly: one dict look-up).
@@ -540,3 +604,6 @@ def reset() -> None:
     for gate in gates:
         gate.release()
         gate.breaker.close()
+    shared = sys.modules.get("brace._redis")  # loaded only if something was shared
+    if shared is not None:
+        shared.reset()

@@ -33,20 +33,28 @@ _BUCKETS = 10
 # path then reads no clock and takes no lock. A batch still pending is timed as older than
 # its later calls, so at worst the budget is a little stricter, never looser.
 _BATCH = 32
+# Shared through Redis, a batch is one round trip: 256 calls make it 0.004 round trips per
+# call (<= 3x the in-memory budget's cost). A process's pending calls go with each retry it
+# spends, so only other processes' last batches are missing from the fleet's count (the
+# budget is then a little stricter, never looser).
+_SHARED_BATCH = 256
 
 
 class Window:
     """Calls, and one kind of event among them, over a sliding window of 10 buckets.
 
     Retry budgets count retries in one, failure-ratio breakers failures. Calls are counted
-    in batches of up to 32, each batch timed by its first call, without a lock (a count lost
+    in batches of up to ``batch`` (32; 256 for a budget shared through Redis), each batch
+    timed by its first call, without a lock (a count lost
     to a race loosens the window by one call); ``shared_calls`` takes full batches to Redis.
     The other methods are called with ``lock`` held.
     """
 
     def __init__(self, window: float,
-                 shared_calls: Callable[[int], bool | None] | None = None) -> None:
+                 shared_calls: Callable[[int], bool | None] | None = None,
+                 batch: int = _BATCH) -> None:
         self.window = window  # seconds
+        self._batch = batch
         self._per_s = _BUCKETS / window  # bucket numbers per second
         # Per bucket: [bucket number, calls, events]; a bucket is reused when it comes round.
         self._buckets = [[-1, 0, 0] for _ in range(_BUCKETS)]
@@ -60,7 +68,7 @@ class Window:
         if not self._pending:
             self._since = clock()
         self._pending += 1
-        if self._pending >= _BATCH:
+        if self._pending >= self._batch:
             with self.lock:
                 self.flush()
 
@@ -125,7 +133,8 @@ class Budget(tenacity.retry_base):
         # At least 10 ms: the window is counted in ten buckets, each at least 1 ms wide.
         self.window = _validate.seconds(window, "window", low=0.01)
         self._shared = shared  # a brace._redis.SharedBudget: the fleet's counts
-        self._window = Window(self.window, None if shared is None else shared.add_calls)
+        self._window = (Window(self.window) if shared is None
+                        else Window(self.window, shared.add_calls, _SHARED_BATCH))
         # The healthy path calls the window directly: no layer of its own.
         self.record_call = self._window.call  # type: ignore[method-assign]
 
@@ -204,11 +213,14 @@ def budget(name: str, *, ratio: float | None = None, min_per_s: float | None = N
         ratio: Share of calls that may be retries, in [0, 1].
         min_per_s: Retries per second always allowed, whatever the traffic (>= 0).
         window: The sliding window: seconds or a ``datetime.timedelta`` (0.01-1e7 s).
-        redis: A ``redis.Redis`` client: one budget for every process using the name, its
-            floor (``min_per_s`` x ``window``) the fleet's. Calls are counted in batches;
-            each retry is spent atomically in Redis. While Redis is unreachable the budget
-            counts locally.
-        redis_url: Same as ``redis=``, with a client brace builds (0.25 s timeouts).
+        redis: A ``redis.Redis`` (or ``RedisCluster``) client: one budget for every process
+            using the name, its floor (``min_per_s`` x ``window``) the fleet's. Calls are
+            counted in batches; each retry is spent atomically in Redis. brace talks to
+            that server with its own 0.25 s timeouts, whatever the client's. While Redis is
+            unreachable the budget counts locally. A ``redis.asyncio`` client is a
+            TypeError: pass a synchronous one.
+        redis_url: Same as ``redis=``, with a client brace builds (0.25 s timeouts; one
+            connection pool per URL per process).
 
     Raises:
         TypeError, ValueError: ``name`` is not a non-empty str, a setting is out of range,
@@ -238,9 +250,9 @@ def budget(name: str, *, ratio: float | None = None, min_per_s: float | None = N
                 raise TypeError("pass redis= or redis_url=, not both")
             from brace import _redis  # the redis client only when a budget is shared
 
-            client = client if client is not None else _redis.client_from_url(url)
             checked = Budget(name, **settings)  # validate before talking to Redis
-            shared = _redis.SharedBudget(name, client, checked.window)
+            bounded, server = _redis.client_for(client, url)
+            shared = _redis.SharedBudget(name, bounded, server, checked.window)
         created = registry[name] = Budget(name, **settings, shared=shared)
         return created
 

@@ -159,7 +159,7 @@ def _emit(level: int, event: str, build: Callable[[], dict[str, Any]]) -> None:
         except Exception as exc:  # an observer's bug must never break the call
             if id(observer) not in _failed:
                 _failed.add(id(observer))
-                _log.error(OBSERVER_FAILED, observer=repr(observer), event_name=event,
+                _log.error(OBSERVER_FAILED, observer=redact(repr(observer)), event_name=event,
                            error=describe_error(exc))
 
 
@@ -234,13 +234,16 @@ def _outcome_fields(outcome: Future | None) -> dict[str, Any]:
     return fields
 
 
-def _name(callable_name: str | Callable[[], str]) -> str:
-    return _redacted_name(callable_name if isinstance(callable_name, str) else callable_name())
+def _name(callable_name: str | Callable[[], str] | None) -> str | None:
+    if callable_name is None:
+        return None
+    name = callable_name if isinstance(callable_name, str) else callable_name()
+    # Names repeat (one per function, host or preset): a short one is redacted once.
+    return _redacted_name(name) if len(name) <= 256 else redact(name)
 
 
 @functools.lru_cache(maxsize=1024)
 def _redacted_name(name: str) -> str:
-    # Callable names repeat (one per function or host): redact each once.
     return redact(name)
 
 
@@ -252,7 +255,7 @@ def retry_scheduled(callable_name: str | Callable[[], str], preset: str, attempt
     ``wait_source`` says where the wait came from: ``backoff`` or ``retry_after``.
     """
     _emit(logging.WARNING, RETRY_SCHEDULED, lambda: {
-        "callable": _name(callable_name), "preset": preset, "attempt": attempt,
+        "callable": _name(callable_name), "preset": _name(preset), "attempt": attempt,
         "wait_s": round(wait_s, 6), "wait_source": _name(wait_source),
         **_outcome_fields(outcome)})
 
@@ -265,7 +268,7 @@ def retry_skipped(callable_name: str | Callable[[], str], preset: str, attempt: 
     that cannot be replayed.
     """
     _emit(logging.INFO, RETRY_SKIPPED, lambda: {
-        "callable": _name(callable_name), "preset": preset, "attempt": attempt,
+        "callable": _name(callable_name), "preset": _name(preset), "attempt": attempt,
         "reason": reason, **_outcome_fields(outcome)})
 
 
@@ -288,7 +291,7 @@ def retry_layered(callable_name: str | Callable[[], str], preset: str, retried: 
     per client (or decorated function).
     """
     _emit(logging.WARNING, RETRY_LAYERED, lambda: {
-        "callable": _name(callable_name), "preset": preset, "retried": retried,
+        "callable": _name(callable_name), "preset": _name(preset), "retried": retried,
         "setting": setting})
 
 
@@ -296,7 +299,7 @@ def retry_gave_up(callable_name: str | Callable[[], str], preset: str, attempts:
                   elapsed_s: float, outcome: Future | None, reason: str) -> None:
     """The policy stopped retrying after ``attempts`` attempts; ``reason`` says why."""
     _emit(logging.ERROR, RETRY_GAVE_UP, lambda: {
-        "callable": _name(callable_name), "preset": preset, "attempts": attempts,
+        "callable": _name(callable_name), "preset": _name(preset), "attempts": attempts,
         "elapsed_s": round(elapsed_s, 6), "reason": reason, **_outcome_fields(outcome)})
 
 
@@ -304,7 +307,7 @@ def retry_succeeded(callable_name: str | Callable[[], str], preset: str, attempt
                     elapsed_s: float) -> None:
     """A call succeeded after at least one retry."""
     _emit(logging.INFO, RETRY_SUCCEEDED, lambda: {
-        "callable": _name(callable_name), "preset": preset, "attempts": attempts,
+        "callable": _name(callable_name), "preset": _name(preset), "attempts": attempts,
         "elapsed_s": round(elapsed_s, 6)})
 
 
@@ -312,7 +315,7 @@ def retry_budget_exhausted(callable_name: str | Callable[[], str], preset: str |
                            budget: str, attempt: int) -> None:
     """A retry was wanted but the retry budget ``budget`` refused it: the call gives up."""
     _emit(logging.WARNING, RETRY_BUDGET_EXHAUSTED, lambda: {
-        "callable": _name(callable_name), "preset": preset, "budget": _name(budget),
+        "callable": _name(callable_name), "preset": _name(preset), "budget": _name(budget),
         "attempt": attempt})
 
 
@@ -377,12 +380,12 @@ def rate_limit_rejected(rate_limit: str, callable_name: str, wait_s: float) -> N
 def hedge_started(callable_name: str, preset: str, attempt: int, after_s: float) -> None:
     """Attempt ``attempt`` started as a hedge: the ones before had not answered in ``after_s``."""
     _emit(logging.INFO, HEDGE_STARTED, lambda: {
-        "callable": _name(callable_name), "preset": preset, "attempt": attempt,
+        "callable": _name(callable_name), "preset": _name(preset), "attempt": attempt,
         "after_s": round(after_s, 6)})
 
 
 def degraded(callable_name: str, preset: str, reason: str, error: BaseException) -> None:
     """A fallback value was returned instead of the call's result; ``reason`` says why."""
     _emit(logging.WARNING, DEGRADED, lambda: {
-        "callable": _name(callable_name), "preset": preset, "reason": reason,
+        "callable": _name(callable_name), "preset": _name(preset), "reason": reason,
         "error": describe_error(error)})

@@ -6,16 +6,20 @@ CLI only parses arguments and prints.
 
 from __future__ import annotations
 
+import functools
+import math
 import sys
 import textwrap
 import types
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import pybreaker
 import tenacity
 
-from brace import _breakers, _limits, predicates, waits
+from brace import _breakers, _config, _limits, predicates, waits
 from brace import _budget as _budget_module
 from brace._config import NO_FALLBACK
 from brace._deadline import past
@@ -23,12 +27,89 @@ from brace._deadline import past
 if TYPE_CHECKING:
     from brace._policy import Policy
 
-__all__ = ["explain", "preset_lines", "render_chart", "render_text"]
+__all__ = ["backoff_caps", "explain", "preset_lines", "reach_probability", "render_chart",
+           "render_text", "ride_out_s"]
 
 _CHART_WIDTH = 50
 _WIDTH = 92  # text output wraps here
 _NOTE = ("worst-case elapsed sums the longest possible waits; "
          "time spent inside the calls is not included")
+CONFIDENCE = 0.99
+"""The probability with which a preset's promise holds (DESIGN rule 26)."""
+_RIDE_OUT_RESOLUTION_S = 0.001
+
+
+# -- what a schedule rides out ---------------------------------------------------------------
+# With full jitter the wait after failure n is uniform(0, c_n), c_n = min(max_wait,
+# initial * 2**(n-1)), all independent. A call whose first attempt meets an outage of T
+# seconds (calls failing instantly, the worst case) succeeds when an attempt starts at T or
+# later before the deadline: the attempts start at the partial sums S_k of the waits, so it
+# succeeds iff S_(attempts-1) >= T, provided T + max_wait <= deadline (the first partial sum
+# past T is then below the deadline, and brace only refuses sleeps that end past it).
+# P(S >= T) for a sum of independent uniforms has an exact form (inclusion-exclusion over the
+# caps; Irwin-Hall when they are equal): computed here in rationals, with equal caps grouped
+# so the largest preset needs about a thousand terms.
+
+
+def backoff_caps(policy: Policy) -> list[float]:
+    """The upper bound of each of ``policy``'s waits (uniform from 0 to it), in order."""
+    return [min(policy.max_wait, policy.initial * 2 ** (n - 1))
+            for n in range(1, policy.attempts)]
+
+
+def reach_probability(caps: Sequence[float], seconds: float) -> float:
+    """P(the sum of independent uniform(0, cap) waits >= ``seconds``), computed exactly.
+
+    P(S <= t) = sum over subsets J of the caps of (-1)^|J| (t - sum(J))_+^n / (n! prod caps);
+    equal caps are grouped (a subset takes j of k equal ones in C(k, j) ways).
+    """
+    waits_ = [Fraction(cap) for cap in caps if cap > 0]
+    t = Fraction(seconds)
+    n = len(waits_)
+    if t <= 0:
+        return 1.0
+    if n == 0 or t >= sum(waits_):
+        return 0.0
+    groups = sorted(Counter(waits_).items())
+    # Subsets J as (sum(J), |J|, how many subsets share them); those with sum(J) >= t vanish.
+    weighted: list[tuple[Fraction, int, int]] = [(Fraction(0), 0, 1)]
+    for cap, count in groups:
+        weighted = [(acc + j * cap, size + j, mult * math.comb(count, j))
+                    for acc, size, mult in weighted for j in range(count + 1)
+                    if acc + j * cap < t]
+    total = Fraction(0)
+    for acc, size, mult in weighted:
+        total += (-1) ** size * mult * (t - acc) ** n
+    product = Fraction(1)
+    for cap in waits_:
+        product *= cap
+    cdf = total / (math.factorial(n) * product)
+    return float(1 - cdf)
+
+
+def ride_out_s(policy: Policy, probability: float = CONFIDENCE) -> float:
+    """The longest outage ``policy`` rides out with at least ``probability``, in seconds.
+
+    Outages that fail each attempt at once (refused connections, 503s) are the worst case;
+    the result never exceeds ``deadline - max_wait``, past which the deadline may cut the
+    attempt that would have succeeded. Resolution 1 ms.
+    """
+    return _ride_out(tuple(backoff_caps(policy)),
+                     max(0.0, policy.deadline - policy.max_wait), probability)
+
+
+@functools.lru_cache(maxsize=64)  # explain() runs per CLI call and per test: bisection is ~0.1 s
+def _ride_out(caps: tuple[float, ...], limit: float, probability: float) -> float:
+    low, high = 0.0, min(sum(caps), limit)
+    if reach_probability(caps, high) >= probability:
+        return _seconds(high)
+    while high - low > _RIDE_OUT_RESOLUTION_S:
+        middle = (low + high) / 2
+        if reach_probability(caps, middle) >= probability:
+            low = middle
+        else:
+            high = middle
+    return _seconds(math.floor(low / _RIDE_OUT_RESOLUTION_S) * _RIDE_OUT_RESOLUTION_S)
 
 
 def _seconds(value: float) -> float:
@@ -96,22 +177,29 @@ def _idempotency(policy: Policy) -> str:
     return "HTTP requests of any method, POST and PATCH included"
 
 
+def _is_http(policy: Policy) -> bool:
+    """Whether HTTP's rules (statuses, idempotency, Retry-After) concern ``policy``."""
+    return bool(policy.statuses)
+
+
 def _never(policy: Policy) -> list[str]:
     unless = " (unless on= matches them)" if policy.on else ""
     never = [f"programming errors: ValueError, TypeError, KeyError, AttributeError, ...{unless}"]
-    if policy.statuses:
+    http = _is_http(policy)
+    if http:
         others = [str(code) for code in (400, 401, 403, 404, 409, 422)
                   if code not in policy.statuses]
         never.append(f"HTTP statuses not listed above, such as {', '.join(others)}")
-    else:
-        never.append("HTTP error statuses: this policy retries none")
-    auth = ["PermissionError", *(str(code) for code in (401, 403) if code not in policy.statuses)]
+    auth = ["PermissionError"]
+    if http:
+        auth += [str(code) for code in (401, 403) if code not in policy.statuses]
     if policy.retry is predicates.dbapi_transient:
-        auth.append("database authentication (SQLSTATE class 28, MySQL 1045)")
+        auth.append("database authentication and missing databases, in any server language "
+                    "(SQLSTATE class 28, 3D000; MySQL 1044, 1045, 1049)")
         never.append("database syntax, integrity and data errors "
                      "(SQLSTATE classes 42, 23, 22; MySQL 1064, 1062)")
     never.append(f"authentication and permission errors: {', '.join(auth)}{unless}")
-    if policy.idempotent_only:
+    if http and policy.idempotent_only:
         never.append("a POST or PATCH without an Idempotency-Key header that may have reached "
                      "the server: it is sent once")
     exits = ", ".join(_name(cls) for cls in predicates.NEVER_RETRY)
@@ -122,6 +210,19 @@ def _never(policy: Policy) -> list[str]:
         never.append("calls an open circuit breaker rejects (brace.CircuitOpenError): "
                      "no further attempts")
     return never
+
+
+def _promise(policy: Policy) -> str | None:
+    """The preset's promise, when ``policy`` keeps every setting the promise depends on."""
+    preset = _config.presets.get(policy.preset or "")
+    if preset is None:
+        return None
+    keys = ("attempts", "initial", "max_wait", "deadline", "retry", "statuses",
+            "idempotent_only")
+    if any(getattr(policy, key) != getattr(preset, key) for key in keys):
+        return None
+    promise = getattr(preset, "promise", None)
+    return promise if isinstance(promise, str) else None
 
 
 def _budget(spec: str | _budget_module.Budget | None) -> dict[str, Any] | None:
@@ -194,8 +295,9 @@ def explain(policy: Policy) -> dict[str, Any]:
     schedule = _schedule(policy)
     cut = [row["attempt"] for row in schedule if row["cut"]]
     wait = policy.wait
+    http = _is_http(policy)
     retry_after = None
-    if isinstance(wait, waits.retry_after):
+    if http and isinstance(wait, waits.retry_after):
         if wait.max_wait is None:
             retry_after = (f"a server's Retry-After or retry-after-ms replaces the backoff and "
                            f"is honoured in full, so a wait may stretch up to the deadline "
@@ -211,6 +313,11 @@ def explain(policy: Policy) -> dict[str, Any]:
         fallback = None if policy.fallback is NO_FALLBACK else "value"
     return {
         "preset": policy.preset,
+        # What this schedule rides out: the preset's words while its settings are kept, and
+        # the outage computed from this policy's own waits (CONFIDENCE, worst case).
+        "promise": _promise(policy),
+        "rides_out_s": ride_out_s(policy),
+        "confidence": CONFIDENCE,
         "attempts": policy.attempts,
         "initial_s": _seconds(policy.initial),
         "max_wait_s": _seconds(policy.max_wait),
@@ -218,7 +325,7 @@ def explain(policy: Policy) -> dict[str, Any]:
         "retried": {
             "errors": _errors(policy),
             "statuses": list(policy.statuses),
-            "idempotency": _idempotency(policy),
+            "idempotency": _idempotency(policy) if http else None,
             "on": [_name(item) for item in policy.on],  # type: ignore[union-attr]
         },
         "never_retried": _never(policy),
@@ -231,7 +338,7 @@ def explain(policy: Policy) -> dict[str, Any]:
         # A server's Retry-After is honoured in full: with one, the worst case is the deadline.
         "worst_case_with_retry_after_s": (
             _seconds(policy.deadline)
-            if isinstance(wait, waits.retry_after) and wait.max_wait is None
+            if http and isinstance(wait, waits.retry_after) and wait.max_wait is None
             else None),
         "note": _NOTE,
         "breaker": _breaker(policy.breaker),
@@ -262,13 +369,24 @@ def _item(text: str) -> str:
 def render_text(data: dict[str, Any]) -> list[str]:
     lines = [f"{data['preset']}: up to {data['attempts']} attempts, full-jitter backoff "
              f"{_s(data['initial_s'])} -> {_s(data['max_wait_s'])}, "
-             f"deadline {_s(data['deadline_s'])}", "", "Retried:"]
+             f"deadline {_s(data['deadline_s'])}", ""]
+    confidence = f"{data['confidence']:.0%}"
+    if data["promise"]:
+        lines.append(textwrap.fill(f"Promise: {data['promise']} ({confidence} of schedules; "
+                                   "see docs/rides-out.md).", width=_WIDTH,
+                                   subsequent_indent="  "))
+    lines.append(textwrap.fill(
+        f"Rides out: an outage of up to {_s(data['rides_out_s'])} in which every attempt fails "
+        f"at once, with {confidence} probability (computed from the jittered waits).",
+        width=_WIDTH, subsequent_indent="  "))
+    lines += ["", "Retried:"]
     retried = data["retried"]
     lines.append(_item(retried["errors"]))
     if retried["statuses"]:
         lines.append(_item(f"HTTP statuses {', '.join(map(str, retried['statuses']))}"))
     lines.extend(_item(f"on=: {item}") for item in retried["on"])
-    lines.append(_item(retried["idempotency"]))
+    if retried["idempotency"]:
+        lines.append(_item(retried["idempotency"]))
     if data["retry_after"]:
         lines.append(_item(f"waits: {data['retry_after']}"))
     lines += ["", "Never retried:"]

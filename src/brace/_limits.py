@@ -246,6 +246,13 @@ class RateLimit:
                 self._refuse(name, wait)
             self._from_local = False
             return wait  # type: ignore[no-any-return]
+        if self._shared is not None:  # Redis unreachable: this process's share, remembered
+            wait = self._reserve_here(name, remaining)
+            self._shared.admitted_locally()
+            return wait
+        return self._reserve_here(name, remaining)
+
+    def _reserve_here(self, name: str, remaining: float) -> float:
         with self._lock:
             now = clock()
             tat = max(self._tat, now)
@@ -260,10 +267,12 @@ class RateLimit:
         """Take a token from the local bucket if one is free now: False when it would wait.
 
         The healthy path's test: nothing is reserved when it says False. A fleet's bucket
-        (Redis) always says False here, so its calls reserve through ``reserve``.
+        (Redis) answers from this process's lease of tokens, without a round trip.
         """
         if self._shared is not None:
-            return False
+            taken = self._shared.take_now()
+            self._from_local = not taken
+            return taken  # type: ignore[no-any-return]
         with self._lock:
             now = clock()
             tat = max(self._tat, now)
@@ -276,10 +285,11 @@ class RateLimit:
     def give_back(self) -> None:
         """Return the token of an attempt that was cancelled while it waited for it.
 
-        Locally the bucket's next token comes one interval sooner; a token taken from the
-        fleet's bucket in Redis is left spent (one token, at most, per cancelled waiter).
+        Locally the bucket's next token comes one interval sooner; a token of the fleet's
+        bucket goes back to this process's lease.
         """
         if not self._from_local:
+            self._shared.give_back()
             return
         with self._lock:
             self._tat = max(clock(), self._tat - self._interval)
@@ -347,11 +357,17 @@ def rate_limit(name: str, *, per_s: float | None = None, burst: int | None = Non
         name: The rate limit's name; policies use it with ``rate_limit=NAME``.
         per_s: Attempts allowed per second (a finite number > 0, default 10).
         burst: Attempts allowed at once before the rate applies (int >= 1, default 1).
-        redis: A ``redis.Redis`` client: one limit for every process using the name (one
-            atomic round trip per token, on Redis's clock).
-        redis_url: Same as ``redis=``, with a client brace builds (0.25 s timeouts).
+        redis: A ``redis.Redis`` (or ``RedisCluster``) client: one limit for every process
+            using the name, on Redis's clock. Each process leases several tokens per round
+            trip (sized from its recent demand), so a healthy call makes no round trip and a
+            refusal none while the fleet's latest answer stands. brace talks to that server
+            with its own 0.25 s timeouts. A ``redis.asyncio`` client is a TypeError: pass a
+            synchronous one.
+        redis_url: Same as ``redis=``, with a client brace builds (0.25 s timeouts; one
+            connection pool per URL per process).
         processes: How many processes share the limit: while Redis is unreachable (or
-            without Redis) each applies ``per_s / processes`` (int >= 1, default 1).
+            without Redis) each applies ``per_s / processes``, and with Redis one lease of
+            tokens is at most a process's share (int >= 1, default 1).
 
     Raises:
         TypeError, ValueError: a setting is out of range, or conflicts with the existing one.
@@ -366,16 +382,16 @@ def rate_limit(name: str, *, per_s: float | None = None, burst: int | None = Non
         rate = _validate.number(given.get("per_s", 10.0), "per_s", low=1e-6, high=1e9,
                                 unit=" of attempts per second")
         size = _validate.attempts(given.get("burst", 1), "burst")
+        processes = _validate.attempts(given.get("processes", 1), "processes")
         shared = None
         if redis is not None or redis_url is not None:
             if redis is not None and redis_url is not None:
                 raise TypeError("pass redis= or redis_url=, not both")
             from brace import _redis  # the redis client only when a limit is shared
 
-            client = redis if redis is not None else _redis.client_from_url(redis_url)  # type: ignore[arg-type]
-            shared = _redis.SharedRateLimit(name, client, rate, size)
-        created = _rate_limits[name] = RateLimit(
-            name, rate, size, shared, _validate.attempts(given.get("processes", 1), "processes"))
+            client, server = _redis.client_for(redis, redis_url)
+            shared = _redis.SharedRateLimit(name, client, server, rate, size, processes)
+        created = _rate_limits[name] = RateLimit(name, rate, size, shared, processes)
         return created
 
 

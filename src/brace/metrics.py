@@ -3,16 +3,20 @@
 Each function installs an observer (``brace.observe``) that turns events into metrics;
 ``prometheus_client`` and ``opentelemetry`` are imported only when it is called
 (``pip install 'brace[prometheus]'`` / ``'brace[otel]'``). Labels stay bounded: a
-transport's ``callable`` is ``METHOD scheme://host[:port]``, never a path or query.
+transport's ``callable`` is ``METHOD scheme://host[:port]``, never a path or query. Every
+label and attribute passes through ``brace._redact`` (a breaker named after a DSN keeps
+its password to itself).
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Any
 
 from brace import _breakers
 from brace import _events as ev
+from brace._redact import redact
 
 __all__ = ["opentelemetry", "prometheus"]
 
@@ -21,7 +25,19 @@ _prometheus: dict[int, tuple[Any, ev.Observer]] = {}  # registry id -> (registry
 
 
 def _label(value: object) -> str:
-    return "" if value is None else str(value)
+    if value is None:
+        return ""
+    text = str(value)
+    return _redacted(text) if len(text) <= _CACHED_LABEL else redact(text)
+
+
+_CACHED_LABEL = 256  # labels up to this long are redacted once each (1024 of them at most)
+
+
+@functools.lru_cache(maxsize=1024)
+def _redacted(text: str) -> str:
+    # Labels repeat (a few callables, breakers, presets): each is redacted once.
+    return redact(text)
 
 
 def prometheus(registry: Any = None) -> ev.Observer:
@@ -49,7 +65,7 @@ def prometheus(registry: Any = None) -> ev.Observer:
     with _lock:
         known = _prometheus.get(id(registry))
         if known is not None and known[0] is registry:
-            return known[1]
+            return ev.observe(known[1])  # installed again if it was unobserved
         options: dict[str, Any] = {"registry": registry}
         retries = prom.Counter("brace_retries", "Retries scheduled: an attempt failed and "
                                "another follows.", ["preset", "callable", "error_type"],
@@ -71,7 +87,7 @@ def prometheus(registry: Any = None) -> ev.Observer:
         hedges = prom.Counter("brace_hedges", "Hedges started: copies racing an attempt "
                               "that had not answered.", ["preset", "callable"], **options)
         for name, info in _breakers.breakers().items():
-            state.labels(name).state(info.state)
+            state.labels(_label(name)).state(info.state)
 
         def observer(event: str, fields: dict[str, Any]) -> None:
             get = fields.get
@@ -145,12 +161,13 @@ def opentelemetry(meter_provider: Any = None, tracer_provider: Any = None) -> ev
         counted = counters.get(event)
         if counted is not None:
             counter, keys = counted
-            counter.add(1, {key: str(fields[key]) for key in keys
+            counter.add(1, {key: _label(fields[key]) for key in keys
                             if fields.get(key) is not None})
         span = trace.get_current_span()
         if span.is_recording() and (tracer_provider is None
                                     or getattr(span, "resource", None) is resource):
-            span.add_event(event, {key: value for key, value in fields.items()
+            span.add_event(event, {key: _label(value) if isinstance(value, str) else value
+                                   for key, value in fields.items()
                                    if isinstance(value, (str, bool, int, float))})
 
     return ev.observe(observer)

@@ -50,6 +50,16 @@ class Preset(Policy):
         """One line on what this preset is for."""
         return TABLE[self.preset]["summary"]  # type: ignore[no-any-return]
 
+    @property
+    def promise(self) -> str:
+        """What this preset rides out with its defaults, in plain words (>= 99 %)."""
+        return TABLE[self.preset]["promise"]  # type: ignore[no-any-return]
+
+    @property
+    def rides_out_s(self) -> float:
+        """The outage, in seconds, that the defaults ride out with >= 99 % probability."""
+        return float(TABLE[self.preset]["rides_out_s"])
+
     @overload
     def __call__(self, fn: Callable[P, R], /) -> Retried[P, R]: ...
     @overload
@@ -90,36 +100,65 @@ class Preset(Policy):
 HTTP_RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
 """Statuses that mean "try again later": timeout, rate limit, server and gateway errors."""
 
+# Each preset's numbers are calibrated against the fault it exists for (DESIGN rule 26):
+# ``rides_out_s`` is the outage that a call started during it survives with >= 99 %
+# probability under full jitter (brace._explain.reach_probability computes it exactly from
+# the wait distribution; tests/test_presets.py pins it; benchmarks/faults.py confirms it
+# against real servers and docs/rides-out.md publishes the table). The outage plus one
+# max_wait stays within the deadline, so the deadline never cuts a call that the schedule
+# would have carried over the outage. Changes are listed in CHANGELOG.md.
 TABLE: dict[str, dict[str, Any]] = {
-    "network": dict(attempts=4, initial=0.1, max_wait=5.0, deadline=20.0,
+    "network": dict(attempts=10, initial=0.2, max_wait=5.0, deadline=20.0,
                     retry=predicates.transient,
-                    summary="any network call: connection errors and timeouts"),
-    "http": dict(attempts=4, initial=0.2, max_wait=10.0, deadline=30.0,
+                    summary="any network call: connection errors and timeouts",
+                    rides_out_s=5.0,
+                    promise="rides out refused or reset connections (a service restarting, "
+                            "a load balancer swapping a backend) for up to 5 s"),
+    "http": dict(attempts=11, initial=0.2, max_wait=10.0, deadline=30.0,
                  retry=predicates.transient, statuses=HTTP_RETRY_STATUSES,
                  summary="HTTP APIs: transient errors, 408/429/5xx, honours Retry-After; "
-                         "only requests that are safe to resend"),
-    "database": dict(attempts=5, initial=0.05, max_wait=2.0, deadline=10.0,
+                         "only requests that are safe to resend",
+                 rides_out_s=10.0,
+                 promise="rides out a 502/503/504 blip (a deploy, a proxy without "
+                         "upstreams) of up to 10 s, and any Retry-After that fits the "
+                         "30 s deadline"),
+    "database": dict(attempts=12, initial=0.1, max_wait=3.0, deadline=10.0,
                      retry=predicates.dbapi_transient,
                      summary="whole transactions: lost connections, serialization failures, "
-                             "deadlocks, lock timeouts"),
-    "llm": dict(attempts=5, initial=1.0, max_wait=30.0, deadline=300.0,
+                             "deadlocks, lock timeouts",
+                     rides_out_s=5.0,
+                     promise="rides out a PostgreSQL restart or failover of up to 5 s "
+                             "(sessions terminated, connections refused, the server "
+                             "starting up), and re-runs transactions that lost a "
+                             "serialization conflict or a deadlock"),
+    "llm": dict(attempts=13, initial=1.0, max_wait=30.0, deadline=300.0,
                 retry=predicates.transient, statuses=(*HTTP_RETRY_STATUSES, 529),
                 # A completion POST may be resent: it has no effect beyond its cost, and a
                 # 429/529 means it was not processed.
                 idempotent_only=False,
-                summary="LLM provider APIs: slow, rate-limited (429), overloaded (529)"),
-    "interactive": dict(attempts=2, initial=0.05, max_wait=0.25, deadline=1.0,
+                summary="LLM provider APIs: slow, rate-limited (429), overloaded (529)",
+                rides_out_s=60.0,
+                promise="rides out a 429/529 storm of up to 60 s (longer when the provider "
+                        "sends Retry-After: every one that fits the 300 s deadline)"),
+    "interactive": dict(attempts=6, initial=0.1, max_wait=0.25, deadline=1.0,
                         retry=predicates.transient,
-                        summary="a user is waiting: one quick retry, then fail"),
-    "background": dict(attempts=10, initial=1.0, max_wait=60.0, deadline=600.0,
+                        summary="a user is waiting: quick retries, then fail",
+                        rides_out_s=0.2,
+                        promise="rides out a blip of up to 0.2 s, and answers or gives up "
+                                "within 1 s"),
+    "background": dict(attempts=16, initial=1.0, max_wait=120.0, deadline=600.0,
                        retry=predicates.transient,
-                       summary="jobs and workers: patient, spread-out retries"),
+                       summary="jobs and workers: patient, spread-out retries",
+                       rides_out_s=300.0,
+                       promise="rides out an outage of up to 5 min"),
 }
-"""Defaults of every preset; ``summary`` is what ``python -m brace presets`` prints."""
+"""Defaults of every preset; ``summary`` is what ``python -m brace presets`` prints,
+``promise`` and ``rides_out_s`` what it rides out (``python -m brace explain NAME``)."""
+_DESCRIPTIONS = ("summary", "promise", "rides_out_s")
 
 
 def _make(name: str) -> Preset:
-    config = {key: value for key, value in TABLE[name].items() if key != "summary"}
+    config = {key: value for key, value in TABLE[name].items() if key not in _DESCRIPTIONS}
     return Preset(preset=name, **config)
 
 

@@ -29,6 +29,10 @@ from brace.testing import reset_breakers
 from tests.conftest import require
 
 START_TIMEOUT_S = 10.0
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: an integration test that takes over 3 s")
 STOP_TIMEOUT_S = 5.0
 
 
@@ -59,6 +63,7 @@ class RedisServer:
         self.log_path = directory / "redis.log"
         self._proc: subprocess.Popen[bytes] | None = None
         self._paused = False
+        self.extra: list[str] = []  # more redis-server arguments (a cluster node's)
 
     @property
     def running(self) -> bool:
@@ -76,7 +81,8 @@ class RedisServer:
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(
                 [self.executable, "--port", str(self.port), "--bind", "127.0.0.1",
-                 "--save", "", "--appendonly", "no", "--dir", str(self.directory)],
+                 "--save", "", "--appendonly", "no", "--dir", str(self.directory),
+                 *self.extra],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 cwd=self.directory)
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -182,6 +188,143 @@ def redis_client(redis_server: RedisServer) -> Iterator[object]:
 def breaker_name() -> str:
     """A name no other test (or earlier run) uses."""
     return f"it-{uuid.uuid4().hex[:12]}"
+
+
+class RedisCluster:
+    """Three ``redis-server --cluster-enabled yes`` nodes on loopback, joined by redis-cli."""
+
+    def __init__(self, executable: str, directory: Path) -> None:
+        self.nodes = [RedisServer(executable, directory / str(i), _free_cluster_port())
+                      for i in range(3)]
+        self.url = f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.directory.mkdir(exist_ok=True)
+            node.extra = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+            node.start()
+        create = subprocess.run(
+            ["redis-cli", "--cluster", "create",
+             *(f"127.0.0.1:{node.port}" for node in self.nodes), "--cluster-yes"],
+            capture_output=True, text=True, timeout=30, check=False)
+        if create.returncode != 0:
+            pytest.fail(f"redis-cli --cluster create failed:\n{create.stdout}\n{create.stderr}")
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not all(b"cluster_state:ok" in _cluster_info(node.port) for node in self.nodes):
+            if time.monotonic() > deadline:
+                pytest.fail("the Redis Cluster did not reach cluster_state:ok")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def _free_cluster_port() -> int:
+    # A node also listens on port + 10000 (its cluster bus): both must be free, <= 65535.
+    for _ in range(100):
+        port = _free_port()
+        if port > 55535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    pytest.fail("no free port pair (port, port + 10000) for a Redis Cluster node")
+
+
+def _cluster_info(port: int) -> bytes:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"CLUSTER INFO\r\n")
+            return sock.recv(4096)
+    except OSError:
+        return b""
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A 3-node Redis Cluster on loopback (torn down at the end of the session)."""
+    executable = shutil.which("redis-server")
+    if executable is None or shutil.which("redis-cli") is None:
+        message = ("redis-server and redis-cli are not on PATH: install them (Debian/Ubuntu: "
+                   "`apt-get install -y redis-server`; macOS: `brew install redis`)")
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message}; CI must install them with apt-get (see .ci/run)")
+        pytest.skip(message)
+    cluster = RedisCluster(executable, tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+class Fleet:
+    """Worker processes (``fleet_worker.py``) sharing brace objects through ``server``."""
+
+    def __init__(self, server: RedisServer) -> None:
+        self.server = server
+        self._procs: list[subprocess.Popen[str]] = []
+
+    def run(self, mode: str, configs: list[dict[str, Any]],
+            during: Any = None, timeout: float = 60) -> list[dict[str, Any]]:
+        """Start one worker per config at once, release them together, return their JSON.
+
+        ``during()`` (optional) runs once every worker is running (a fault to inject).
+        """
+        import json
+        import sys
+
+        import redis
+
+        env = {k: v for k, v in os.environ.items() if k != "BRACE_ACTIVE"}
+        script = Path(__file__).with_name("fleet_worker.py")
+        procs = [subprocess.Popen(
+            [sys.executable, str(script), mode,
+             json.dumps({"url": self.server.url, "index": i, **config})],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            cwd=Path(__file__).parents[2]) for i, config in enumerate(configs)]
+        self._procs += procs
+        client = redis.Redis(host="127.0.0.1", port=self.server.port, socket_timeout=5)
+        try:
+            name = configs[0]["name"]
+            deadline = time.monotonic() + 30
+            while not all(client.get(f"{name}:ready:{i}") for i in range(len(configs))):
+                dead = [p for p in procs if p.poll() is not None]
+                if dead or time.monotonic() > deadline:
+                    errors = "\n".join(p.communicate(timeout=5)[1] for p in dead)
+                    pytest.fail(f"fleet workers did not get ready:\n{errors[-3000:]}")
+                time.sleep(0.01)
+            client.set(f"{name}:go", 1)
+            if during is not None:
+                during()
+            results = []
+            for proc in procs:
+                out, err = proc.communicate(timeout=timeout)
+                assert proc.returncode == 0, f"worker failed:\n{out}\n{err[-3000:]}"
+                results.append(json.loads(out.strip().splitlines()[-1]))
+            return results
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        for proc in self._procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+
+
+@pytest.fixture
+def fleet(redis_server: RedisServer) -> Iterator[Fleet]:
+    """Runs worker processes against ``redis_server``; kills any left when the test ends."""
+    workers = Fleet(redis_server)
+    try:
+        yield workers
+    finally:
+        workers.stop()
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------
@@ -319,10 +462,58 @@ class PostgresServer:
             conn.execute(f"CREATE ROLE {PG_USER} LOGIN PASSWORD '{PG_PASSWORD}'")
             conn.execute(f"CREATE DATABASE {PG_DATABASE} OWNER {PG_USER}")
 
+    def set_lc_messages(self, locale: str) -> None:
+        """Make the server speak ``locale`` to new connections (``ALTER SYSTEM`` + reload).
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    """A running PostgreSQL cluster with role ``brace`` (password) and database ``brace_test``."""
+        The postmaster reloads asynchronously: return once a new session reports it.
+        """
+        with self.superuser_connect() as conn:
+            conn.execute(f"ALTER SYSTEM SET lc_messages = '{locale}'")
+            conn.execute("SELECT pg_reload_conf()")
+        deadline = time.monotonic() + PG_TIMEOUT_S
+        while True:
+            with self.superuser_connect() as conn:
+                row = conn.execute("SHOW lc_messages").fetchone()
+            if row is not None and row[0] == locale:
+                return
+            if time.monotonic() > deadline:
+                pytest.fail(f"lc_messages is {row} after {PG_TIMEOUT_S} s, not {locale}")
+            time.sleep(0.01)  # the answer of a new session is what is waited for
+
+
+def _available_locales() -> set[str]:
+    proc = subprocess.run(["locale", "-a"], capture_output=True, text=True, timeout=30,
+                          check=False)
+    return {line.strip().lower().replace("utf-8", "utf8") for line in proc.stdout.splitlines()}
+
+
+def ensure_locale(locale: str) -> None:
+    """Make the OS locale ``locale`` (``de_DE.UTF-8``) exist, generating it when missing.
+
+    PostgreSQL can only speak a language whose locale the OS has. ``localedef`` (Debian's
+    ``locales`` package, which .ci/install-servers installs) needs root; without it the test
+    skips, except on CI (``CI=true``), where it fails.
+    """
+    if locale.lower().replace("utf-8", "utf8") in _available_locales():
+        return
+    name, _, charmap = locale.partition(".")
+    localedef = shutil.which("localedef")
+    if localedef is None or os.geteuid() != 0:
+        message = (f"the locale {locale} is missing and cannot be generated here: run "
+                   f"`localedef -i {name} -f {charmap or 'UTF-8'} {locale}` as root "
+                   "(Debian/Ubuntu: `apt-get install -y locales`)")
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message}; CI must install it (see .ci/install-servers)")
+        pytest.skip(message)
+    proc = subprocess.run([localedef, "-i", name, "-f", charmap or "UTF-8", locale],
+                          capture_output=True, text=True, timeout=300, check=False)
+    # localedef exits 1 on mere warnings; what counts is whether the locale now exists.
+    if locale.lower().replace("utf-8", "utf8") not in _available_locales():
+        pytest.fail(f"localedef could not generate {locale}:\n{proc.stdout}\n{proc.stderr}")
+
+
+@contextlib.contextmanager
+def _postgres_cluster() -> Iterator[PostgresServer]:
     bindir = _pg_bindir()
     if bindir is None:
         message = ("PostgreSQL server binaries (initdb, pg_ctl) were not found in "
@@ -348,3 +539,18 @@ def postgres() -> Iterator[PostgresServer]:
         if started or server.data.exists():
             server.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A running PostgreSQL cluster with role ``brace`` (password) and database ``brace_test``."""
+    with _postgres_cluster() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_localized() -> Iterator[PostgresServer]:
+    """A second cluster like ``postgres``, for tests that change its language
+    (``set_lc_messages``) or restart it, so the shared one always speaks English."""
+    with _postgres_cluster() as server:
+        yield server

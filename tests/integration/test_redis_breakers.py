@@ -35,7 +35,7 @@ def _no_waits() -> Iterator[None]:
 def shared(client: Any, name: str) -> dict[str, str]:
     """The shared state of breaker ``name`` in Redis (one hash), decoded."""
     return {key.decode(): value.decode()
-            for key, value in client.hgetall(f"brace:breaker:{name}").items()}
+            for key, value in client.hgetall(f"brace:{{{name}}}:state").items()}
 
 
 def timed(fn: Callable[[], Any]) -> tuple[str, Any, float]:
@@ -212,7 +212,7 @@ def test_redis_killed_with_open_fallback_fails_fast(
     # Redis returns with the shared state it had (closed, as a persistent Redis would keep
     # it): the breaker picks it up again and admits calls.
     redis_server.start()
-    redis_client.hset(f"brace:breaker:{breaker_name}", mapping={"state": "closed",
+    redis_client.hset(f"brace:{{{breaker_name}}}:state", mapping={"state": "closed",
                                                                 "failures": 0})
     call_once = brace.network(breaker=breaker_name, attempts=1)(dep)
 
@@ -401,7 +401,7 @@ def test_half_open_admits_one_trial_across_the_fleet(
         redis_server: Any, redis_client: Any, breaker_name: str) -> None:
     # The breaker is open, and its reset_timeout (0.2 s) has passed: the next call anywhere
     # is the trial, and the trial takes 0.5 s while 31 other calls arrive.
-    redis_client.hset(f"brace:breaker:{breaker_name}",
+    redis_client.hset(f"brace:{{{breaker_name}}}:state",
                       mapping={"state": "open", "failures": 1, "opened_at": time.time() - 5})
     def start() -> None:
         poll_until(lambda: all(redis_client.get(f"{breaker_name}:ready:{i}")
@@ -445,7 +445,7 @@ def test_a_redis_outage_under_load_costs_at_most_one_timeout_per_window(
     assert slowest <= 0.25 + 0.05, slowest
     assert len(storage_errors(logs, breaker_name)) == 1, storage_errors(logs, breaker_name)
     # Sharing resumes: a state another process writes is seen again.
-    redis_client.hset(f"brace:breaker:{breaker_name}",
+    redis_client.hset(f"brace:{{{breaker_name}}}:state",
                       mapping={"state": "open", "opened_at": time.time()})
     poll_until(lambda: isinstance(timed(call)[1], brace.CircuitOpenError),
                "the shared state is read again", timeout=3)
@@ -571,7 +571,7 @@ def test_a_shared_failure_ratio_opens_the_fleets_breaker(
         "open" if opens else "closed")
     # The window is the fleet's: its counts live in Redis.
     window = {k.decode(): v for k, v in redis_client.hgetall(
-        f"brace:window:{breaker_name}").items()}
+        f"brace:{{{breaker_name}}}:window").items()}
     calls = sum(int(v) for k, v in window.items() if k.startswith("c:"))
     assert calls >= 21 - 1  # successes are added in batches, failures at once
 
