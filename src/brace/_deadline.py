@@ -81,8 +81,10 @@ class Watchdog:
         self.seconds = seconds
         self.message = message  # what the TimeoutError says
         self.watches: collections.deque[Watch] = collections.deque()
-        # Whether a timer is pending. Not the TimerHandle: it references the loop.
+        # Whether a timer is pending, and that timer, weakly: the handle references the
+        # loop, which must not be kept alive by its own watchdogs.
         self.armed = False
+        self._timer: weakref.ref[asyncio.TimerHandle] | None = None
 
     def watch(self, task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop,
               remaining: float | None = None) -> Watch:
@@ -101,7 +103,16 @@ class Watchdog:
     def arm(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
         """Set the timer for the head of the queue, due at ``at`` (the loop's time)."""
         self.armed = True
-        loop.call_at(at, self._fire)
+        self._timer = weakref.ref(loop.call_at(at, self._fire))
+
+    def disarm(self) -> None:
+        """Cancel the pending timer: a dropped watchdog leaves nothing scheduled behind
+        (the timer's callback would keep it, and its deque, alive until it fired)."""
+        timer = None if self._timer is None else self._timer()
+        if timer is not None:
+            timer.cancel()
+        self._timer = None
+        self.armed = False
 
     def release(self, watch: Watch) -> None:
         """The watched call ended: forget it."""
@@ -148,7 +159,7 @@ class Watchdog:
                 task.cancel(_CANCEL_MESSAGE)
             else:
                 self.armed = True
-                loop.call_at(head[0], self._fire)
+                self._timer = weakref.ref(loop.call_at(head[0], self._fire))
                 break
 
 
@@ -179,7 +190,7 @@ def watchdog(loop: asyncio.AbstractEventLoop, seconds: float, message: str) -> W
         if len(per_loop) >= MAX_IDLE_WATCHDOGS:
             # Drop the ones watching nothing; a call still holding one keeps using it.
             for length in [length for length, old in per_loop.items() if not old.watches]:
-                del per_loop[length]
+                per_loop.pop(length).disarm()
         dog = per_loop[seconds] = Watchdog(loop, seconds, message)
     return dog
 
