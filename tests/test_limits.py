@@ -18,6 +18,7 @@ import pytest
 import trio
 
 import brace
+from brace.testing import no_waits
 from tests.clocks import VirtualClock, exactly
 
 
@@ -353,3 +354,26 @@ def test_a_retry_never_waits_for_a_token_past_the_calls_deadline(
     assert attempts == 2
     assert [wait for wait in clock.sleeps if wait] == [exactly(0.2)]  # attempt 2's token
     assert clock.now - started == exactly(0.2)
+
+
+def test_no_waits_gives_a_rate_limited_call_the_attempts_a_real_run_makes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A token every 0.2 s and backoffs of 0.3 s: in a real run every retry finds its token.
+    # Inside no_waits() the skipped backoffs count as time passed for the bucket too (and
+    # a skipped token wait counts against the deadline), so the test sees the same calls.
+    import random
+
+    monkeypatch.setattr(random, "uniform", lambda low, high: high)  # jitter at its top
+    brace.rate_limit("skipped-time", per_s=5, burst=1)
+    calls = 0
+
+    @brace.network(attempts=3, deadline=1.0, initial=0.3, max_wait=0.3,
+                   rate_limit="skipped-time")
+    def down() -> None:
+        nonlocal calls
+        calls += 1
+        raise ConnectionError("down")
+
+    with no_waits(), pytest.raises(ConnectionError):  # not RateLimitedError
+        down()
+    assert calls == 3

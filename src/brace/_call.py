@@ -625,6 +625,8 @@ class Path:
             rate = _limits.find_rate_limit(self.rate_limit)
             wait = rate.reserve(self.name, call.remaining())
             if wait:
+                if _state.no_waits:
+                    call.slept(wait)  # skipped, yet it counts against the deadline
                 try:
                     waits.sleep(wait)
                 except BaseException:
@@ -863,6 +865,8 @@ class Path:
             rate = _limits.find_rate_limit(self.rate_limit)
             wait = rate.reserve(self.name, call.remaining())
             if wait:
+                if _state.no_waits:
+                    call.slept(wait)  # skipped, yet it counts against the deadline
                 try:
                     await waits.async_sleep(wait)
                 except BaseException:

@@ -34,13 +34,16 @@ def _from_environment() -> bool:
 
 
 class _State:
-    __slots__ = ("active", "attempts", "no_waits")
+    __slots__ = ("active", "attempts", "no_waits", "skipped")
 
     def __init__(self) -> None:
         self.active = _from_environment()  # brace.set_active / BRACE_ACTIVE
         self.no_waits = 0  # depth of nested no_waits() blocks, in every thread and loop
         # The attempts cap of the innermost no_waits(attempts=N) block, or None.
         self.attempts: int | None = None
+        # Seconds of sleep no_waits() skipped so far, process-wide: the time a real run
+        # would have let pass, which token buckets count (a token comes back meanwhile).
+        self.skipped = 0.0
 
 
 #: The switches as the call path reads them.

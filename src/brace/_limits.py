@@ -17,7 +17,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from brace import _events, _validate
+from brace import _config, _events, _validate
 from brace._deadline import clock
 from brace._outcome import BraceError
 
@@ -219,6 +219,12 @@ def _wake_trio(token: Any, ready: Any) -> None:
         token.run_sync_soon(ready.set)
 
 
+def _now() -> float:
+    # A token bucket's clock: inside no_waits() the skipped sleeps count as time passed, so
+    # tokens come back as they would in a real run.
+    return clock() + _config.state.skipped
+
+
 class RateLimit:
     """A token bucket (GCRA): ``per_s`` tokens a second, ``burst`` at once."""
 
@@ -254,7 +260,7 @@ class RateLimit:
 
     def _reserve_here(self, name: str, remaining: float) -> float:
         with self._lock:
-            now = clock()
+            now = _now()
             tat = max(self._tat, now)
             wait = max(0.0, tat - now - (self.burst - 1) * self._interval)
             if wait >= remaining:
@@ -274,7 +280,7 @@ class RateLimit:
             self._from_local = not taken
             return taken  # type: ignore[no-any-return]
         with self._lock:
-            now = clock()
+            now = _now()
             tat = max(self._tat, now)
             if tat - now > (self.burst - 1) * self._interval:
                 return False
@@ -292,7 +298,7 @@ class RateLimit:
             self._shared.give_back()
             return
         with self._lock:
-            self._tat = max(clock(), self._tat - self._interval)
+            self._tat = max(_now(), self._tat - self._interval)
 
     def _refuse(self, name: str, wait: float) -> None:
         _events.rate_limit_rejected(self.name, name, wait)

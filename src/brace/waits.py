@@ -183,6 +183,7 @@ class retry_after(tenacity.wait.wait_base):  # lower case, as tenacity names its
 def sleep(seconds: float) -> None:
     """Sleep for ``seconds``, or not at all inside ``brace.testing.no_waits()``."""
     if _state.no_waits:
+        _state.skipped += seconds  # the time a real run lets pass (token buckets read it)
         return
     time.sleep(seconds)
 
@@ -204,4 +205,7 @@ async def async_sleep(seconds: float) -> None:
 
     asyncio sleeps itself; any other library (trio) through anyio, which speaks to it.
     """
-    await async_pause(0 if _state.no_waits else seconds)
+    if _state.no_waits:
+        _state.skipped += seconds  # the time a real run lets pass (token buckets read it)
+        seconds = 0
+    await async_pause(seconds)
