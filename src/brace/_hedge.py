@@ -132,15 +132,18 @@ class Hedger:
             for task in pending:
                 task.cancel()
             # Only what there is to do: each shielded step costs a task.
-            interrupted = await _shielded(_unwind(pending, outcomes)) if pending else False
-            kept = chosen if delivered and not interrupted else None
+            interrupted = await _shielded(_unwind(pending, outcomes)) if pending else None
+            kept = chosen if delivered and interrupted is None else None
             if self.discard is not None and any(outcome is not kept and outcome.error is None
                                                 for outcome in outcomes):
-                interrupted |= await _shielded(self._free(outcomes, kept))
-            if interrupted:
+                again = await _shielded(self._free(outcomes, kept))  # always run
+                interrupted = interrupted or again
+            if interrupted is not None:
                 if kept is not None:  # cancelled while freeing the losers: nobody reads it
                     await _shielded(self._free([kept], None))
-                raise asyncio.CancelledError
+                # The cancellation itself, with its message: on 3.10 the deadline watchdog
+                # knows its own cancel by it.
+                raise interrupted
         return chosen
 
     async def _race_anyio(self, call: Call, attempt: Attempt, args: Any, kwargs: Any,
@@ -205,18 +208,19 @@ async def _unwind(pending: set[asyncio.Future[Outcome]], outcomes: list[Outcome]
         outcomes.extend(_outcome(task) for task in pending if not task.cancelled())
 
 
-async def _shielded(work: Coroutine[Any, Any, None]) -> bool:
+async def _shielded(work: Coroutine[Any, Any, None]) -> asyncio.CancelledError | None:
     """Run ``work`` to its end even if the running task is cancelled meanwhile.
 
-    Returns whether it was: the caller re-raises that cancellation once ``work`` is done.
+    Returns that cancellation (the first, if several), or None: the caller re-raises it
+    once ``work`` is done.
     """
     task = asyncio.ensure_future(work)
-    cancelled = False
+    cancelled: asyncio.CancelledError | None = None
     while not task.done():
         try:
             await asyncio.shield(task)
-        except asyncio.CancelledError:
-            cancelled = True
+        except asyncio.CancelledError as exc:
+            cancelled = cancelled or exc
     task.result()
     return cancelled
 
