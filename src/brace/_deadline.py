@@ -106,8 +106,10 @@ class Watchdog:
         self._timer = weakref.ref(loop.call_at(at, self._fire))
 
     def disarm(self) -> None:
-        """Cancel the pending timer: a dropped watchdog leaves nothing scheduled behind
-        (the timer's callback would keep it, and its deque, alive until it fired)."""
+        """Cancel the pending timer: a dropped watchdog leaves nothing scheduled behind.
+
+        The timer's callback would keep the watchdog, and its deque, alive until it fired.
+        """
         timer = None if self._timer is None else self._timer()
         if timer is not None:
             timer.cancel()
