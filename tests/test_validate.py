@@ -152,3 +152,44 @@ def test_a_duration_of_another_type_is_a_type_error(build: Callable[[object], ob
                                                     name: str) -> None:
     with pytest.raises(TypeError, match=rf"^{name} must be .*\(or a datetime\.timedelta\)"):
         build("5s")
+
+
+# -- every count bounded at build time -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("build", [
+    lambda n: brace.network(attempts=n),
+    lambda n: brace.stops.limits(attempts=n),
+    lambda n: brace.network(hedge_after=0.1, hedges=n),
+    lambda n: brace.breaker("bounded", fail_max=n),
+    lambda n: brace.breaker("bounded", success_threshold=n),
+    lambda n: brace.breaker("bounded", failure_ratio=0.5, min_calls=n),
+    lambda n: brace.bulkhead("bounded", max_concurrent=n),
+    lambda n: brace.rate_limit("bounded", per_s=10, burst=n),
+    lambda n: brace.rate_limit("bounded", per_s=10, processes=n),
+], ids=["attempts", "stops.limits", "hedges", "fail_max", "success_threshold", "min_calls",
+        "max_concurrent", "burst", "processes"])
+@pytest.mark.parametrize("huge", [10**9 + 1, 2**64 + 1, 10**30, 10**400, 10**5000],
+                         ids=["1e9+1", "2**64+1", "1e30", "1e400", "1e5000"])
+def test_a_count_beyond_its_documented_maximum_is_refused_at_build_time(build: Any,
+                                                                       huge: int) -> None:
+    # Never an OverflowError, never a hang, never a message thousands of digits long.
+    with pytest.raises(ValueError, match=r"must be an int in 1-\d+, got one above") as info:
+        build(huge)
+    assert len(str(info.value)) < 200
+
+
+def test_attempts_stop_at_the_documented_maximum() -> None:
+    from brace import _validate
+
+    assert brace.network(attempts=_validate.MAX_ATTEMPTS).attempts == 1000
+    with pytest.raises(ValueError, match="attempts must be an int in 1-1000"):
+        brace.network(attempts=1001)
+    # explain() of the largest policy is quick: at most 1,000 waits, summed in closed form
+    # beyond brace._explain.EXACT_WAITS.
+    import time
+
+    started = time.process_time()
+    explained = brace.network(attempts=1000, deadline=1e7).explain()
+    assert time.process_time() - started < 1.0
+    assert explained["attempts"] == 1000 and explained["rides_out_s"] > 0

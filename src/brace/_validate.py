@@ -17,13 +17,29 @@ from typing import Any, TypeAlias
 Duration: TypeAlias = "float | timedelta"
 
 
-def attempts(value: object, name: str = "attempts") -> int:
-    """Return ``value`` if it is an int >= 1, else raise naming ``name``."""
+#: The most attempts a policy may make (``attempts``, ``hedges``): explain() and the CLI
+#: show them one by one, and no dependency is worth more.
+MAX_ATTEMPTS = 1000
+#: The largest count any other setting takes (``fail_max``, ``min_calls``, ``burst``,
+#: ``processes``, ``max_concurrent``, ...): nothing computed from it overflows.
+MAX_COUNT = 10**9
+
+
+def attempts(value: object, name: str = "attempts", high: int | None = None) -> int:
+    """Return ``value`` if it is an int in 1..``high``, else raise naming ``name``.
+
+    ``high`` defaults to ``MAX_ATTEMPTS`` for ``attempts`` and ``hedges``, else
+    ``MAX_COUNT``.
+    """
+    if high is None:
+        high = MAX_ATTEMPTS if name in ("attempts", "hedges") else MAX_COUNT
     # bool is an int subclass; `attempts=True` is a bug, not 1.
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= 1, got {value!r}")
+        raise TypeError(f"{name} must be an int in 1-{high}, got {value!r}")
     if value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        raise ValueError(f"{name} must be an int in 1-{high}, got {value!r}")
+    if value > high:  # not repr'd: a huge int's digits are no help (and may not convert)
+        raise ValueError(f"{name} must be an int in 1-{high}, got one above {high}")
     return value
 
 
