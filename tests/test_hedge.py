@@ -231,6 +231,92 @@ def test_a_callers_cancellation_cancels_every_copy(clock: VirtualClock) -> None:
     assert sorted(dependency.cancelled) == [1, 2]
 
 
+def test_a_copy_that_wins_leaves_the_callers_task_uncancelled(clock: VirtualClock) -> None:
+    # The first copy runs in the caller's task; the winning copy cancels that task, and the
+    # call withdraws the request: the caller's next await is not cancelled.
+    dependency = Copies((5.0, "slow"), (0.0, "fast"))
+    call = brace.network(hedge_after=0.1)(dependency)
+
+    async def main() -> tuple[Any, int]:
+        value = await call()
+        await asyncio.sleep(0)  # would raise CancelledError if a request were left over
+        task = asyncio.current_task()
+        assert task is not None
+        return value, task.cancelling() if hasattr(task, "cancelling") else 0
+
+    assert clock.run_asyncio(main()) == ("fast", 0)
+    assert dependency.cancelled == [1]
+
+
+def test_a_first_copy_that_swallows_its_cancellation_still_loses(clock: VirtualClock) -> None:
+    answers: list[str] = []
+
+    async def stubborn() -> str:
+        answers.append("called")
+        if len(answers) == 1:
+            try:
+                await asyncio.sleep(5)
+            except asyncio.CancelledError:
+                return "swallowed"  # a function that ignores its cancellation
+            return "slow"
+        return "fast"
+
+    call = brace.network(hedge_after=0.1)(stubborn)
+
+    async def main() -> tuple[str, int]:
+        value = await call()
+        await asyncio.sleep(0)
+        task = asyncio.current_task()
+        assert task is not None
+        return value, task.cancelling() if hasattr(task, "cancelling") else 0
+
+    assert clock.run_asyncio(main()) == ("fast", 0)
+
+
+def test_a_callers_cancellation_as_a_copy_wins_is_the_callers(clock: VirtualClock) -> None:
+    # The caller cancels the call in the very step a copy's answer wins: the caller's
+    # cancellation propagates; the copy's answer is not delivered.
+    won = asyncio.Event
+
+    async def main() -> None:
+        ready = won()
+        answers = 0
+
+        async def dependency() -> str:
+            nonlocal answers
+            answers += 1
+            if answers == 1:
+                await asyncio.sleep(5)
+                return "slow"
+            ready.set()
+            return "fast"
+
+        call = brace.network(hedge_after=0.1)(dependency)
+        task = asyncio.create_task(call())
+        await ready.wait()  # the copy answered; its done-callback runs in the next step
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert answers == 2
+
+    clock.run_asyncio(main())
+
+
+def test_a_hedge_on_the_real_event_loop_answers_a_stuck_first_copy() -> None:
+    # asyncio's own loop, on brace's clock: the race's timers use the call's start.
+    stuck: list[str] = []
+
+    async def dependency() -> str:
+        stuck.append("call")
+        if len(stuck) == 1:
+            await asyncio.Event().wait()  # never answers; cancelled by the winner
+        return "hedge"
+
+    call = brace.network(hedge_after=0.01)(dependency)
+    assert asyncio.run(call()) == "hedge"
+    assert stuck == ["call", "call"]
+
+
 @runners
 def test_hedges_count_in_the_breaker(run: Callable[..., Any]) -> None:
     brace.breaker("hedged", fail_max=2, reset_timeout=60)

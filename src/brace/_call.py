@@ -498,7 +498,7 @@ class Path:
                     return await arun(Call(seconds), args, kwargs)
                 started, mark = clock(), last_mark[0]
                 dog = watchdog_of(loop)  # type: ignore[arg-type]  # a task runs: a loop too
-                watch = dog.watch(task, loop)
+                watch = dog.watch(task, loop, started)
                 error: BaseException | None = None
                 try:
                     try:

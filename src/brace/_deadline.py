@@ -12,9 +12,13 @@ import asyncio
 import collections
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["Deadline", "Watch", "Watchdog", "clock", "current_task", "past", "watchdog"]
+
+
+_MONOTONIC = time.monotonic
 
 
 def clock() -> float:
@@ -69,17 +73,28 @@ Watch = list[Any]  # [float, asyncio.Task | None, int]
 class Watchdog:
     """Cancels async calls whose deadline passed: one timer per loop and deadline length.
 
+    With ``due`` it is the same FIFO of timers for something else that is due a fixed time
+    after it began (a hedged call's first copy, ``_hedge``): ``due(owner)`` runs instead.
+
     A timer per call (``asyncio.timeout``) costs microseconds on every healthy call. Calls
     of one deadline length end their deadlines in the order they started, so a FIFO with a
     single timer armed for its head is enough; finished calls leave at the head.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float, message: str) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float, message: str,
+                 due: Callable[[Any], object] | None = None) -> None:
         # Weakly: the registry is keyed by loop, and a strong reference here would keep
         # every loop (and its watchdogs) alive forever.
         self._loop = weakref.ref(loop)
         self.seconds = seconds
         self.message = message  # what the TimeoutError says
+        # What becomes of a watched owner whose time came: its task is cancelled, unless
+        # ``due`` says otherwise (a hedged call starts its next copy).
+        self.due = due
+        # Whether the loop keeps time on ``clock`` (asyncio's own loops, ``clock`` not
+        # replaced; not uvloop's or a test's virtual clock).
+        self.same_clock = (type(loop).time is asyncio.BaseEventLoop.time
+                           and time.monotonic is _MONOTONIC)
         self.watches: collections.deque[Watch] = collections.deque()
         # Whether a timer is pending, and that timer, weakly: the handle references the
         # loop, which must not be kept alive by its own watchdogs.
@@ -87,13 +102,17 @@ class Watchdog:
         self._timer: weakref.ref[asyncio.TimerHandle] | None = None
 
     def watch(self, task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop,
-              remaining: float | None = None) -> Watch:
-        """Start watching ``task``: it is cancelled ``remaining`` s from now unless released.
+              started: float | None = None) -> Watch:
+        """Start watching ``task``: it is cancelled ``seconds`` after its call began.
 
-        ``remaining`` is what is left of the call's ``Deadline`` (default: ``seconds``):
-        the one conversion from brace's clock to the loop's.
+        ``started`` is when the call began on ``clock`` (default: now): the one conversion
+        from brace's clock to the loop's. asyncio's own loops keep time on that very clock,
+        so the call's start is used as it is (one clock read less per call).
         """
-        at = loop.time() + (self.seconds if remaining is None else remaining)
+        if started is None or not self.same_clock:
+            at = loop.time() + self.seconds
+        else:
+            at = started + self.seconds
         watch: Watch = [at, task, RUNNING]
         self.watches.append(watch)
         if not self.armed:
@@ -158,14 +177,17 @@ class Watchdog:
             elif head[0] <= now:
                 watches.popleft()
                 head[2] = FIRED
-                task.cancel(_CANCEL_MESSAGE)
+                if self.due is None:
+                    task.cancel(_CANCEL_MESSAGE)
+                else:
+                    self.due(task)
             else:
                 self.armed = True
                 self._timer = weakref.ref(loop.call_at(head[0], self._fire))
                 break
 
 
-_watchdogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, Watchdog]] = (
+_watchdogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, Watchdog]] = (
     weakref.WeakKeyDictionary())
 
 
@@ -182,18 +204,20 @@ def current_task() -> asyncio.Task[Any] | None:
 MAX_IDLE_WATCHDOGS = 64
 
 
-def watchdog(loop: asyncio.AbstractEventLoop, seconds: float, message: str) -> Watchdog:
-    """``loop``'s watchdog for deadlines of ``seconds``."""
+def watchdog(loop: asyncio.AbstractEventLoop, seconds: float, message: str,
+             due: Callable[[Any], object] | None = None) -> Watchdog:
+    """``loop``'s watchdog for deadlines of ``seconds`` (or, with ``due``, its timers)."""
     per_loop = _watchdogs.get(loop)
     if per_loop is None:
         per_loop = _watchdogs[loop] = {}
-    dog = per_loop.get(seconds)
+    key = seconds if due is None else (seconds, due)
+    dog = per_loop.get(key)
     if dog is None:
         if len(per_loop) >= MAX_IDLE_WATCHDOGS:
             # Drop the ones watching nothing; a call still holding one keeps using it.
             for length in [length for length, old in per_loop.items() if not old.watches]:
                 per_loop.pop(length).disarm()
-        dog = per_loop[seconds] = Watchdog(loop, seconds, message)
+        dog = per_loop[key] = Watchdog(loop, seconds, message, due)
     return dog
 
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sys
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from brace import _budget, _config, _events
-from brace._deadline import clock
+from brace._deadline import Watch, Watchdog, clock, watchdog
 from brace._outcome import Kind, Outcome
 
 if TYPE_CHECKING:
@@ -28,6 +30,10 @@ if TYPE_CHECKING:
 Attempt = Callable[["Call", Any, Any], Coroutine[Any, Any, Outcome]]
 
 __all__ = ["Hedger"]
+
+# Whether the first copy runs in the caller's task: a copy that wins must withdraw its
+# cancellation of that task (``Task.uncancel``, 3.11+).
+_INLINE = sys.version_info >= (3, 11)
 
 # Outcomes that do not end a race: another copy may still answer.
 _UNSETTLED = (Kind.RETRYABLE, Kind.REFUSED, Kind.CANCELLED)
@@ -47,6 +53,7 @@ class Hedger:
         self.after = policy.hedge_after
         self.hedges = policy.hedges or 1
         self.discard = discard
+        self._loop_timers: tuple[weakref.ref[asyncio.AbstractEventLoop], Watchdog] | None = None
 
     async def race(self, call: Call, attempt: Attempt, args: Any, kwargs: Any) -> Outcome:
         """One attempt of ``call``, raced by copies while it has not answered.
@@ -61,11 +68,29 @@ class Hedger:
         room = min(self.hedges, attempts - call.attempts - 1)
         if room <= 0:  # the last attempt: nothing may race it
             return await attempt(call, args, kwargs)
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # trio: anyio's task group
-            return await self._race_anyio(call, attempt, args, kwargs, room)
-        return await self._race_asyncio(loop, call, attempt, args, kwargs, room)
+        watched = call.watch  # on asyncio the call's task is watched for its deadline
+        if watched is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # trio: anyio's task group
+                return await self._race_anyio(call, attempt, args, kwargs, room)
+            task = asyncio.current_task(loop)
+        else:
+            task = watched[1][1]
+            loop = task.get_loop()
+        if task is None or not _INLINE:  # 3.10: every copy in a task
+            return await self._race_asyncio(loop, call, attempt, args, kwargs,
+                                            _Race(room, clock()))
+        return await self._race_inline(loop, task, call, attempt, args, kwargs, room)
+
+    def _timers(self, loop: asyncio.AbstractEventLoop) -> Watchdog:
+        # The loop's timers for races of this ``hedge_after``: one timer for them all (as
+        # the deadline's watchdog), kept for the loop last served.
+        cached = self._loop_timers
+        if cached is None or cached[0]() is not loop:
+            cached = self._loop_timers = (weakref.ref(loop), watchdog(
+                loop, self.after, "hedge_after", _Copies.hedge))
+        return cached[1]
 
     def _may_hedge(self, call: Call, started: float) -> bool:
         budget = self.policy.budget
@@ -93,18 +118,59 @@ class Hedger:
             if outcome is not chosen and outcome.error is None:
                 await self.discard(outcome.value)
 
+    async def _race_inline(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any],
+                           call: Call, attempt: Attempt, args: Any, kwargs: Any,
+                           room: int) -> Outcome:
+        """The race with its first copy run in the caller's own task (3.11+).
+
+        An answer before ``hedge_after`` costs one timer and no task: most calls. When the
+        timer fires, a copy starts as a task; a copy that wins cancels the caller's task,
+        which withdraws that request (``Task.uncancel``) and takes the copy's answer. Once
+        the first copy has ended, ``_race_asyncio`` waits for the copies still running (or
+        cancels them).
+        """
+        race = _Race(room, clock())
+        copies = _Copies(self, race, loop, task, call, attempt, args, kwargs)
+        timers = self._timers(loop)
+        copies.watch = timers.watch(copies, loop, race.started)  # type: ignore[arg-type]
+        try:
+            first = await attempt(call, args, kwargs)
+        except asyncio.CancelledError as cancelled:
+            copies.close(timers)
+            # Ours (a copy won) only when nobody else asked to cancel the task as well.
+            if race.winner is None or _uncancel(task) > 0:
+                return await self._race_asyncio(loop, call, attempt, args, kwargs, race,
+                                                cancelled)
+        else:
+            copies.close(timers)
+            if race.winner is not None:  # the function swallowed our cancellation
+                _uncancel(task)
+            elif not race.pending and not race.outcomes:
+                return first  # answered before any copy started: no task, no wait
+            race.outcomes.append(first)  # a loser's value is freed with the others
+            if race.winner is None:
+                if first.kind not in _UNSETTLED:
+                    race.winner = first
+                elif not race.pending or call.deadline_passed():
+                    race.winner = self._pick(race.outcomes)  # nothing left to wait for
+        return await self._race_asyncio(loop, call, attempt, args, kwargs, race)
+
     async def _race_asyncio(self, loop: asyncio.AbstractEventLoop, call: Call,
-                            attempt: Attempt, args: Any, kwargs: Any,
-                            room: int) -> Outcome:
-        started = clock()
-        pending: set[asyncio.Future[Outcome]] = {
-            loop.create_task(attempt(call, args, kwargs))}
-        outcomes: list[Outcome] = []
-        chosen: Outcome | None = None
-        hedged = 0
+                            attempt: Attempt, args: Any, kwargs: Any, race: _Race,
+                            cancelled: asyncio.CancelledError | None = None) -> Outcome:
+        # Every copy in a task (3.10), or the rest of an inline race: the copies still
+        # running, the outcomes so far and the winner once there is one are ``race``'s;
+        # ``cancelled``, the caller's cancellation, is re-raised once the copies are gone.
+        pending, outcomes, started = race.pending, race.outcomes, race.started
+        if not pending and not outcomes and cancelled is None:
+            pending.add(loop.create_task(attempt(call, args, kwargs)))
+        chosen = race.winner
+        room, hedged = race.room, race.hedged
         delivered = False
         try:
-            while pending:
+            if cancelled is not None:
+                raise cancelled
+            while pending and chosen is None:
                 timeout = (started + (hedged + 1) * self.after - clock()) if room else None
                 done, pending = await asyncio.wait(pending, timeout=timeout,
                                                    return_when=asyncio.FIRST_COMPLETED)
@@ -199,6 +265,84 @@ class Hedger:
                 with anyio.CancelScope(shield=True):
                     await self._free(outcomes, chosen if delivered else None)
         return chosen
+
+
+class _Race:
+    """One race's state: room for more copies, the copies running, outcomes, the winner."""
+
+    __slots__ = ("hedged", "outcomes", "pending", "room", "started", "winner")
+
+    def __init__(self, room: int, started: float) -> None:
+        self.room = room
+        self.started = started
+        self.hedged = 0
+        self.pending: set[asyncio.Future[Outcome]] = set()
+        self.outcomes: list[Outcome] = []
+        self.winner: Outcome | None = None
+
+
+class _Copies:
+    """The copies of an inline race, started by a timer while the first copy runs.
+
+    Until ``close`` (the first copy ended), a copy's answer that settles the race is the
+    winner and interrupts the first copy by cancelling the caller's task.
+    """
+
+    __slots__ = ("args", "attempt", "call", "closed", "hedger", "kwargs", "loop", "race",
+                 "task", "timer", "watch")
+
+    def __init__(self, hedger: Hedger, race: _Race, loop: asyncio.AbstractEventLoop,
+                 task: asyncio.Task[Any], call: Call, attempt: Attempt, args: Any,
+                 kwargs: Any) -> None:
+        self.hedger, self.race, self.loop, self.task = hedger, race, loop, task
+        self.call, self.attempt, self.args, self.kwargs = call, attempt, args, kwargs
+        self.closed = False
+        # The first hedge is due on the loop's shared timers (``watch``), later ones on a
+        # timer of their own (``timer``): most races never get that far.
+        self.watch: Watch | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    def close(self, timers: Watchdog) -> None:
+        """The first copy ended: no more copies start here, no answer interrupts it."""
+        self.closed = True
+        if self.watch is not None:
+            timers.release(self.watch)
+        if self.timer is not None:
+            self.timer.cancel()
+
+    def hedge(self) -> None:
+        """``hedge_after`` passed without an answer: one more copy, if allowed."""
+        race, hedger = self.race, self.hedger
+        if self.closed or race.winner is not None:
+            return
+        if not hedger._may_hedge(self.call, race.started):
+            race.room = 0
+            return
+        copy = self.loop.create_task(self.attempt(self.call, self.args, self.kwargs))
+        race.pending.add(copy)
+        copy.add_done_callback(self.answered)
+        race.hedged += 1
+        race.room -= 1
+        if race.room:
+            self.timer = self.loop.call_later(
+                race.started + (race.hedged + 1) * hedger.after - clock(), self.hedge)
+
+    def answered(self, copy: asyncio.Future[Outcome]) -> None:
+        """A copy ended: a settling answer wins and interrupts the first copy."""
+        race = self.race
+        if self.closed:  # the rest is _race_asyncio's: it waits for the copies itself
+            return
+        race.pending.discard(copy)
+        outcome = _outcome(copy)
+        race.outcomes.append(outcome)
+        if race.winner is None and outcome.kind not in _UNSETTLED:
+            race.winner = outcome
+            self.task.cancel()
+
+
+def _uncancel(task: asyncio.Task[Any]) -> int:
+    # Withdraw one request to cancel ``task``; the requests still pending (3.11+: _INLINE).
+    return task.uncancel()  # type: ignore[attr-defined,no-any-return]
 
 
 async def _unwind(pending: set[asyncio.Future[Outcome]], outcomes: list[Outcome]) -> None:
