@@ -235,10 +235,14 @@ def _pgconn_names(exc: BaseException) -> list[str]:
 
 
 def _quotes_own_name(exc: BaseException, message: str) -> bool:
-    """The language-independent signal: the message quotes the connection's role or db."""
+    """The language-independent signal: the message quotes the connection's role or db.
+
+    Quoted, or set off by a colon at the end of a line, as one translation words it
+    (Georgian: "role is not permitted to log in: brace").
+    """
     return any(
-        re.search(f"(?:{_QUOTE}|{_GUILLEMET}\\s){re.escape(name)}(?:{_QUOTE}|\\s{_GUILLEMET})",
-                  message) is not None
+        re.search(f"(?:{_QUOTE}|{_GUILLEMET}\\s){re.escape(name)}(?:{_QUOTE}|\\s{_GUILLEMET})"
+                  f"|:[ \\t]+{re.escape(name)}[ \\t]*$", message, re.MULTILINE) is not None
         for name in _pgconn_names(exc))
 
 
