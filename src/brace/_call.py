@@ -485,13 +485,17 @@ class Path:
         timed = None if self.attempt_timeout is None else self._timed
         arun, watchdog_of, covered, degraded = (self.arun, self._watchdog, self._covered,
                                                 self._degraded)
-        last_mark, asyncio_task = LAST_MARK, _asyncio_task
+        last_mark, running_loop, current_task = LAST_MARK, _running_loop, _current_task
 
         async def entry(*args: Any, **kwargs: Any) -> Any:
             try:
                 if budget is not None:
                     (_budget.registry.get(budget) or _budget.lookup(budget)).record_call()  # type: ignore[arg-type]
-                loop, task = asyncio_task()  # trio: arun's cancel scope
+                try:  # _asyncio_task(), inline: a call less per call
+                    loop = running_loop()
+                    task = current_task(loop)
+                except RuntimeError:  # no asyncio loop (trio): arun's cancel scope
+                    task = None
                 gate = quick and task is not None and (True if direct else healthy())
                 slot = take_now() if gate and limited else True
                 if not gate or not slot:

@@ -222,17 +222,24 @@ def status_of(value: object) -> int | None:
     return _int_status(getattr(response, "status_code", None))
 
 
+def _is_response(value: object) -> bool:
+    return _int_status(getattr(value, "status_code", None)) is not None and hasattr(
+        value, "headers")
+
+
 def response_of(value: object) -> Any:
     """The HTTP response a result or exception carries (anything with status and headers)."""
-    for candidate in (value, getattr(value, "response", None)):
-        if _int_status(getattr(candidate, "status_code", None)) is not None and hasattr(
-                candidate, "headers"):
-            return candidate
-    return None
+    if _is_response(value):
+        return value
+    response = getattr(value, "response", None)
+    # Most outcomes (a builtin error, a plain value) carry none: one attribute read more.
+    return response if response is not None and _is_response(response) else None
 
 
 def request_of(value: object) -> Any:
     """The HTTP request a response or exception carries, or None."""
+    if type(value).__module__ == "builtins":  # an OSError, a plain value: no request
+        return None
     for holder in (value, getattr(value, "response", None)):
         if holder is None:
             continue
