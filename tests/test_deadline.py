@@ -10,6 +10,7 @@ import sys
 import time
 from typing import Any
 
+import anyio
 import pytest
 from structlog.testing import capture_logs
 
@@ -418,3 +419,173 @@ def test_dropped_watchdogs_leave_no_timer_and_no_memory_behind() -> None:
     # A dropped watchdog cancels its timer: neither it nor its deque outlives the call.
     assert pending <= _deadline.MAX_IDLE_WATCHDOGS + 1
     assert grown < 5 * 1024 * 1024, f"{grown / 2**20:.1f} MB held after 200,000 calls"
+
+
+# --- request-scoped deadlines: brace.deadline(seconds), brace.remaining() ------------------
+
+scope_runners = pytest.mark.parametrize("library", ["asyncio", "trio"])
+
+
+def test_a_scope_ends_a_policy_with_a_longer_deadline(virtual_sleeps: VirtualClock) -> None:
+    clock = virtual_sleeps
+    calls = 0
+
+    @brace.network(deadline=30, attempts=1000, initial=0.01, max_wait=0.05)
+    def fetch() -> None:
+        nonlocal calls
+        calls += 1
+        clock.advance(0.01)
+        raise ConnectionError("refused")
+
+    started = clock.now
+    with capture_logs() as logs, brace.deadline(0.5):
+        with pytest.raises(ConnectionError):
+            fetch()
+    elapsed = clock.now - started
+    # The scope's 0.5 s (no sleep ends past it; the last attempt may run on), not 30 s.
+    assert 0.4 < elapsed <= 0.5 + 0.01
+    assert calls > 3
+    assert [e["reason"] for e in logs if e["event"] == "retry.gave_up"] == ["deadline"]
+
+
+@scope_runners
+def test_a_scope_ends_async_calls_in_time(library: str, clock: VirtualClock) -> None:
+    calls = 0
+
+    @brace.network(deadline=30, attempts=1000, initial=0.01, max_wait=0.05)
+    async def fetch() -> None:
+        nonlocal calls
+        calls += 1
+        raise ConnectionError("refused")
+
+    @brace.network(deadline=30)
+    async def hangs() -> None:
+        await anyio.sleep(3600)
+
+    async def main() -> tuple[float, float]:
+        started = clock.now
+        async with brace.deadline(0.5):
+            with pytest.raises(ConnectionError):
+                await fetch()
+        failing = clock.now - started
+        started = clock.now
+        async with brace.deadline(0.5):
+            with pytest.raises(TimeoutError):
+                await hangs()  # cut off by the scope's deadline, in flight
+        return failing, clock.now - started
+
+    failing, hung = clock.runner(library)(main)
+    assert 0.4 < failing <= 0.5 and calls > 3
+    assert hung == exactly(0.5)
+
+
+def test_scopes_nest_to_the_tighter_and_remaining_reads_the_innermost(
+        clock: VirtualClock) -> None:
+    assert brace.remaining() is None
+    with brace.deadline(1.0) as outer:
+        assert brace.remaining() == exactly(1.0)
+        with brace.deadline(5.0):
+            assert brace.remaining() == exactly(1.0)  # never outlives the outer scope
+        with brace.deadline(0.2):
+            clock.advance(0.05)
+            assert brace.remaining() == exactly(0.15)
+        assert brace.remaining() == exactly(0.95) == outer.remaining()
+    assert brace.remaining() is None
+    assert _deadline.OPEN[0] == 0
+
+
+def test_a_call_in_a_scope_that_ran_out_never_calls_its_function(clock: VirtualClock) -> None:
+    called: list[int] = []
+
+    @brace.network()
+    def sync_call() -> None:
+        called.append(1)
+
+    @brace.network()
+    async def async_call() -> None:
+        called.append(2)
+
+    async def main() -> None:
+        async with brace.deadline(0.1):
+            clock.advance(0.2)
+            with pytest.raises(TimeoutError, match="brace.deadline scope ran out"):
+                await async_call()
+
+    with brace.deadline(0):
+        with pytest.raises(TimeoutError, match="brace.deadline scope ran out"):
+            sync_call()
+    clock.run_asyncio(main())
+    assert called == []
+
+
+def test_tasks_started_inside_a_scope_inherit_it_and_other_threads_do_not(
+        clock: VirtualClock) -> None:
+    import threading
+
+    seen: dict[str, float | None] = {}
+
+    async def main() -> None:
+        async with brace.deadline(2.0):
+            seen["task"] = await asyncio.create_task(_remaining())
+            other = threading.Thread(target=lambda: seen.__setitem__("thread",
+                                                                     brace.remaining()))
+            other.start()
+            other.join(5)
+
+    clock.run_asyncio(main())
+    assert seen == {"task": exactly(2.0), "thread": None}
+
+
+async def _remaining() -> float | None:
+    return brace.remaining()
+
+
+def test_tenacity_code_under_a_scope_stops_at_it(virtual_sleeps: VirtualClock) -> None:
+    clock = virtual_sleeps
+    policy = brace.network(deadline=30, attempts=1000, initial=0.01, max_wait=0.05)
+    attempts = 0
+    started = clock.now
+    with brace.deadline(0.5), pytest.raises(ConnectionError):
+        for attempt in policy.retrying(sleep=clock.sleep):
+            with attempt:
+                attempts += 1
+                clock.advance(0.01)
+                raise ConnectionError("refused")
+    assert clock.now - started <= 0.5 + 0.01 and attempts > 3
+
+
+def test_a_scope_knows_whether_a_policy_inside_gave_up(clock: VirtualClock) -> None:
+    @brace.network(attempts=2, initial=0, max_wait=0)
+    def failing() -> None:
+        raise ConnectionError("refused")
+
+    @brace.network(breaker="scope-dependency")
+    def guarded() -> str:
+        return "ok"
+
+    with brace.deadline(5) as healthy:
+        assert guarded() == "ok"
+    assert not healthy.exhausted
+    with brace.deadline(5) as outer, brace.deadline(5) as inner:
+        with pytest.raises(ConnectionError):
+            failing()
+    assert inner.exhausted and outer.exhausted  # every scope around says so
+    brace.breaker("scope-dependency").force_open()
+    with brace.deadline(5) as refused:
+        with pytest.raises(brace.CircuitOpenError):
+            guarded()
+    assert refused.exhausted
+
+
+@pytest.mark.parametrize(("value", "error"), [(-1, ValueError), (float("nan"), ValueError),
+                                              ("2", TypeError), (None, TypeError)])
+def test_a_bad_scope_is_refused_naming_seconds(value: Any, error: type[Exception]) -> None:
+    with pytest.raises(error, match="seconds"):
+        brace.deadline(value)
+
+
+def test_a_scope_is_entered_once() -> None:
+    scope = brace.deadline(1)
+    with scope, pytest.raises(RuntimeError, match="entered once"):
+        with scope:
+            pass

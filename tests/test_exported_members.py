@@ -23,6 +23,7 @@ EXPORTED = [
     "Bulkhead",
     "BulkheadFullError",
     "CircuitOpenError",
+    "DeadlineScope",
     "NO_FALLBACK",
     "Policy",
     "Preset",
@@ -36,6 +37,7 @@ EXPORTED = [
     "budget",
     "bulkhead",
     "database",
+    "deadline",
     "http",
     "interactive",
     "is_active",
@@ -46,10 +48,12 @@ EXPORTED = [
     "predicates",
     "presets",
     "rate_limit",
+    "remaining",
     "set_active",
     "stops",
     "unobserve",
     "waits",
+    "web",
 ]
 
 # Imported by brace/__init__.py for its own use, not exports.

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from brace import metrics, predicates, presets, stops, waits
+from brace import metrics, predicates, presets, stops, waits, web
 from brace._breakers import BreakerInfo, CircuitOpenError, breaker, breakers
 from brace._budget import Budget, budget
 from brace._config import NO_FALLBACK, is_active, set_active
+from brace._deadline import DeadlineScope, deadline, remaining
 from brace._events import observe, unobserve
 from brace._limits import (
     Bulkhead,
@@ -40,6 +41,7 @@ __all__ = [
     "Bulkhead",
     "BulkheadFullError",
     "CircuitOpenError",
+    "DeadlineScope",
     "Policy",
     "Preset",
     "RateLimit",
@@ -52,6 +54,7 @@ __all__ = [
     "budget",
     "bulkhead",
     "database",
+    "deadline",
     "http",
     "interactive",
     "is_active",
@@ -62,10 +65,12 @@ __all__ = [
     "predicates",
     "presets",
     "rate_limit",
+    "remaining",
     "set_active",
     "stops",
     "unobserve",
     "waits",
+    "web",
 ]
 
 __version__ = "0.1.0"

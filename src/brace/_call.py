@@ -33,7 +33,8 @@ import tenacity
 
 from brace import _breakers, _budget, _config, _events, _limits, _validate, waits
 from brace._breakers import CircuitOpenError, Gate, gate_for
-from brace._deadline import RUNNING, Deadline, clock, watchdog
+from brace._deadline import _SCOPE, RUNNING, Deadline, Watchdog, clock, gave_up, watchdog, within
+from brace._deadline import OPEN as SCOPES
 from brace._hedge import Hedger
 from brace._outcome import (
     LAST_MARK,
@@ -87,8 +88,11 @@ class Call:
 
     def __init__(self, seconds: float, started: float | None = None,
                  mark: int | None = None) -> None:
-        self.seconds = seconds
-        self.started = clock() if started is None else started
+        if started is None:
+            started = clock()
+        # Inside a brace.deadline scope: the tighter of the two, read once, now.
+        self.seconds = within(seconds, started) if SCOPES[0] else seconds
+        self.started = started
         self.mark = LAST_MARK[0] if mark is None else mark
         self.attempts = 0
         self.state: _CallState | None = None
@@ -150,7 +154,18 @@ class Call:
 
     def deadline_message(self) -> str:
         """What a TimeoutError at this call's deadline says."""
-        return f"deadline of {self.seconds:g} s reached"
+        return f"deadline of {max(0.0, self.seconds):g} s reached"
+
+    def expired(self) -> TimeoutError | None:
+        """The TimeoutError of a call that began with no time left, else None.
+
+        A ``brace.deadline`` scope ran out before the call began: its function is not called.
+        """
+        if self.seconds > 0:
+            return None
+        error = TimeoutError("the brace.deadline scope ran out before the call began")
+        mark_exhausted(error)  # given up on: an enclosing policy does not retry it
+        return error
 
 
 class _Named:
@@ -427,13 +442,15 @@ class Path:
         budget, seconds, fallback = self.budget, self.deadline, self.fallback
         covered, degraded = self._covered, self._degraded
         direct, limited, take_now = self.direct, self.limited, self.take_now
-        last_mark = LAST_MARK
+        last_mark, scopes, scope = LAST_MARK, SCOPES, _SCOPE
 
         def entry(*args: Any, **kwargs: Any) -> Any:
             try:
                 if budget is not None:
                     # One dict look-up (reset_budgets() forgets budgets).
                     (_budget.registry.get(budget) or _budget.lookup(budget)).record_call()  # type: ignore[arg-type]
+                if scopes[0] and scope.get() is not None:  # inside brace.deadline(...)
+                    return run(args, kwargs, Call(seconds))
                 gate: Gate | bool
                 slot: _limits.Bulkhead | bool
                 if direct:
@@ -486,6 +503,7 @@ class Path:
         arun, watchdog_of, covered, degraded = (self.arun, self._watchdog, self._covered,
                                                 self._degraded)
         last_mark, running_loop, current_task = LAST_MARK, _running_loop, _current_task
+        scopes, scope = SCOPES, _SCOPE
 
         async def entry(*args: Any, **kwargs: Any) -> Any:
             try:
@@ -496,12 +514,14 @@ class Path:
                     task = current_task(loop)
                 except RuntimeError:  # no asyncio loop (trio): arun's cancel scope
                     task = None
-                gate = quick and task is not None and (True if direct else healthy())
+                # Inside brace.deadline(...) the call's deadline is its own: arun watches it.
+                gate = quick and task is not None and not (scopes[0] and scope.get()) and (
+                    True if direct else healthy())
                 slot = take_now() if gate and limited else True
                 if not gate or not slot:
                     return await arun(Call(seconds), args, kwargs)
                 started, mark = clock(), last_mark[0]
-                dog = watchdog_of(loop)  # type: ignore[arg-type]  # a task runs: a loop too
+                dog = watchdog_of(loop)  # a task runs: a loop too
                 watch = dog.watch(task, loop, started)
                 error: BaseException | None = None
                 try:
@@ -550,6 +570,9 @@ class Path:
             if outcome.kind is Kind.CANCELLED:
                 raise outcome.error  # type: ignore[misc]
         else:
+            expired = call.expired()
+            if expired is not None:
+                raise expired
             outcome = self.attempt(call, args, kwargs)
             if self.done_at_once(call, outcome):
                 return outcome.value
@@ -566,6 +589,8 @@ class Path:
         self.finish(call)
         last = outcome.error
         if last is not None:
+            if SCOPES[0] and outcome.kind is Kind.REFUSED:
+                gave_up()  # a breaker, budget or limit refused the dependency: brace.web says so
             raise _trimmed(last)
         return outcome.value
 
@@ -678,14 +703,20 @@ class Path:
         in ``error`` or ``value``.
         """
         if gate is None:
+            expired = call.expired()
+            if expired is not None:
+                raise expired
             loop, task = _asyncio_task()
             if loop is None or task is None:
                 outcome = await self._scoped(call, args, kwargs)
                 if outcome.error is not None:
                     raise _trimmed(outcome.error)
                 return outcome.value
-            dog = self._watchdog(loop)
-            watch = dog.watch(task, loop)  # the call's whole deadline: it has just begun
+            if call.seconds == self.deadline:
+                dog = self._watchdog(loop)
+            else:  # a brace.deadline scope's: a watchdog (and a timer) of its own
+                dog = Watchdog(loop, call.seconds, call.deadline_message())
+            watch = dog.watch(task, loop, call.started)
             call.watch = (dog, watch)
         else:
             dog, watch = call.watch  # type: ignore[misc]
@@ -708,8 +739,12 @@ class Path:
             raise cut from None
         finally:
             dog.release(watch)
+            if dog.seconds != self.deadline:
+                dog.disarm()  # a scope's own watchdog leaves no timer behind
         error = outcome.error
         if error is not None:
+            if SCOPES[0] and outcome.kind is Kind.REFUSED:
+                gave_up()  # a breaker, budget or limit refused the dependency: brace.web says so
             raise _trimmed(error)
         return outcome.value
 

@@ -1,21 +1,32 @@
-"""One clock and one rule for deadlines, and how an async attempt in flight is cut off.
+"""One clock, one rule for deadlines, request-scoped deadlines, how attempts are cut off.
 
 Every layer reads ``clock`` (the stop through tenacity's ``RetryCallState``, whose start
 the call path sets from it; the transports through ``Deadline``; the asyncio watchdog
 by converting what is left into its loop's time), and every layer applies ``past``:
-a sleep that would end at or past the deadline is never begun.
+a sleep that would end at or past the deadline is never begun. A call that begins inside
+``brace.deadline(...)`` takes the tighter of its own deadline and what the scope has left
+(``within``), read once, when it begins.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import contextvars
+import math
+import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from types import TracebackType
 from typing import Any
 
-__all__ = ["Deadline", "Watch", "Watchdog", "clock", "current_task", "past", "watchdog"]
+from brace import _validate
+
+__all__ = ["OPEN", "Deadline", "DeadlineScope", "Watch", "Watchdog", "clock", "current_task",
+           "deadline", "gave_up", "open_scope", "past", "reenter", "remaining", "watchdog",
+           "within"]
 
 
 _MONOTONIC = time.monotonic
@@ -61,6 +72,169 @@ class Deadline:
     def past(self, upcoming: float) -> bool:
         """The deadline rule for this call: a sleep of ``upcoming`` s would end too late."""
         return upcoming >= self.remaining()
+
+
+# -- request-scoped deadlines: brace.deadline(seconds) ---------------------------------------
+
+class _Scope:
+    """One open ``brace.deadline`` scope.
+
+    When it ends (``at``, on ``clock``), the scope around it, and whether a policy inside
+    gave up on a dependency (``brace.web`` reads it).
+    """
+
+    __slots__ = ("at", "exhausted", "outer")
+
+    def __init__(self, at: float, outer: _Scope | None) -> None:
+        self.at = at
+        self.outer = outer
+        self.exhausted = False
+
+
+_SCOPE: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar("brace.deadline",
+                                                                      default=None)
+#: How many scopes are open in the process, in any thread or task. While none is, no call
+#: reads the context variable: a call outside every scope pays one list read.
+OPEN = [0]
+_open_lock = threading.Lock()  # += is not atomic across threads
+
+
+class DeadlineScope:
+    """A request-scoped deadline: every brace policy inside uses min(its own, what is left).
+
+    Made by ``brace.deadline(seconds)``; a context manager for ``with`` and ``async with``
+    (asyncio, trio: a ``contextvars`` scope, so tasks started inside inherit it). Nested
+    scopes take the tighter deadline. One scope object is entered once.
+    """
+
+    __module__ = "brace"
+    __slots__ = ("_scope", "_token", "seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._token: contextvars.Token[_Scope | None] | None = None
+        self._scope: _Scope | None = None
+
+    def __enter__(self) -> DeadlineScope:
+        if self._token is not None:
+            raise RuntimeError("a brace.deadline scope is entered once; make a new one")
+        outer = _SCOPE.get()
+        at = clock() + self.seconds
+        if outer is not None and outer.at < at:
+            at = outer.at  # an inner scope never outlives the one around it
+        self._scope = _Scope(at, outer)
+        self._token = _SCOPE.set(self._scope)
+        with _open_lock:
+            OPEN[0] += 1
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        assert self._token is not None, "exited before it was entered"
+        _SCOPE.reset(self._token)
+        with _open_lock:
+            OPEN[0] -= 1
+
+    async def __aenter__(self) -> DeadlineScope:
+        return self.__enter__()
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        self.__exit__(kind, error, tb)
+
+    def remaining(self) -> float:
+        """Seconds this scope has left (negative once passed; its ``seconds`` before entry)."""
+        if self._scope is None:
+            return self.seconds
+        return self._scope.at - clock()
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether a brace policy inside gave up on a dependency.
+
+        Retries ran out, a deadline cut a call, or a breaker, budget or limit refused one.
+        """
+        return self._scope is not None and self._scope.exhausted
+
+    def __repr__(self) -> str:
+        return f"brace.deadline({self.seconds:g})"
+
+
+def deadline(seconds: _validate.Duration) -> DeadlineScope:
+    """A request-scoped deadline of ``seconds`` (float or ``timedelta``) for ``with``.
+
+    ``with brace.deadline(2.0): ...`` (or ``async with``): every brace policy called inside,
+    and in tasks started inside, ends by then: each call takes min(its own deadline, what
+    the scope has left) when it begins; a call that begins after the scope ran out raises
+    ``TimeoutError`` without calling its function. ``brace.remaining()`` reads what is left.
+
+    Raises:
+        TypeError, ValueError: ``seconds`` is not a duration in [0, 1e7] seconds.
+    """
+    return DeadlineScope(_validate.seconds(seconds, "seconds"))
+
+
+def remaining() -> float | None:
+    """Seconds left in the innermost ``brace.deadline`` scope (negative once passed).
+
+    None outside any scope, and in a scope without a deadline (``brace.web`` opens one for
+    a request that carries none).
+    """
+    scope = _SCOPE.get() if OPEN[0] else None
+    if scope is None or scope.at == math.inf:
+        return None
+    return scope.at - clock()
+
+
+def within(seconds: float, started: float) -> float:
+    """A call's deadline: ``seconds`` from ``started``, or less, as the scope says.
+
+    Only when a scope is open anywhere (``OPEN``) is the context variable read.
+    """
+    if not OPEN[0]:
+        return seconds
+    scope = _SCOPE.get()
+    if scope is None:
+        return seconds
+    left = scope.at - started
+    return left if left < seconds else seconds
+
+
+def gave_up() -> None:
+    """A brace policy gave up on a dependency: every scope around says so (``exhausted``)."""
+    scope = _SCOPE.get() if OPEN[0] else None
+    while scope is not None:
+        scope.exhausted = True
+        scope = scope.outer
+
+
+@contextlib.contextmanager
+def reenter(scope: DeadlineScope) -> Iterator[None]:
+    """Be inside ``scope`` again (entered before, maybe in another context) for a while.
+
+    ``brace.web``'s WSGI body is produced after the application returned, chunk by chunk.
+    """
+    inner = scope._scope
+    if inner is None:
+        raise RuntimeError("reenter() needs a scope that was entered")
+    token = _SCOPE.set(inner)
+    with _open_lock:
+        OPEN[0] += 1
+    try:
+        yield
+    finally:
+        _SCOPE.reset(token)
+        with _open_lock:
+            OPEN[0] -= 1
+
+
+def open_scope(seconds: float | None) -> DeadlineScope:
+    """A scope for one inbound request (``brace.web``).
+
+    Of ``seconds``, or without a deadline (None) but still recording whether a policy
+    inside gave up.
+    """
+    return DeadlineScope(math.inf if seconds is None else seconds)
 
 
 # -- asyncio: a cheap watchdog per loop and deadline length ---------------------------------

@@ -32,6 +32,7 @@ __all__ = [
     "BREAKER_STORAGE_ERROR",
     "BREAKER_STORAGE_RECOVERED",
     "BULKHEAD_REJECTED",
+    "DEADLINE_MALFORMED",
     "DEGRADED",
     "HEDGE_STARTED",
     "OBSERVER_FAILED",
@@ -49,6 +50,7 @@ __all__ = [
     "breaker_storage_error",
     "breaker_storage_recovered",
     "bulkhead_rejected",
+    "deadline_malformed",
     "degraded",
     "describe_error",
     "describe_result",
@@ -81,6 +83,7 @@ DEGRADED = "degraded"
 BULKHEAD_REJECTED = "bulkhead.rejected"
 RATE_LIMIT_REJECTED = "rate_limit.rejected"
 HEDGE_STARTED = "hedge.started"
+DEADLINE_MALFORMED = "deadline.malformed"
 OBSERVER_FAILED = "observer.failed"
 
 #: An observer: called with each event's name and fields.
@@ -280,6 +283,16 @@ def retry_after_ignored(callable_name: str | Callable[[], str], header: str) -> 
     """
     _emit(logging.WARNING, RETRY_AFTER_IGNORED, lambda: {
         "callable": _name(callable_name), "header": redact(header[:100])})
+
+
+def deadline_malformed(header: str, value: str) -> None:
+    """An inbound request's deadline header was not a valid value: no deadline from it.
+
+    Reported once per header name per process (``brace.web``), with the value as sent
+    (redacted, at most 100 characters).
+    """
+    _emit(logging.WARNING, DEADLINE_MALFORMED, lambda: {
+        "header": header, "value": redact(value[:100])})
 
 
 def retry_layered(callable_name: str | Callable[[], str], preset: str, retried: str,

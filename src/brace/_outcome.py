@@ -32,7 +32,7 @@ from typing import Any, Final
 import pybreaker
 import tenacity
 
-from brace._deadline import clock
+from brace._deadline import clock, gave_up
 
 __all__ = [
     "IDEMPOTENT_METHODS",
@@ -168,7 +168,11 @@ def is_exhausted(value: object, since: float = float("-inf"), *,
     (brace's call path passes ``after_mark``, the mark number it read then). Looks at the
     value, its response and the errors it was raised from. Brace policies never retry such
     a value (``reason=inner_exhausted``); use it to retry at one layer in tenacity code.
+    A response of 500 or more carrying ``Brace-Exhausted: 1`` was given up on by a
+    service downstream (``brace.web``): it counts as exhausted too.
     """
+    if given_up_downstream(value):
+        return True
     if after_mark is not None and LAST_MARK[0] <= after_mark:
         return False  # nothing was given up on anywhere since the call began
     for _ in range(_UNWRAP_DEPTH):
@@ -183,6 +187,17 @@ def is_exhausted(value: object, since: float = float("-inf"), *,
     return False
 
 
+def given_up_downstream(value: object) -> bool:
+    """Whether ``value`` is (or carries) a 5xx response marked ``Brace-Exhausted: 1``."""
+    response = response_of(value)
+    if response is None or response.status_code < 500:
+        return False
+    try:
+        return bool(response.headers.get("brace-exhausted") == "1")
+    except Exception:  # headers of an unexpected shape: no marker can be read
+        return False
+
+
 def mark_exhausted(value: object) -> None:
     """Mark ``value`` (an error or a response) as given up on by a brace policy, now."""
     number = next(_sequence)
@@ -190,6 +205,8 @@ def mark_exhausted(value: object) -> None:
         setattr(value, _EXHAUSTED, (number, clock()))
     except (AttributeError, TypeError):
         return  # a value without attributes (an int, a slotted object) carries no mark
+    finally:
+        gave_up()  # the brace.deadline scopes around say so (brace.web marks the response)
     LAST_MARK[0] = number
 
 

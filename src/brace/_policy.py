@@ -23,7 +23,7 @@ import tenacity
 
 from brace import _budget, _call, _config, _events, _explain, _validate, predicates, stops, waits
 from brace._breakers import gate_for
-from brace._deadline import past
+from brace._deadline import past, remaining
 from brace._outcome import Kind, Outcome, classify, mark_exhausted
 
 if TYPE_CHECKING:
@@ -598,6 +598,9 @@ class _Stop(tenacity.stop.stop_base):
         call = getattr(retry_state, "call", None)
         if call is not None:  # Deadline.past, read without making a Deadline
             return bool(retry_state.upcoming_sleep >= call.remaining())
+        left = remaining()  # a brace.deadline scope around tenacity's own loop
+        if left is not None and retry_state.upcoming_sleep >= left:
+            return True
         elapsed = retry_state.seconds_since_start or 0.0
         if waits.waits_disabled():
             elapsed += retry_state.idle_for
