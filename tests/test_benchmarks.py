@@ -21,6 +21,8 @@ BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
     ("storm.py", ["brace http + breaker + budget", "stamina defaults", "attempts/call"]),
     ("bulkhead_handoff.py", ["brace.bulkhead, thread", "brace.bulkhead, asyncio",
                              "brace.bulkhead, trio", "trio Semaphore"]),
+    ("clients.py", ["requests: brace.http.session() vs Session, CPU",
+                    "aiohttp: brace middleware vs ClientSession, CPU"]),
 ])
 def test_benchmark_runs(script: str, needles: list[str]) -> None:
     if script == "redis_breaker.py" and shutil.which("redis-server") is None:

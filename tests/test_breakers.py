@@ -618,3 +618,38 @@ def test_ratio_settings_say_no_when_they_cannot_apply(brace_reset_breakers: None
         brace.breaker("zero", failure_ratio=0)
     with pytest.raises(ValueError, match="slow_call"):
         brace.breaker("never", slow_call=0)
+
+
+def test_healthy_async_calls_and_requests_count_in_a_failure_ratio(
+        brace_reset_breakers: None) -> None:
+    # The healthy path skips the breaker's bookkeeping but still counts each call: 30
+    # successes then 10 failures is 25 %, under the 50 % that opens it.
+    import asyncio
+
+    import httpx
+
+    brace.breaker("ratio-async", failure_ratio=0.5, min_calls=5, window=30, fail_max=1000)
+    brace.breaker("ratio-http", failure_ratio=0.5, min_calls=5, window=30, fail_max=1000)
+    outcomes = iter([True] * 30 + [False] * 10)
+
+    @brace.network(attempts=1, breaker="ratio-async")
+    async def dependency() -> str:
+        if next(outcomes):
+            return "ok"
+        raise ConnectionError("refused")
+
+    statuses = iter([200] * 30 + [503] * 10)
+
+    async def main() -> None:
+        for _ in range(40):
+            with contextlib.suppress(ConnectionError):
+                await dependency()
+        transport = httpx.MockTransport(lambda request: httpx.Response(next(statuses)))
+        async with brace.http(attempts=1).async_client(transport=transport,
+                                                       breaker="ratio-http") as client:
+            for _ in range(40):
+                await client.get("http://127.0.0.1/item")
+
+    asyncio.run(main())
+    assert brace.breakers()["ratio-async"].state == "closed"
+    assert brace.breakers()["ratio-http"].state == "closed"

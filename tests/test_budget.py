@@ -187,8 +187,10 @@ def test_messages_name_the_parameter_and_its_unit() -> None:
                                          r"\[0.01, 1e\+07\]"):
         brace.budget("units", window=-1)
     with pytest.raises(ValueError, match=r"min_per_s must be a finite number of retries per "
-                                         r"second >= 0"):
+                                         r"second in \[0, 1e\+09\]"):
         brace.budget("units", min_per_s=-1)
+    with pytest.raises(ValueError, match=r"min_per_s .* in \[0, 1e\+09\], got 1e\+308"):
+        brace.budget("units", min_per_s=1e308)  # a rate times a window stays finite
 
 
 def test_conflicting_settings_for_a_name() -> None:

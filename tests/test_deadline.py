@@ -438,9 +438,8 @@ def test_a_scope_ends_a_policy_with_a_longer_deadline(virtual_sleeps: VirtualClo
         raise ConnectionError("refused")
 
     started = clock.now
-    with capture_logs() as logs, brace.deadline(0.5):
-        with pytest.raises(ConnectionError):
-            fetch()
+    with capture_logs() as logs, brace.deadline(0.5), pytest.raises(ConnectionError):
+        fetch()
     elapsed = clock.now - started
     # The scope's 0.5 s (no sleep ends past it; the last attempt may run on), not 30 s.
     assert 0.4 < elapsed <= 0.5 + 0.01
@@ -508,12 +507,11 @@ def test_a_call_in_a_scope_that_ran_out_never_calls_its_function(clock: VirtualC
     async def main() -> None:
         async with brace.deadline(0.1):
             clock.advance(0.2)
-            with pytest.raises(TimeoutError, match="brace.deadline scope ran out"):
+            with pytest.raises(TimeoutError, match=r"brace\.deadline scope ran out"):
                 await async_call()
 
-    with brace.deadline(0):
-        with pytest.raises(TimeoutError, match="brace.deadline scope ran out"):
-            sync_call()
+    with brace.deadline(0), pytest.raises(TimeoutError, match=r"brace\.deadline scope ran out"):
+        sync_call()
     clock.run_asyncio(main())
     assert called == []
 
@@ -566,14 +564,12 @@ def test_a_scope_knows_whether_a_policy_inside_gave_up(clock: VirtualClock) -> N
     with brace.deadline(5) as healthy:
         assert guarded() == "ok"
     assert not healthy.exhausted
-    with brace.deadline(5) as outer, brace.deadline(5) as inner:
-        with pytest.raises(ConnectionError):
-            failing()
+    with brace.deadline(5) as outer, brace.deadline(5) as inner, pytest.raises(ConnectionError):
+        failing()
     assert inner.exhausted and outer.exhausted  # every scope around says so
     brace.breaker("scope-dependency").force_open()
-    with brace.deadline(5) as refused:
-        with pytest.raises(brace.CircuitOpenError):
-            guarded()
+    with brace.deadline(5) as refused, pytest.raises(brace.CircuitOpenError):
+        guarded()
     assert refused.exhausted
 
 
@@ -586,6 +582,5 @@ def test_a_bad_scope_is_refused_naming_seconds(value: Any, error: type[Exception
 
 def test_a_scope_is_entered_once() -> None:
     scope = brace.deadline(1)
-    with scope, pytest.raises(RuntimeError, match="entered once"):
-        with scope:
-            pass
+    with scope, pytest.raises(RuntimeError, match="entered once"), scope:
+        pass

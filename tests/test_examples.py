@@ -21,6 +21,11 @@ EXPECTED = {
                        "POST /payments with a key -> 200",
                        "'GET /greeting': 3, 'POST /orders': 1, 'POST /payments': 3",
                        "retry.succeeded"],
+    "requests_session.py": ["GET /greeting -> 200 'hello' after 3 attempts",
+                            "POST /orders without a key -> 503 (sent once)",
+                            "POST /payments with a key -> 200 'hello'",
+                            "'GET /greeting': 3, 'POST /orders': 1, 'POST /payments': 3",
+                            "retry.skipped", "reason=not_idempotent", "retry.succeeded"],
     "hedged_reads.py": ["hedge.started", "GET /profiles/1 -> '/profiles/1 v2' in < 0.2 s, "
                         "attempts=2", "GET /profiles/3 -> '/profiles/3 v2' in < 0.2 s",
                         "POST /orders without a key -> 200 after the slow 0.5 s (sent once)",
@@ -36,6 +41,17 @@ EXPECTED = {
                                 "ledger: ['nightly report', 'alice -> bob: 30']",
                                 "a bug is not retried: OperationalError('no such table: "
                                 "acounts') after 1 attempt"],
+    "chaos_testing.py": ["fetch_quote() under chaos: 100 calls, all answered '42'; the "
+                         "function ran 100 times",
+                         "injected faults: 43 of 143 attempts (30 %), every one retried",
+                         "first retry: 'ConnectionRefusedError: injected by chaos' at attempt 1",
+                         "ChaosTransport: 20 requests -> all 200; chaos answered 14 attempts "
+                         "with 503, the service saw 20",
+                         "a retried answer: result Response status 503 "
+                         "(GET https://rates.example)",
+                         "without brace: 503, injected=True",
+                         "parse('forty-two') -> ValueError after 1 attempt",
+                         "assert_not_retried: ok"],
     "demo.py": ["retry.scheduled", "retry.succeeded", "retry.gave_up", "breaker.state_changed",
                 "breaker.rejected", "GET /flaky -> 200 after 3 requests",
                 "ok: the retry waited for the server's Retry-After: 1",

@@ -159,3 +159,14 @@ def test_http_presets_keep_their_http_rules(name: str) -> None:
     data = explain(brace.presets.get(name))
     assert data["retried"]["idempotency"] and data["retry_after"]
     assert data["worst_case_with_retry_after_s"] == brace.presets.get(name).deadline
+
+
+def test_explain_shows_chaos() -> None:
+    from brace.testing import chaos
+
+    policy = brace.network(chaos=chaos(fault=ConnectionError("injected"), rate=0.3, seed=1))
+    data = explain(policy)
+    assert data["chaos"] == repr(policy.chaos)
+    assert "rate=0.3" in data["chaos"]
+    assert any(line.startswith("Chaos (faults injected") for line in render_text(data))
+    assert explain(brace.network())["chaos"] is None

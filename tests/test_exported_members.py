@@ -30,6 +30,7 @@ EXPORTED = [
     "RateLimit",
     "RateLimitedError",
     "Retried",
+    "RetryAdapter",
     "RetryTransport",
     "background",
     "breaker",
@@ -38,6 +39,7 @@ EXPORTED = [
     "bulkhead",
     "database",
     "deadline",
+    "forget",
     "http",
     "interactive",
     "is_active",
@@ -114,7 +116,8 @@ def test_a_policy_shows_only_what_users_call() -> None:
     # private (they are not in the API reference, and may change).
     settings = {field.name for field in dataclasses.fields(brace.Policy)}
     public = {name for name in dir(brace.Policy) if not name.startswith("_")}
-    assert public - settings == {"async_client", "async_retrying", "client", "explain",
-                                 "replace", "retrying", "stop", "tenacity_kwargs", "wait"}
+    assert public - settings == {"aiohttp_middleware", "aiohttp_session", "async_client",
+                                 "async_retrying", "client", "explain", "replace",
+                                 "retrying", "session", "stop", "tenacity_kwargs", "wait"}
     assert {name for name in dir(brace.Preset) if not name.startswith("_")} - public == {
         "promise", "rides_out_s", "summary"}

@@ -132,6 +132,16 @@ DURATIONS: list[Any] = [
     pytest.param(lambda v: brace.waits.backoff(max_wait=v), "max_wait", id="backoff-max_wait"),
     pytest.param(lambda v: brace.waits.retry_after(max_wait=v), "max_wait",
                  id="retry_after-max_wait"),
+    # Refused before Redis is asked (nothing listens on port 1).
+    pytest.param(lambda v: brace.breaker("bad", redis_url="redis://127.0.0.1:1/0",
+                                         redis_timeout=v), "redis_timeout",
+                 id="breaker-redis_timeout"),
+    pytest.param(lambda v: brace.budget("bad", redis_url="redis://127.0.0.1:1/0",
+                                        redis_timeout=v), "redis_timeout",
+                 id="budget-redis_timeout"),
+    pytest.param(lambda v: brace.rate_limit("bad", redis_url="redis://127.0.0.1:1/0",
+                                            redis_timeout=v), "redis_timeout",
+                 id="rate_limit-redis_timeout"),
 ]
 
 
@@ -152,6 +162,33 @@ def test_a_duration_of_another_type_is_a_type_error(build: Callable[[object], ob
                                                     name: str) -> None:
     with pytest.raises(TypeError, match=rf"^{name} must be .*\(or a datetime\.timedelta\)"):
         build("5s")
+
+
+REDIS_TIMEOUTS: list[Any] = [
+    pytest.param(lambda **kw: brace.breaker("bad", **kw), id="breaker"),
+    pytest.param(lambda **kw: brace.budget("bad", **kw), id="budget"),
+    pytest.param(lambda **kw: brace.rate_limit("bad", **kw), id="rate_limit"),
+]
+
+
+@pytest.mark.parametrize("value", [0, 0.0009, 60.5, timedelta(minutes=2)],
+                         ids=["0", "0.9ms", "60.5", "2min"])
+@pytest.mark.parametrize("build", REDIS_TIMEOUTS)
+def test_redis_timeout_is_refused_outside_its_range(build: Callable[..., object],
+                                                    value: object) -> None:
+    with pytest.raises(ValueError, match=r"^redis_timeout must be a finite number of "
+                       r"seconds in \[0\.001, 60\], got "):
+        build(redis_url="redis://127.0.0.1:1/0", redis_timeout=value)
+    assert not _created("bad")
+
+
+@pytest.mark.parametrize("build", REDIS_TIMEOUTS)
+def test_redis_timeout_without_redis_is_refused(build: Callable[..., object]) -> None:
+    # It would bound nothing (rule 21: say no instead of ignoring).
+    with pytest.raises(TypeError, match=r"^redis_timeout= bounds brace's waits on Redis: "
+                       r"pass redis= or redis_url= too"):
+        build(redis_timeout=0.1)
+    assert not _created("bad")
 
 
 # -- every count bounded at build time -----------------------------------------------------------

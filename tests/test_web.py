@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -53,7 +54,7 @@ def asgi_server(app: Any) -> Iterator[str]:
 
 
 class _Quiet(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib's name)
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -95,7 +96,7 @@ def test_inbound_deadlines(headers: dict[str, str], seconds: float | None) -> No
 
 @pytest.mark.parametrize(("name", "value"), [
     ("Brace-Deadline-Ms", "1.5"), ("Brace-Deadline-Ms", "-5"), ("Brace-Deadline-Ms", "1e3"),
-    ("Brace-Deadline-Ms", "٥"), ("Brace-Deadline-Ms", ""), ("Brace-Deadline-Ms", "9" * 13),
+    ("Brace-Deadline-Ms", "\u0665"), ("Brace-Deadline-Ms", ""), ("Brace-Deadline-Ms", "9" * 13),
     ("x-envoy-expected-rq-timeout-ms", "soon"), ("grpc-timeout", "2s"),
     ("grpc-timeout", "123456789S"), ("grpc-timeout", "S"), ("grpc-timeout", "1.5S"),
 ])
@@ -198,3 +199,96 @@ def test_a_brace_client_never_retries_a_response_marked_exhausted() -> None:
     assert marked.extensions["brace"]["attempts"] == 1  # given up on downstream: not again
     assert plain.extensions["brace"]["attempts"] == 4
     assert [fields["reason"] for fields in seen] == ["inner_exhausted", "attempts"]
+
+
+# --- a chain of four services ------------------------------------------------------------
+
+# One TLS context for every client here: building one per client (certifi's bundle) takes
+# longer than the deadlines these tests measure.
+_TLS = ssl.create_default_context()
+
+
+class Hop:
+    """One service of a chain: calls ``downstream`` through a brace client, or is the leaf.
+
+    Records when each request it handled began and ended (``time.monotonic``).
+    """
+
+    def __init__(self, downstream: str | None, leaf: str = "503") -> None:
+        self.downstream = downstream
+        self.leaf = leaf
+        self.requests = 0
+        self.spans: list[tuple[float, float]] = []
+        self.headers: list[dict[str, str]] = []
+        policy = brace.http(attempts=4, initial=0.01, max_wait=0.02, deadline=30)
+        self.policy = policy
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        self.requests += 1
+        started = time.monotonic()
+        self.headers.append({name.decode(): value.decode() for name, value in scope["headers"]})
+        try:
+            status = await self._work()
+        finally:
+            self.spans.append((started, time.monotonic()))
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _work(self) -> int:
+        if self.downstream is None:
+            if self.leaf == "hang":
+                await _hang()  # @brace.network(deadline=30): cut by the inbound deadline
+            return 503
+        async with self.policy.async_client(verify=_TLS) as client:
+            try:
+                response = await client.get(self.downstream)
+            except (TimeoutError, httpx.TimeoutException):
+                return 504
+        return 503 if response.status_code >= 500 else 200
+
+
+@brace.network(deadline=30)
+async def _hang() -> None:
+    import asyncio
+
+    await asyncio.Event().wait()
+
+
+@contextlib.contextmanager
+def chain(leaf: str) -> Iterator[tuple[str, list[Hop]]]:
+    """Four services, A -> B -> C -> D, each under brace.web; A's URL and the hops."""
+    hops: list[Hop] = []
+    with contextlib.ExitStack() as stack:
+        url = None
+        for _ in range(4):
+            hop = Hop(url, leaf)
+            url = stack.enter_context(asgi_server(web.ASGIMiddleware(hop)))
+            hops.insert(0, hop)
+        assert url is not None
+        yield url, hops
+
+
+def test_a_chain_of_four_services_retries_at_one_layer() -> None:
+    with chain("503") as (url, hops):
+        answer = httpx.get(url, timeout=30, verify=_TLS)
+    assert answer.status_code == 503 and answer.headers.get("brace-exhausted") == "1"
+    # The hop above the leaf retried it (4 attempts); every hop above it sent one request:
+    # 4 requests at the leaf per user request, where retrying at every hop makes 64.
+    assert [hop.requests for hop in hops] == [1, 1, 1, 4]
+    assert [headers.get("brace-attempt") for headers in hops[3].headers] == ["1", "2", "3",
+                                                                             "4"]
+
+
+def test_the_first_callers_deadline_holds_down_the_chain() -> None:
+    with chain("hang") as (url, hops), httpx.Client(verify=_TLS, timeout=30) as user:
+        started = time.monotonic()
+        with brace.deadline(1.0):
+            left = brace.remaining()
+            assert left is not None
+            answer = user.get(url, headers={"Brace-Deadline-Ms": str(int(left * 1000))})
+        waited = time.monotonic() - started
+        ended = max(end for hop in hops for _, end in hop.spans)
+    assert answer.status_code in (503, 504) and waited < 1.2
+    assert ended - started < 1.2  # no hop is still working past the user's deadline
+    sent = [int(hop.headers[0]["brace-deadline-ms"]) for hop in hops]
+    assert sent == sorted(sent, reverse=True) and sent[-1] < 1000  # less left at each hop

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from brace import metrics, predicates, presets, stops, waits, web
 from brace._breakers import BreakerInfo, CircuitOpenError, breaker, breakers
 from brace._budget import Budget, budget
-from brace._config import NO_FALLBACK, is_active, set_active
+from brace._config import NO_FALLBACK, forget, is_active, set_active
 from brace._deadline import DeadlineScope, deadline, remaining
 from brace._events import observe, unobserve
 from brace._limits import (
@@ -47,6 +47,7 @@ __all__ = [
     "RateLimit",
     "RateLimitedError",
     "Retried",
+    "RetryAdapter",
     "RetryTransport",
     "background",
     "breaker",
@@ -55,6 +56,7 @@ __all__ = [
     "bulkhead",
     "database",
     "deadline",
+    "forget",
     "http",
     "interactive",
     "is_active",
@@ -76,6 +78,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from brace._requests import RetryAdapter
     from brace._transport import AsyncRetryTransport, RetryTransport
 
 
@@ -85,4 +88,8 @@ def __getattr__(name: str) -> Any:
         from brace import _transport
 
         return getattr(_transport, name)
+    if name == "RetryAdapter":  # imports requests, an optional dependency: on first use
+        from brace import _requests
+
+        return _requests.RetryAdapter
     raise AttributeError(f"module 'brace' has no attribute {name!r}")

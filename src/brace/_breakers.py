@@ -9,18 +9,20 @@ both call the gate.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import pybreaker
 
-from brace import _budget, _events, _validate
+from brace import _budget, _config, _events, _validate
 from brace._deadline import clock
 from brace._outcome import BraceError, Kind, Outcome
 
@@ -32,6 +34,7 @@ __all__ = [
     "Gate",
     "breaker",
     "breakers",
+    "forget",
     "gate_for",
     "reset",
 ]
@@ -245,6 +248,8 @@ class Gate:
         self._in_memory = (type(storage) is pybreaker.CircuitMemoryStorage
                            or getattr(storage, "local_reads", False) is True)
         self._fleet = getattr(storage, "acquire_trial", None)  # one trial across processes
+        # A shared storage's bound on its Redis reads by the call's deadline (brace._redis).
+        self._within = getattr(storage, "within", None)
         # Whether a call may skip the gate: closed, nothing counted, nobody listening for
         # successes. Kept up to date by brace's listener on brace's own breakers; a breaker
         # built elsewhere may change unseen, so its calls always take the checked path.
@@ -255,15 +260,19 @@ class Gate:
         # A Redis-shared breaker is healthy as of its local copy, until the copy is due for
         # a refresh: the healthy path checks the clock against this instead of the flag.
         self.fresh_until = 0.0
+        # What a plain success on the healthy path still records: a failure-ratio breaker
+        # counts the call in its window (one increment); None for every other breaker.
+        self.on_success: Callable[[], object] | None = (
+            None if ratio is None else ratio.window.call)
         if hasattr(storage, "on_refresh"):
             storage.on_refresh = self.refresh
         self.refresh()
 
     def refresh(self) -> None:
         """Re-check whether calls may take the healthy path."""
-        # A ratio or slow-call breaker counts every call: it has no skipping healthy path.
-        quiet = (self._watched and self._ratio is None and self._slow is None
-                 and self.quiet())
+        # A slow-call breaker times every call: it has no healthy path. A ratio breaker's
+        # healthy path counts the call (``on_success``) and nothing else.
+        quiet = self._watched and self._slow is None and self.quiet()
         if self._memory:
             self.fast = quiet
         else:
@@ -296,11 +305,26 @@ class Gate:
                     self.storage.opened_at = _utcnow()
         self.refresh()
 
-    def enter(self, callable_name: str) -> bool:
-        """Admit an attempt, or raise CircuitOpenError. Return True for the half-open trial."""
+    def enter(self, callable_name: str, *, remaining: float = math.inf) -> bool:
+        """Admit an attempt, or raise CircuitOpenError. Return True for the half-open trial.
+
+        ``remaining`` is the seconds the call has left. A breaker shared through Redis asks
+        Redis only with at least its ``redis_timeout`` left; with less it decides from its
+        local copy, however old (it is refreshed by the next call with time to spare), and
+        refuses a trial that is due (``CircuitOpenError``, 0 s): the fleet's one trial is
+        taken in Redis. Nor does it wait longer than ``remaining`` for another thread's
+        round trip.
+        """
+        within = self._within
+        if within is None or remaining == math.inf:
+            return self._enter(callable_name, remaining)
+        with within(remaining):
+            return self._enter(callable_name, remaining)
+
+    def _enter(self, callable_name: str, left: float) -> bool:
         if self.storage.state == _CLOSED:
             return False  # closed in storage: nothing to wait for, no lock needed
-        with self._lock:
+        with self._locked(callable_name, left):
             # `.state` syncs pybreaker's cached state with its (shared) storage, and
             # notifies listeners of a change made elsewhere.
             state = self.breaker.state.name
@@ -330,6 +354,18 @@ class Gate:
                 self.breaker.half_open()  # local only: Redis has it with the lease
             self._trial = True
             return True
+
+    @contextlib.contextmanager
+    def _locked(self, callable_name: str, left: float) -> Iterator[None]:
+        # The gate's lock, waited for only while the call has time (``left`` s): its holder
+        # may be in a Redis round trip (the fleet's trial).
+        wait = -1 if left >= threading.TIMEOUT_MAX else max(0.0, left)
+        if not self._lock.acquire(timeout=wait):
+            self._reject(callable_name, 0.0)
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     def _refused_by_fleet(self, callable_name: str) -> None:
         # The storage's copy now holds the fleet's answer: closed (admit), forced, open
@@ -376,8 +412,9 @@ class Gate:
                        else CountedResult(_events.describe_result(outcome.value)))
         elif self._slow is not None and clock() - started >= self._slow:
             failure = SlowCall(clock() - started, self._slow)
-        elif not trial and self.quiet():
-            # A quiet, healthy call has nothing to record (a ratio window still counts it).
+        elif not trial and (self.fast or self.quiet()):
+            # A quiet, healthy call has nothing to record (a ratio window still counts it);
+            # ``fast`` is that same check, kept current by the listener.
             if self._ratio is not None:
                 self._ratio.window.call()
             return
@@ -471,18 +508,21 @@ def breaker(
     min_calls: int = _UNSET,
     window: _validate.Duration = _UNSET,
     slow_call: _validate.Duration = _UNSET,
+    redis_timeout: _validate.Duration = _UNSET,
 ) -> pybreaker.CircuitBreaker:
     """Return the process-wide ``pybreaker.CircuitBreaker`` called ``name``, creating it once.
 
     Args:
         name: The breaker's name: the same name is the same breaker everywhere.
-        fail_max: Consecutive counted failures that open it (int >= 1, default 5).
+        fail_max: Consecutive counted failures that open it (int in 1-10**9, default 5).
         reset_timeout: How long it stays open before one trial call: seconds or a
             ``datetime.timedelta`` (0.001-1e7 s, default 30).
-        success_threshold: Successful trials needed to close it again (int >= 1, default 1).
+        success_threshold: Successful trials needed to close it again (int in 1-10**9,
+            default 1).
         exclude: Exception types or predicates that never count (pybreaker ``exclude``).
         redis: A ``redis.Redis`` client: state is shared by every process using the name.
-        redis_url: Same as ``redis=`` with a client brace builds with 0.25 s timeouts.
+        redis_url: Same as ``redis=`` with a client brace builds (one connection pool per
+            URL and ``redis_timeout`` per process).
         fallback_state: While Redis is unreachable: ``"closed"`` (default) goes on as a
             local, in-process breaker; ``"open"`` fails fast.
         sync_interval: With Redis: the local copy of the shared state is at most this old
@@ -491,24 +531,28 @@ def breaker(
         failure_ratio: Also open when failures reach this share (0-1] of the calls of the
             last ``window`` (default 30 s), once ``min_calls`` (default 20) were made;
             counted fleet-wide when shared through Redis.
-        min_calls: The fewest calls in the window a ratio is judged on (int >= 1).
+        min_calls: The fewest calls in the window a ratio is judged on (int in 1-10**9,
+            default 20).
         window: The failure-ratio window (seconds or a ``timedelta``, 0.01-1e7 s).
         slow_call: A call slower than this (seconds or a ``timedelta``, > 0) counts as a
             failure.
+        redis_timeout: With Redis: the longest brace waits for one Redis operation,
+            whatever client is passed (seconds or a ``timedelta``, 0.001-60 s, default
+            0.25). A call with less time left than this decides from the local copy.
 
     Raises:
         ValueError: a setting is out of range, or the breaker exists with other settings.
         TypeError: ``name`` is not a non-empty str, or both ``redis`` and ``redis_url``.
     """
     if not isinstance(name, str) or not name:
-        raise TypeError(f"breaker name must be a non-empty str, got {name!r}")
+        raise TypeError(f"breaker name must be a non-empty str, got {_validate.shown(name)}")
     given = {key: value for key, value in {
         "fail_max": fail_max, "reset_timeout": reset_timeout,
         "success_threshold": success_threshold, "exclude": exclude, "redis": redis,
         "redis_url": redis_url, "fallback_state": fallback_state,
         "sync_interval": sync_interval, "failure_ratio": failure_ratio,
         "min_calls": min_calls, "window": window,
-        "slow_call": slow_call}.items() if value is not _UNSET}
+        "slow_call": slow_call, "redis_timeout": redis_timeout}.items() if value is not _UNSET}
     with _registry_lock:
         existing = registry.get(name)
         if existing is not None:
@@ -555,12 +599,11 @@ def gate_for(spec: str | pybreaker.CircuitBreaker) -> Gate:
     if gate is not None:
         return gate
     if isinstance(spec, str):
-        breaker(spec)
-        return registry[spec]
+        spec = breaker(spec)  # its gate below: the name may be forgotten meanwhile
+    if isinstance(spec, _Breaker) and spec.listener.gate is not None:
+        # One of brace's breakers (by name, kept, or forgotten by brace.forget): its gate.
+        return spec.listener.gate
     with _registry_lock:
-        for gate in registry.values():
-            if gate.breaker is spec:
-                return gate
         gate = _by_object.get(spec)
         if gate is None:
             gate = _by_object[spec] = Gate(spec, _storage_of(spec))
@@ -588,6 +631,9 @@ def forget(name: str) -> bool:
     return True
 
 
+_config.forgetters.append(forget)
+
+
 def breakers() -> dict[str, BreakerInfo]:
     """Every named breaker of this process with its current state, by name."""
     with _registry_lock:
@@ -607,3 +653,7 @@ def reset() -> None:
     shared = sys.modules.get("brace._redis")  # loaded only if something was shared
     if shared is not None:
         shared.reset()
+    transports = sys.modules.get("brace._transport")  # its per-authority breakers' registry
+    if transports is not None:
+        with transports._authorities_lock:
+            transports._authorities.clear()

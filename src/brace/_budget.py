@@ -11,6 +11,7 @@ also a retry predicate.
 from __future__ import annotations
 
 import functools
+import math
 import threading
 from collections.abc import Callable
 from types import MappingProxyType
@@ -18,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import tenacity
 
-from brace import _events, _validate
+from brace import _config, _events, _validate
 from brace._deadline import clock
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
 
-__all__ = ["DEFAULTS", "Budget", "Window", "budget", "find", "lookup", "reset"]
+__all__ = ["DEFAULTS", "Budget", "Window", "budget", "find", "forget", "lookup", "reset"]
 
 #: What a budget named before it was configured gets (and what ``explain`` shows for one).
 DEFAULTS = MappingProxyType({"ratio": 0.2, "min_per_s": 10.0, "window": 10.0})
@@ -129,10 +130,13 @@ class Budget(tenacity.retry_base):
                  window: _validate.Duration, shared: Any = None) -> None:
         self.name = name
         self.ratio = _validate.number(ratio, "ratio", high=1.0)
-        self.min_per_s = _validate.number(min_per_s, "min_per_s", unit=" of retries per second")
+        self.min_per_s = _validate.number(min_per_s, "min_per_s", high=_validate.MAX_PER_S,
+                                          unit=" of retries per second")
         # At least 10 ms: the window is counted in ten buckets, each at least 1 ms wide.
         self.window = _validate.seconds(window, "window", low=0.01)
         self._shared = shared  # a brace._redis.SharedBudget: the fleet's counts
+        #: The longest wait for one Redis operation (seconds); None for a local budget.
+        self.redis_timeout: float | None = None if shared is None else shared.timeout
         self._window = (Window(self.window) if shared is None
                         else Window(self.window, shared.add_calls, _SHARED_BATCH))
         # The healthy path calls the window directly: no layer of its own.
@@ -151,24 +155,36 @@ class Budget(tenacity.retry_base):
         if retry_state.attempt_number == 1:
             self.record_call()
 
-    def try_spend(self) -> bool:
-        """Spend one retry if the budget allows it; return whether it did."""
-        window = self._window
-        with window.lock:
-            if self._shared is not None:
+    def try_spend(self, *, remaining: float = math.inf) -> bool:
+        """Spend one retry if the budget allows it; return whether it did.
+
+        ``remaining`` is the seconds the call has left. A budget shared through Redis asks
+        Redis only with at least its ``redis_timeout`` left; with less it decides on this
+        process's own counts, as while Redis is unreachable (its floor, its retries), and
+        waits for another thread's round trip only that long (then no retry: no time).
+        """
+        window, shared = self._window, self._shared
+        hurried = shared is not None and remaining < shared.timeout
+        if not window.lock.acquire(timeout=max(0.0, remaining) if hurried else -1):
+            return False  # the call's time ran out while another thread asked Redis
+        try:
+            if shared is not None and not hurried:
                 # The fleet's budget: the pending calls and the spending in one round trip.
                 pending = window.take_pending()
-                verdict = self._shared.spend(pending, self.ratio, self.min_per_s * self.window)
+                verdict = shared.spend(pending, self.ratio, self.min_per_s * self.window)
                 if verdict is not None:
                     return bool(verdict)
                 window.bucket(clock())[1] += pending  # Redis unreachable: count here
-            window.flush()
+            if not hurried:  # a shared window's flush is a round trip: pending calls wait
+                window.flush()
             now = clock()
             calls, retries = window.totals(now)
             if retries >= self.ratio * calls + self.min_per_s * self.window:
                 return False
             window.bucket(now)[2] += 1
             return True
+        finally:
+            window.lock.release()
 
     def __call__(self, retry_state: RetryCallState) -> bool:
         """Allow (and spend) one retry, or refuse with a ``retry.budget_exhausted`` event."""
@@ -200,7 +216,8 @@ _registry_lock = threading.Lock()
 
 def budget(name: str, *, ratio: float | None = None, min_per_s: float | None = None,
            window: _validate.Duration | None = None, redis: Any = None,
-           redis_url: str | None = None) -> Budget:
+           redis_url: str | None = None,
+           redis_timeout: _validate.Duration | None = None) -> Budget:
     """Return the retry budget called ``name``, creating it with these settings once.
 
     ``budget(name)`` with no settings returns the existing one (or creates it with
@@ -211,32 +228,38 @@ def budget(name: str, *, ratio: float | None = None, min_per_s: float | None = N
     Args:
         name: The budget's name: the same name is the same budget everywhere.
         ratio: Share of calls that may be retries, in [0, 1].
-        min_per_s: Retries per second always allowed, whatever the traffic (>= 0).
+        min_per_s: Retries per second always allowed, whatever the traffic (0-1e9).
         window: The sliding window: seconds or a ``datetime.timedelta`` (0.01-1e7 s).
         redis: A ``redis.Redis`` (or ``RedisCluster``) client: one budget for every process
             using the name, its floor (``min_per_s`` x ``window``) the fleet's. Calls are
             counted in batches; each retry is spent atomically in Redis. brace talks to
-            that server with its own 0.25 s timeouts, whatever the client's. While Redis is
-            unreachable the budget counts locally. A ``redis.asyncio`` client is a
-            TypeError: pass a synchronous one.
-        redis_url: Same as ``redis=``, with a client brace builds (0.25 s timeouts; one
-            connection pool per URL per process).
+            that server with its own timeouts (``redis_timeout``), whatever the client's.
+            While Redis is unreachable the budget counts locally. A ``redis.asyncio``
+            client is a TypeError: pass a synchronous one.
+        redis_url: Same as ``redis=``, with a client brace builds (one connection pool per
+            URL and ``redis_timeout`` per process).
+        redis_timeout: With Redis: the longest brace waits for one Redis operation
+            (seconds or a ``timedelta``, 0.001-60 s, default 0.25). A retry with less time
+            left than this is decided on this process's own counts.
 
     Raises:
         TypeError, ValueError: ``name`` is not a non-empty str, a setting is out of range,
             or conflicts with the existing budget of that name.
     """
     if not isinstance(name, str) or not name:
-        raise TypeError(f"budget name must be a non-empty str, got {name!r}")
+        raise TypeError(f"budget name must be a non-empty str, got {_validate.shown(name)}")
     given = {key: value for key, value in (("ratio", ratio), ("min_per_s", min_per_s),
                                            ("window", window), ("redis", redis),
-                                           ("redis_url", redis_url)) if value is not None}
+                                           ("redis_url", redis_url),
+                                           ("redis_timeout", redis_timeout))
+             if value is not None}
     with _registry_lock:
         existing = registry.get(name)
         if existing is not None:
             # The settings only: the Redis client a caller passes again is not compared.
             conflicts = sorted(k for k, v in given.items()
-                               if k in DEFAULTS and getattr(existing, k) != _validate.plain(v))
+                               if (k in DEFAULTS or k == "redis_timeout")
+                               and getattr(existing, k) != _validate.plain(v))
             if conflicts:
                 shown = ", ".join(f"{k}={getattr(existing, k)!r}" for k in conflicts)
                 raise ValueError(f"budget {name!r} already exists with {shown}")
@@ -244,6 +267,8 @@ def budget(name: str, *, ratio: float | None = None, min_per_s: float | None = N
         settings: dict[str, Any] = {**DEFAULTS, **given}
         client = settings.pop("redis", None)
         url = settings.pop("redis_url", None)
+        timeout = _validate.redis_timeout(settings.pop("redis_timeout", None),
+                                          client is not None or url is not None)
         shared = None
         if client is not None or url is not None:
             if client is not None and url is not None:
@@ -251,8 +276,8 @@ def budget(name: str, *, ratio: float | None = None, min_per_s: float | None = N
             from brace import _redis  # the redis client only when a budget is shared
 
             checked = Budget(name, **settings)  # validate before talking to Redis
-            bounded, server = _redis.client_for(client, url)
-            shared = _redis.SharedBudget(name, bounded, server, checked.window)
+            bounded, server = _redis.client_for(client, url, timeout)
+            shared = _redis.SharedBudget(name, bounded, server, checked.window, timeout)
         created = registry[name] = Budget(name, **settings, shared=shared)
         return created
 
@@ -270,6 +295,19 @@ def lookup(spec: str | Budget) -> Budget:
 def find(name: str) -> Budget | None:
     """The budget called ``name`` if it exists (looking does not create it)."""
     return registry.get(name)
+
+
+def forget(name: str) -> bool:
+    """Forget the budget called ``name`` and what it counted; False if there was none.
+
+    The next ``brace.budget(name, ...)`` creates it afresh; calls in flight finish with
+    the old one. A budget shared through Redis keeps the fleet's counts there.
+    """
+    with _registry_lock:
+        return registry.pop(name, None) is not None
+
+
+_config.forgetters.append(forget)
 
 
 def reset() -> None:

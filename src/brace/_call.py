@@ -468,6 +468,10 @@ class Path:
                     error, value = exc, None
                 else:
                     if check is None or not check(value):
+                        if gate is not True:  # a failure-ratio breaker counts the call
+                            counted = cast(Gate, gate).on_success
+                            if counted is not None:
+                                counted()
                         stats["start_time"], stats["attempt_number"] = started, 1
                         stats["idle_for"] = stats["delay_since_first_attempt"] = 0
                         return value
@@ -541,6 +545,8 @@ class Path:
                         raise
                     if plain:
                         dog.release(watch)
+                        if gate is not True and gate.on_success is not None:
+                            gate.on_success()  # a failure-ratio breaker counts the call
                         stats["start_time"], stats["attempt_number"] = started, 1
                         stats["idle_for"] = stats["delay_since_first_attempt"] = 0
                         return value
@@ -602,7 +608,7 @@ class Path:
         started = 0.0
         try:
             if gate is not None and not gate.healthy():
-                trial = gate.enter(self.name)
+                trial = gate.enter(self.name, remaining=call.remaining())
             slot = self._gates(call) if self.limited else None
             try:
                 if gate is not None and gate.times_calls:
@@ -769,7 +775,9 @@ class Path:
         else:
             check = self.check
             if check is None or not check(value):
-                self.succeeded(call)  # a plain success: nothing to judge or record
+                if gate is not None and gate.on_success is not None:
+                    gate.on_success()  # a failure-ratio breaker counts the call
+                self.succeeded(call)  # a plain success: nothing else to judge or record
                 return Outcome(Kind.SUCCESS, None, value)
             first = self.settle(call, gate, False, 0.0, None, value)
         return await self._loop(call, args, kwargs, first)
@@ -828,7 +836,7 @@ class Path:
             if call.deadline_passed():
                 raise TimeoutError(call.deadline_message())
             if gate is not None and not gate.healthy():
-                trial = gate.enter(self.name)
+                trial = gate.enter(self.name, remaining=call.remaining())
             slot = await self._agates(call) if self.limited else None
             try:
                 if gate is not None and gate.times_calls:
@@ -934,7 +942,10 @@ def decorate(policy: Policy, fn: Callable[..., Any]) -> Any:
     name = _validate.callable_name(fn)
     asynchronous = _validate.is_async(fn)
     _validate.decoratable(fn, name, asynchronous, policy.attempt_timeout, policy.hedge_after)
-    path = Path(policy, fn, name=name, breaker=policy.breaker, asynchronous=asynchronous)
+    # Chaos (brace.testing.chaos) runs inside every attempt, so the layers meet what it
+    # injects as they would a real fault; the wrapper is named after ``fn`` all the same.
+    attempt = fn if policy.chaos is None else policy.chaos.wrap(fn)
+    path = Path(policy, attempt, name=name, breaker=policy.breaker, asynchronous=asynchronous)
     # The wrapper runs the call itself: a give-up's traceback shows at most two brace
     # frames (the wrapper's and run's) above the function's own.
     wrapper: Any = path.async_entry() if asynchronous else path.entry()

@@ -1,4 +1,4 @@
-"""Process-wide switches, behind a lock: the on/off switch and ``no_waits()``.
+"""Process-wide switches, behind a lock: the on/off switch and ``no_waits()``; ``forget``.
 
 The call path reads ``state`` on every call, so reads are plain attribute reads; writes
 take the lock so that nested ``no_waits()`` blocks in several threads keep an exact count.
@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
+
+from brace import _validate
 
 __all__ = [
     "NO_FALLBACK",
     "enter_no_waits",
     "exit_no_waits",
+    "forget",
+    "forgetters",
     "is_active",
     "presets",
     "set_active",
@@ -53,6 +58,11 @@ _lock = threading.Lock()
 #: The presets by name, filled in by ``brace.presets`` when it is imported: lower layers
 #: (the transports' default policy) read them here without importing it.
 presets: dict[str, Any] = {}
+
+#: Each registry of named objects (breakers, budgets, bulkheads and rate limits) adds its
+#: ``forget(name) -> bool`` here when it is imported, as ``presets`` above: ``forget``
+#: reaches them all without this lowest layer importing them.
+forgetters: list[Callable[[str], bool]] = []
 
 #: The ``fallback`` default: no fallback, errors propagate. (None is a valid fallback value.)
 NO_FALLBACK: Any = type("NoFallback", (), {"__repr__": lambda self: "NO_FALLBACK"})()
@@ -100,3 +110,28 @@ def exit_no_waits(previous: int | None = None) -> None:
 def waits_disabled() -> bool:
     """Return True while ``brace.testing.no_waits`` is active."""
     return state.no_waits > 0
+
+
+def forget(name: str) -> bool:
+    """Release the circuit breaker, retry budget, bulkhead and rate limit called ``name``.
+
+    brace keeps each object made by name for the life of the process (the same name is the
+    same object everywhere), so a process that makes names without end (one per tenant,
+    per customer, per host) forgets each when it is done with it; brace's own per-host
+    breakers are bounded by themselves. The next ``brace.breaker(name, ...)`` (or budget,
+    bulkhead, rate limit, or a policy naming it) creates the object afresh, with new
+    settings or the defaults: what the old one counted, and an open breaker's state, go
+    with it. Calls in flight finish with the old objects; one you kept
+    (``cb = brace.breaker(name)``) still works, but the name no longer refers to it.
+    State shared through Redis stays there for the other processes.
+
+    Returns:
+        Whether anything of that name was forgotten.
+
+    Raises:
+        TypeError: ``name`` is not a non-empty str.
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"forget() takes a name (non-empty str), got {_validate.shown(name)}")
+    # Every registry, each under its own lock (no short cut: one name may be all four).
+    return any([release(name) for release in forgetters])

@@ -13,7 +13,6 @@ import textwrap
 import types
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import pybreaker
@@ -57,10 +56,15 @@ def backoff_caps(policy: Policy) -> list[float]:
             for n in range(1, policy.attempts)]
 
 
-#: Waits summed exactly (by inclusion-exclusion, in fractions); a policy with more (up to
-#: 1,000 attempts) is summed by the normal approximation, which the sum of that many
-#: independent uniform waits follows closely, so explain() stays quick whatever the setting.
+#: Waits summed exactly (by inclusion-exclusion); a policy with more (up to 1,000
+#: attempts) is summed by the normal approximation, which the sum of that many independent
+#: uniform waits follows closely, so explain() stays quick whatever the setting.
 EXACT_WAITS = 24
+#: The most inclusion-exclusion terms (subsets of distinct caps) summed exactly: their
+#: number doubles with each distinct cap, so waits with many distinct caps (a tiny
+#: ``initial`` under a huge ``max_wait``) take the normal approximation too. Every preset
+#: needs at most 1,152.
+EXACT_TERMS = 4096
 
 
 def _normal_reach(caps: Sequence[float], seconds: float) -> float:
@@ -76,32 +80,36 @@ def reach_probability(caps: Sequence[float], seconds: float) -> float:
     """P(the sum of independent uniform(0, cap) waits >= ``seconds``), computed exactly.
 
     P(S <= t) = sum over subsets J of the caps of (-1)^|J| (t - sum(J))_+^n / (n! prod caps);
-    equal caps are grouped (a subset takes j of k equal ones in C(k, j) ways).
+    equal caps are grouped (a subset takes j of k equal ones in C(k, j) ways). Beyond
+    ``EXACT_WAITS`` waits or ``EXACT_TERMS`` subsets, the normal approximation.
     """
-    if len([cap for cap in caps if cap > 0]) > EXACT_WAITS:
-        return _normal_reach(caps, seconds)
-    waits_ = [Fraction(cap) for cap in caps if cap > 0]
-    t = Fraction(seconds)
-    n = len(waits_)
-    if t <= 0:
+    positive = [cap for cap in caps if cap > 0]
+    groups = sorted(Counter(positive).items())
+    if (len(positive) > EXACT_WAITS
+            or math.prod(count + 1 for _, count in groups) > EXACT_TERMS):
+        return _normal_reach(positive, seconds)
+    n = len(positive)
+    if seconds <= 0:
         return 1.0
-    if n == 0 or t >= sum(waits_):
+    # Every float is an integer over a power of two: scaled by the largest denominator, the
+    # caps and t are integers and the sum runs on ints, exactly, far faster than Fractions.
+    ratios = [float(value).as_integer_ratio()
+              for value in (seconds, *(cap for cap, _ in groups))]
+    scale = max(denominator for _, denominator in ratios)
+    t, *units = [numerator * (scale // denominator) for numerator, denominator in ratios]
+    scaled = [(unit, count) for unit, (_, count) in zip(units, groups, strict=True)]
+    if n == 0 or t >= sum(unit * count for unit, count in scaled):
         return 0.0
-    groups = sorted(Counter(waits_).items())
     # Subsets J as (sum(J), |J|, how many subsets share them); those with sum(J) >= t vanish.
-    weighted: list[tuple[Fraction, int, int]] = [(Fraction(0), 0, 1)]
-    for cap, count in groups:
-        weighted = [(acc + j * cap, size + j, mult * math.comb(count, j))
+    weighted: list[tuple[int, int, int]] = [(0, 0, 1)]
+    for unit, count in scaled:
+        weighted = [(acc + j * unit, size + j, mult * math.comb(count, j))
                     for acc, size, mult in weighted for j in range(count + 1)
-                    if acc + j * cap < t]
-    total = Fraction(0)
-    for acc, size, mult in weighted:
-        total += (-1) ** size * mult * (t - acc) ** n
-    product = Fraction(1)
-    for cap in waits_:
-        product *= cap
-    cdf = total / (math.factorial(n) * product)
-    return float(1 - cdf)
+                    if acc + j * unit < t]
+    total: int = sum((-mult if size % 2 else mult) * (t - acc) ** n
+                     for acc, size, mult in weighted)
+    whole: int = math.factorial(n) * math.prod(unit ** count for unit, count in scaled)
+    return (whole - total) / whole  # 1 - P(S <= t), rounded once (int / int rounds right)
 
 
 def ride_out_s(policy: Policy, probability: float = CONFIDENCE) -> float:
@@ -147,6 +155,18 @@ def _name(item: object) -> str:
     return repr(item)
 
 
+def _own_wait(wait: tenacity.wait.wait_base) -> tenacity.wait.wait_base:
+    """The policy's own wait under the wait of its ``on=`` callables, if any.
+
+    An ``on=`` callable's wait (``brace._policy._OnWait``, read by its ``inner`` since this
+    module lies below ``_policy``) applies only to the errors it answers with seconds; the
+    schedule is the wait beneath. Sampling the wrapper instead would cost 1,001 waits per
+    attempt.
+    """
+    inner = getattr(wait, "inner", None)
+    return inner if isinstance(inner, tenacity.wait.wait_base) else wait
+
+
 def _wait_range(wait: tenacity.wait.wait_base,
                 state: tenacity.RetryCallState) -> tuple[float, float, float]:
     """Min, median and max of the wait ``wait`` computes for ``state``, read from ``wait``."""
@@ -165,6 +185,9 @@ def _wait_range(wait: tenacity.wait.wait_base,
 
 def _wait_name(wait: tenacity.wait.wait_base) -> str:
     """A stable description of a wait (tenacity's own reprs carry memory addresses)."""
+    own = _own_wait(wait)
+    if own is not wait:
+        return f"{_wait_name(own)}, or the wait an on= callable returns"
     if isinstance(wait, waits.retry_after):
         return (f"brace.waits.retry_after(fallback={_wait_name(wait.fallback)}, "
                 f"max_wait={wait.max_wait!r})")
@@ -281,11 +304,12 @@ def _schedule(policy: Policy) -> list[dict[str, Any]]:
                                    "wait_max_s": None, "elapsed_worst_s": 0.0, "cut": False}]
     elapsed = 0.0
     retrying = tenacity.Retrying()
+    wait = _own_wait(policy.wait)
     for attempt in range(2, policy.attempts + 1):
         # The wait before attempt n is computed after attempt n - 1 failed.
         state = tenacity.RetryCallState(retrying, None, (), {})
         state.attempt_number = attempt - 1
-        low, median, high = _wait_range(policy.wait, state)
+        low, median, high = _wait_range(wait, state)
         elapsed += high
         rows.append({"attempt": attempt, "wait_min_s": _seconds(low),
                      "wait_median_s": _seconds(median), "wait_max_s": _seconds(high),
@@ -311,7 +335,7 @@ def explain(policy: Policy) -> dict[str, Any]:
         raise TypeError(f"explain() takes a brace.Policy, got {policy!r}")
     schedule = _schedule(policy)
     cut = [row["attempt"] for row in schedule if row["cut"]]
-    wait = policy.wait
+    wait = _own_wait(policy.wait)
     http = _is_http(policy)
     retry_after = None
     if http and isinstance(wait, waits.retry_after):
@@ -346,7 +370,7 @@ def explain(policy: Policy) -> dict[str, Any]:
             "on": [_name(item) for item in policy.on],  # type: ignore[union-attr]
         },
         "never_retried": _never(policy),
-        "wait": _wait_name(wait),
+        "wait": _wait_name(policy.wait),
         "retry_after": retry_after,
         "schedule": schedule,
         "worst_case_s": max((row["elapsed_worst_s"] for row in schedule if not row["cut"]),
@@ -369,6 +393,7 @@ def explain(policy: Policy) -> dict[str, Any]:
             "applies_to": "async calls; on the async transport, idempotent requests or "
                           "those with an Idempotency-Key"},
         "fallback": fallback,
+        "chaos": None if policy.chaos is None else repr(policy.chaos),
     }
 
 
@@ -462,6 +487,9 @@ def render_text(data: dict[str, Any]) -> list[str]:
             f"{hedging['applies_to']}", width=_WIDTH, subsequent_indent="  "))
     lines.append(f"Attempt timeout: {'none' if timeout is None else _s(timeout)}")
     lines.append(f"Fallback: {data['fallback'] or 'none'}")
+    if data["chaos"] is not None:
+        lines.append(textwrap.fill(f"Chaos (faults injected into attempts): {data['chaos']}",
+                                   width=_WIDTH, subsequent_indent="  "))
     return lines
 
 

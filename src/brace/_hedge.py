@@ -94,7 +94,8 @@ class Hedger:
 
     def _may_hedge(self, call: Call, started: float) -> bool:
         budget = self.policy.budget
-        if budget is not None and not _budget.lookup(budget).try_spend():
+        if budget is not None and not _budget.lookup(budget).try_spend(
+                remaining=call.remaining()):
             return False  # the retry budget is spent: no extra load, wait for the copies
         _events.hedge_started(self.name, self.policy.preset, call.attempts + 1,
                               clock() - started)

@@ -22,7 +22,7 @@ from brace._deadline import clock
 from brace._outcome import BraceError
 
 __all__ = ["BulkheadFullError", "RateLimitedError", "Refused", "bulkhead", "find_bulkhead",
-           "find_rate_limit", "rate_limit", "reset"]
+           "find_rate_limit", "forget", "rate_limit", "reset"]
 
 
 # A gate refused the attempt without running it (the dependency gave no verdict).
@@ -237,6 +237,8 @@ class RateLimit:
         self.burst = burst
         self.processes = processes
         self._shared = shared  # a brace._redis.SharedRateLimit: the fleet's bucket
+        #: The longest wait for one Redis operation (seconds); None for a local limit.
+        self.redis_timeout: float | None = None if shared is None else shared.timeout
         # Locally (no Redis, or Redis unreachable): this process's share of the rate.
         self._interval = processes / per_s
         self._tat = 0.0  # theoretical arrival time of the next token (monotonic)
@@ -244,7 +246,14 @@ class RateLimit:
         self._lock = threading.Lock()
 
     def reserve(self, name: str, remaining: float) -> float:
-        """Reserve a token; return how long to wait for it, or raise RateLimitedError."""
+        """Reserve a token; return how long to wait for it, or raise RateLimitedError.
+
+        ``remaining`` is the seconds the call has left: the longest it may wait, for the
+        token and for Redis. A limit shared through Redis asks Redis only with at least its
+        ``redis_timeout`` left; with less it decides from this process's lease of tokens
+        (none leased: refused, while a lease is taken for the next calls in the
+        background) or, while Redis is unreachable, from this process's share.
+        """
         verdict = None if self._shared is None else self._shared.reserve(remaining)
         if verdict is not None:
             granted, wait = verdict
@@ -327,10 +336,10 @@ def bulkhead(name: str, *, max_concurrent: int | None = None,
 
     Args:
         name: The bulkhead's name; policies use it with ``bulkhead=NAME``.
-        max_concurrent: Attempts that may run at once (int >= 1, default 10).
+        max_concurrent: Attempts that may run at once (int in 1-10**9, default 10).
         queue_timeout: How long a full bulkhead makes an attempt wait for a slot: seconds
-            or a ``datetime.timedelta`` (default 0: refuse at once); never past the
-            call's deadline.
+            or a ``datetime.timedelta`` (0-1e7 s, default 0: refuse at once); never past
+            the call's deadline.
 
     Returns:
         The ``Bulkhead``: ``in_use`` and ``waiting`` say how many attempts hold a slot and
@@ -340,7 +349,7 @@ def bulkhead(name: str, *, max_concurrent: int | None = None,
         TypeError, ValueError: a setting is out of range, or conflicts with the existing one.
     """
     if not isinstance(name, str) or not name:
-        raise TypeError(f"bulkhead name must be a non-empty str, got {name!r}")
+        raise TypeError(f"bulkhead name must be a non-empty str, got {_validate.shown(name)}")
     given = {k: v for k, v in (("max_concurrent", max_concurrent),
                                ("queue_timeout", queue_timeout)) if v is not None}
     with _lock:
@@ -354,49 +363,57 @@ def bulkhead(name: str, *, max_concurrent: int | None = None,
 
 def rate_limit(name: str, *, per_s: float | None = None, burst: int | None = None,
                redis: Any = None, redis_url: str | None = None,
-               processes: int | None = None) -> RateLimit:
+               processes: int | None = None,
+               redis_timeout: _validate.Duration | None = None) -> RateLimit:
     """Return the rate limit called ``name``, creating it with these settings once.
 
     Settings are keyword-only.
 
     Args:
         name: The rate limit's name; policies use it with ``rate_limit=NAME``.
-        per_s: Attempts allowed per second (a finite number > 0, default 10).
-        burst: Attempts allowed at once before the rate applies (int >= 1, default 1).
+        per_s: Attempts allowed per second (1e-6-1e9, default 10).
+        burst: Attempts allowed at once before the rate applies (int in 1-10**9,
+            default 1).
         redis: A ``redis.Redis`` (or ``RedisCluster``) client: one limit for every process
             using the name, on Redis's clock. Each process leases several tokens per round
             trip (sized from its recent demand), so a healthy call makes no round trip and a
-            refusal none while the fleet's latest answer stands. brace talks to that server
-            with its own 0.25 s timeouts. A ``redis.asyncio`` client is a TypeError: pass a
+            refusal none while the fleet's latest answer stands; under contention processes
+            take turns, so none starves. brace talks to that server with its own timeouts
+            (``redis_timeout``). A ``redis.asyncio`` client is a TypeError: pass a
             synchronous one.
-        redis_url: Same as ``redis=``, with a client brace builds (0.25 s timeouts; one
-            connection pool per URL per process).
+        redis_url: Same as ``redis=``, with a client brace builds (one connection pool per
+            URL and ``redis_timeout`` per process).
         processes: How many processes share the limit: while Redis is unreachable (or
             without Redis) each applies ``per_s / processes``, and with Redis one lease of
-            tokens is at most a process's share (int >= 1, default 1).
+            tokens is at most a process's share (int in 1-10**9, default 1).
+        redis_timeout: With Redis: the longest brace waits for one Redis operation
+            (seconds or a ``timedelta``, 0.001-60 s, default 0.25). An attempt with less
+            time left than this takes a leased token or is refused, without Redis.
 
     Raises:
         TypeError, ValueError: a setting is out of range, or conflicts with the existing one.
     """
     if not isinstance(name, str) or not name:
-        raise TypeError(f"rate limit name must be a non-empty str, got {name!r}")
-    given = {k: v for k, v in (("per_s", per_s), ("burst", burst), ("processes", processes))
-             if v is not None}
+        raise TypeError(f"rate limit name must be a non-empty str, got {_validate.shown(name)}")
+    given = {k: v for k, v in (("per_s", per_s), ("burst", burst), ("processes", processes),
+                               ("redis_timeout", redis_timeout)) if v is not None}
     with _lock:
         if name in _rate_limits:
             return _existing(_rate_limits[name], name, "rate limit", given)  # type: ignore[no-any-return]
-        rate = _validate.number(given.get("per_s", 10.0), "per_s", low=1e-6, high=1e9,
+        rate = _validate.number(given.get("per_s", 10.0), "per_s", low=1e-6,
+                                high=_validate.MAX_PER_S,
                                 unit=" of attempts per second")
         size = _validate.attempts(given.get("burst", 1), "burst")
         processes = _validate.attempts(given.get("processes", 1), "processes")
+        timeout = _validate.redis_timeout(redis_timeout, redis is not None or redis_url is not None)
         shared = None
         if redis is not None or redis_url is not None:
             if redis is not None and redis_url is not None:
                 raise TypeError("pass redis= or redis_url=, not both")
             from brace import _redis  # the redis client only when a limit is shared
 
-            client, server = _redis.client_for(redis, redis_url)
-            shared = _redis.SharedRateLimit(name, client, server, rate, size, processes)
+            client, server = _redis.client_for(redis, redis_url, timeout)
+            shared = _redis.SharedRateLimit(name, client, server, rate, size, processes, timeout)
         created = _rate_limits[name] = RateLimit(name, rate, size, shared, processes)
         return created
 
@@ -419,6 +436,21 @@ def find_bulkhead(name: str) -> Bulkhead:
 def find_rate_limit(name: str) -> RateLimit:
     """The rate limit ``name`` (created with defaults on first use)."""
     return _rate_limits.get(name) or rate_limit(name)
+
+
+def forget(name: str) -> bool:
+    """Forget the bulkhead and the rate limit called ``name``; False if there was neither.
+
+    The next ``brace.bulkhead(name, ...)`` / ``brace.rate_limit(name, ...)`` creates them
+    afresh. Attempts holding a slot or a token of the old ones finish with them (so for a
+    moment the old bulkhead's attempts and the new one's may both run).
+    """
+    with _lock:
+        bulkhead_found = _bulkheads.pop(name, None) is not None
+        return _rate_limits.pop(name, None) is not None or bulkhead_found
+
+
+_config.forgetters.append(forget)
 
 
 def reset() -> None:

@@ -4,10 +4,13 @@ An attempt ends in one of these kinds (``Kind``):
 
 - ``SUCCESS``: a value the policy does not retry;
 - ``RETRYABLE``: a failure of the dependency the policy retries (``throttled`` when the
-  dependency said "slow down": 429, 503 with Retry-After, 529);
+  dependency said "slow down": 429, 503 with Retry-After, 529, and the client libraries'
+  throttling errors in ``brace._clients``: grpc ``RESOURCE_EXHAUSTED``, botocore's
+  throttling codes ...);
 - ``NOT_RETRIED``: a failure the policy recognises but may not resend (``why``:
   ``not_idempotent``), or an error that is no failure of the dependency at all (a bug, a
-  404: ``why`` is ``not_retryable``);
+  404, a client library's authentication or permission error, which no ``on=`` retries:
+  ``why`` is ``not_retryable``);
 - ``REFUSED``: a gate (breaker, budget, bulkhead, rate limit) refused to run it: a
   ``BraceError``;
 - ``CANCELLED``: cancellation of any async library (asyncio, trio, anyio), a thread's
@@ -32,6 +35,7 @@ from typing import Any, Final
 import pybreaker
 import tenacity
 
+from brace import _clients
 from brace._deadline import clock, gave_up
 
 __all__ = [
@@ -48,6 +52,7 @@ __all__ = [
     "is_exit",
     "is_idempotent_request",
     "is_safe_to_resend",
+    "is_throttling",
     "judged",
     "mark_exhausted",
     "quick_verdict",
@@ -116,7 +121,8 @@ class Outcome:
         failure: Whether it is a failure of the dependency (breakers count it).
         why: For ``NOT_RETRIED``: ``not_idempotent`` or ``not_retryable``; for
             ``EXHAUSTED``: ``inner_exhausted``; for a ``RETRYABLE`` answer that says "slow
-            down" (429, 529, 503 with Retry-After): ``throttled``.
+            down" (``is_throttling``: 429, 529, 503 with Retry-After, a client library's
+            throttling error): ``throttled``.
     """
 
     __slots__ = ("error", "failure", "kind", "value", "why")
@@ -136,7 +142,7 @@ class Outcome:
 
     @property
     def throttled(self) -> bool:
-        """Whether the dependency said "slow down" (429, 529, 503 with Retry-After)."""
+        """Whether the dependency said "slow down" (``is_throttling``)."""
         return self.why == "throttled"
 
     def __repr__(self) -> str:
@@ -212,7 +218,9 @@ def mark_exhausted(value: object) -> None:
 
 # --- what an HTTP outcome carries --------------------------------------------------------
 # By duck typing: an httpx.Response, an httpx.HTTPStatusError, or any exception with
-# `status_code` or `response.status_code` (the LLM SDKs' errors), importing none of them.
+# `status_code` or `response.status_code` (the LLM SDKs' errors, requests' HTTPError,
+# websockets' InvalidStatus), importing none of them; the other libraries' shapes (aiohttp's
+# `.status`, botocore's ResponseMetadata ...) through brace._clients, by class.
 
 def httpx_error(exc: BaseException, names: frozenset[str]) -> bool:
     """Whether ``exc`` is one of httpx's errors ``names``, by class name and module."""
@@ -227,16 +235,26 @@ def _int_status(value: object) -> int | None:
 
 
 def status_of(value: object) -> int | None:
-    """The HTTP status a result or exception carries, or None."""
+    """The HTTP status a result or exception carries, or None.
+
+    ``status_code`` or ``response.status_code`` (httpx, requests, the LLM SDKs, websockets'
+    ``InvalidStatus``), else a client library's own shape (``brace._clients.status``):
+    aiohttp's ``.status``, botocore's ``response["ResponseMetadata"]["HTTPStatusCode"]``,
+    google-api-core's and urllib's ``.code``, urllib3's and http.client's ``.status``.
+    """
     code = getattr(value, "status_code", None)
     if code is not None:
         code = _int_status(code)
         if code is not None:
             return code
     response = getattr(value, "response", None)
-    if response is None:  # most outcomes carry neither: two attribute reads, no more
+    if response is not None:
+        code = _int_status(getattr(response, "status_code", None))
+        if code is not None:
+            return code
+    if value.__class__.__module__ == "builtins":  # a plain value or a builtin error
         return None
-    return _int_status(getattr(response, "status_code", None))
+    return _clients.status(value)  # one dict look-up by class
 
 
 def _is_response(value: object) -> bool:
@@ -264,6 +282,8 @@ def request_of(value: object) -> Any:
             request = getattr(holder, "request", None)
         except RuntimeError:
             continue
+        if request is None:  # aiohttp's errors and responses carry `request_info`
+            request = getattr(holder, "request_info", None)
         if request is not None and isinstance(getattr(request, "method", None), (str, bytes)):
             return request
     return None
@@ -279,8 +299,9 @@ def _not_sent(value: object) -> bool:
     if isinstance(value, ConnectionRefusedError):
         return True
     if isinstance(value, BaseException):
-        # Also an SDK error raised from a connect failure (openai's APIConnectionError).
-        return httpx_error(value, _NOT_SENT) or (
+        # Also an SDK error raised from a connect failure (openai's APIConnectionError), and
+        # the other client libraries' connect failures (requests, urllib3, aiohttp, botocore).
+        return httpx_error(value, _NOT_SENT) or _clients.not_sent(value) or (
             value.__cause__ is not None and httpx_error(value.__cause__, _NOT_SENT))
     return False
 
@@ -323,6 +344,29 @@ def sdk_retries(value: object) -> str | None:
 
 # Statuses that say "slow down" rather than "broken": rate limits and overload.
 _THROTTLING = frozenset({429, 529})
+
+
+def _throttled(value: object, status: int | None) -> bool:
+    # `status` is status_of(value), which the caller has already read.
+    if status in _THROTTLING:
+        return True
+    if status == 503:  # unavailable, and saying when to come back
+        response = response_of(value)
+        if response is not None and response.headers.get("retry-after") is not None:
+            return True
+    return isinstance(value, BaseException) and _clients.is_throttling(value)
+
+
+def is_throttling(value: object) -> bool:
+    """Whether an outcome (an error or a returned response) says "slow down".
+
+    An HTTP 429 or 529, a 503 with Retry-After, or a client library's throttling error
+    (``brace._clients``: grpc ``RESOURCE_EXHAUSTED``, botocore's throttling codes such as
+    ``ThrottlingException`` and ``SlowDown``, google-api-core's ``TooManyRequests``,
+    websockets' close code 1013). Events report it as ``error_kind="throttling"``; the
+    adaptive limits lower their rate on it.
+    """
+    return _throttled(value, status_of(value))
 
 
 # brace's own gates, and a pybreaker breaker a user passed (its CircuitBreakerError).
@@ -374,8 +418,9 @@ def _judged_state(policy: Any, error: BaseException | None, value: Any) -> Any:
 def quick_verdict(policy: Any, error: BaseException | None, value: Any) -> Outcome | None:
     """The verdicts that need no predicate, or None: ``classify``'s first rules.
 
-    A cancellation or exit, a refusal by a gate, ``tenacity.TryAgain``, and a value the
-    policy's result check does not flag (a plain success).
+    A cancellation or exit, a refusal by a gate, ``tenacity.TryAgain``, a client library's
+    authentication or permission error (``brace._clients``, verdict ``NEVER``), and a value
+    the policy's result check does not flag (a plain success).
     """
     if error is not None:
         if not isinstance(error, Exception) or isinstance(error, _THREAD_CANCELLED):  # is_exit
@@ -384,6 +429,13 @@ def quick_verdict(policy: Any, error: BaseException | None, value: Any) -> Outco
             return Outcome(Kind.REFUSED, error, None)
         if isinstance(error, tenacity.TryAgain):
             return Outcome(Kind.RETRYABLE, error, None)  # the function asked for a retry
+        if error.__class__.__module__ != "builtins":  # builtin errors are in no table
+            row = _clients.verdict(error)
+            if row is not None and row.never:
+                # A client library's authentication or permission error: never retried,
+                # whatever on= says (redis-py's AuthenticationError is a ConnectionError),
+                # and no failure of the dependency for breakers to count.
+                return Outcome(Kind.NOT_RETRIED, error, None, why="not_retryable")
         return None
     check = policy._result_check
     if check is None or not check(value):
@@ -426,10 +478,6 @@ def judged(policy: Any, error: BaseException | None, value: Any, mark: int | Non
         return Outcome(Kind.NOT_RETRIED, error, None, why="not_retryable")
     if policy.idempotent_only and not is_safe_to_resend(subject):
         return Outcome(Kind.NOT_RETRIED, error, value, failure=True, why="not_idempotent")
-    status = status_of(subject)
-    throttled = status in _THROTTLING
-    if status == 503:  # unavailable, and saying when to come back
-        response = response_of(subject)
-        throttled = response is not None and response.headers.get("retry-after") is not None
+    throttled = _throttled(subject, status_of(subject))
     return Outcome(Kind.RETRYABLE, error, value, failure=True,
                    why="throttled" if throttled else None)

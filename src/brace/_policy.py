@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
+import math
 import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, cast, overload
@@ -23,12 +24,16 @@ import tenacity
 
 from brace import _budget, _call, _config, _events, _explain, _validate, predicates, stops, waits
 from brace._breakers import gate_for
-from brace._deadline import past, remaining
+from brace._deadline import gave_up, past, remaining
 from brace._outcome import Kind, Outcome, classify, mark_exhausted
 
 if TYPE_CHECKING:
+    import aiohttp
     import httpx
+    import requests
     from tenacity import RetryCallState
+
+    from brace._chaos import Chaos
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -110,10 +115,10 @@ class Policy:
 
     Args:
         preset: The name events report in their ``preset`` field.
-        attempts: Maximum number of calls, first one included (int >= 1).
-        initial: Backoff window of the first retry in seconds (finite, >= 0).
-        max_wait: Largest wait between attempts in seconds (finite, >= initial).
-        deadline: Seconds after the first call past which no sleep may end (finite, > 0);
+        attempts: Maximum number of calls, first one included (int in 1-1000).
+        initial: Backoff window of the first retry in seconds (0-1e7).
+        max_wait: Largest wait between attempts in seconds (initial-1e7).
+        deadline: Seconds after the first call past which no sleep may end (> 0, <= 1e7);
             the policy gives up rather than sleep past it.
         on: Extra retry conditions, OR-ed with ``retry``: exception types, tenacity retry
             objects, or callables receiving the exception and returning True/False, or the
@@ -147,6 +152,10 @@ class Policy:
         fallback: Returned instead of raising when retries are exhausted or the breaker is
             open; a callable is called with the error. Bugs (errors the policy would not
             retry) still raise. Decorated functions only.
+        chaos: A ``brace.testing.chaos(...)`` setting: faults, outcomes or latency injected
+            inside each attempt, so the policy retries, counts and reports them as real
+            ones (for tests, or behind its ``enabled`` flag). Decorated functions and
+            brace's httpx transports (not ``tenacity_kwargs()`` or ``retrying()``).
 
     Raises:
         TypeError, ValueError: at construction, naming the bad parameter and its range.
@@ -172,25 +181,29 @@ class Policy:
     hedges: int | None = None
     # Fallback values need not be hashable: compared, but left out of the hash.
     fallback: Any = dataclasses.field(default=_config.NO_FALLBACK, hash=False)
+    # Compared and hashed by identity (each setting has its own random sequence).
+    chaos: Chaos | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.preset, str) or not self.preset:
-            raise TypeError(f"preset must be a non-empty str, got {self.preset!r}")
+            raise TypeError(f"preset must be a non-empty str, got "
+                            f"{_validate.shown(self.preset)}")
         _validate.attempts(self.attempts)
         initial, max_wait = _validate.wait_range(self.initial, self.max_wait, "max_wait")
         deadline = _validate.seconds(self.deadline, "deadline", allow_zero=False)
         if not isinstance(self.retry, tenacity.retry_base):
             raise TypeError(f"retry= must be a tenacity retry object (tenacity.retry_base), "
-                            f"got {self.retry!r}")
+                            f"got {_validate.shown(self.retry)}")
         statuses = _validate.statuses(self.statuses)
         if not isinstance(self.idempotent_only, bool):
-            raise TypeError(f"idempotent_only must be a bool, got {self.idempotent_only!r}")
+            raise TypeError(f"idempotent_only must be a bool, got "
+                            f"{_validate.shown(self.idempotent_only)}")
         if self.attempt_timeout is not None:
             timeout = _validate.seconds(self.attempt_timeout, "attempt_timeout",
                                         allow_zero=False)
             if timeout > deadline:
                 raise ValueError(f"attempt_timeout must be <= deadline ({deadline!r}), "
-                                 f"got {self.attempt_timeout!r}")
+                                 f"got {_validate.shown(self.attempt_timeout)}")
             object.__setattr__(self, "attempt_timeout", timeout)
         object.__setattr__(self, "statuses", statuses)
         _validate.named(self.breaker, "breaker", (pybreaker.CircuitBreaker,),
@@ -207,6 +220,7 @@ class Policy:
         object.__setattr__(self, "max_wait", max_wait)
         object.__setattr__(self, "deadline", deadline)
         object.__setattr__(self, "on", _validate.on_spec(self.on))
+        _validate.chaos(self.chaos)
 
     # -- the retry decision (private: the call path and tenacity read these) -----------------
 
@@ -349,10 +363,10 @@ class Policy:
         it: use the decorator or ``retrying()`` where tests must not sleep.
 
         Raises:
-            TypeError: the policy has a ``breaker=``, ``fallback=`` or ``hedge_after=``, which
-                tenacity cannot apply (a breaker gates each attempt, a fallback wraps the
-                call, hedges race attempts): use the policy as a decorator, or drop them
-                with ``policy.replace(...)``.
+            TypeError: the policy has a ``breaker=``, ``fallback=``, ``hedge_after=`` or
+                ``chaos=``, which tenacity cannot apply (a breaker gates each attempt, a
+                fallback wraps the call, hedges race attempts, chaos runs inside them): use
+                the policy as a decorator, or drop them with ``policy.replace(...)``.
         """
         self._refuse_outside_the_call_path("tenacity_kwargs()")
         return self._tenacity_kwargs()
@@ -360,7 +374,8 @@ class Policy:
     def _refuse_outside_the_call_path(self, where: str) -> None:
         unapplied = [name for name, unset in (("breaker", self.breaker is None),
                                               ("fallback", self.fallback is _config.NO_FALLBACK),
-                                              ("hedge_after", self.hedge_after is None))
+                                              ("hedge_after", self.hedge_after is None),
+                                              ("chaos", self.chaos is None))
                      if not unset]
         if unapplied:
             shown = " and ".join(f"{name}=" for name in unapplied)
@@ -423,6 +438,44 @@ class Policy:
         from brace import _transport
 
         return _transport.async_client(self, **httpx_kwargs)
+
+    def session(self, **adapter_kwargs: Any) -> requests.Session:
+        """A ``requests.Session`` whose every request goes through this policy.
+
+        ``brace.RetryAdapter(self, **adapter_kwargs)`` is mounted on ``http://`` and
+        ``https://`` (``breaker=``, ``pool_connections=``, ``pool_maxsize=``,
+        ``pool_block=``); the session is a context manager, as requests' always is.
+        Needs requests (``pip install 'brace[requests]'``).
+        """
+        from brace import _requests  # requests only when used
+
+        return _requests.session(self, **adapter_kwargs)
+
+    def aiohttp_middleware(self, **middleware_kwargs: Any) -> Any:
+        """An aiohttp client middleware sending every request through this policy.
+
+        ``aiohttp.ClientSession(middlewares=[brace.http.aiohttp_middleware()])`` (aiohttp
+        3.12+, asyncio). Statuses, Retry-After, idempotency, the breaker (by default one
+        per authority, as on the httpx clients; ``breaker=`` a name, a
+        ``pybreaker.CircuitBreaker`` or None replaces it), rate limit, bulkhead, events and
+        the deadline apply as on ``brace.AsyncRetryTransport``; each attempt is cut at the
+        call's deadline and at ``attempt_timeout``. Every response carries
+        ``response.brace`` (``{"attempts", "elapsed_s", "exhausted"}``). Needs aiohttp
+        (``pip install 'brace[aiohttp]'``).
+        """
+        from brace import _aiohttp
+
+        return _aiohttp.aiohttp_middleware(self, **middleware_kwargs)
+
+    def aiohttp_session(self, **session_kwargs: Any) -> aiohttp.ClientSession:
+        """An ``aiohttp.ClientSession`` with ``aiohttp_middleware()`` as its innermost middleware.
+
+        ``session_kwargs`` go to ``aiohttp.ClientSession`` (``breaker=`` to the middleware).
+        Make it inside a running event loop, as aiohttp asks.
+        """
+        from brace import _aiohttp
+
+        return _aiohttp.aiohttp_session(self, **session_kwargs)
 
     def explain(self) -> dict[str, Any]:
         """What this policy retries and its schedule, as ``python -m brace explain`` prints it.
@@ -534,6 +587,7 @@ class _Reported(tenacity.retry_base):
         attempt = retry_state.attempt_number
         if kind is Kind.EXHAUSTED:
             reason = "inner_exhausted"  # an inner policy gave up: never retried again here
+            gave_up()  # and this call gives up with it: brace.web marks the response too
         elif kind is Kind.REFUSED and isinstance(verdict.error, pybreaker.CircuitBreakerError):
             if attempt == 1:
                 return False  # a rejection at attempt 1 is reported by breaker.rejected alone
@@ -583,12 +637,19 @@ class _Stop(tenacity.stop.stop_base):
             # This attempt's failure tripped (or met) an open breaker: stop here with the
             # real error instead of sleeping towards a certain rejection.
             reason = "breaker_open"
-        elif self.budget is not None and not _budget.lookup(self.budget).try_spend():
+        elif self.budget is not None and not self._spend(retry_state):
             reason = "budget_exhausted"  # retries are over their share: do not add load
         else:
             return False
         self.reasons[retry_state] = reason
         return True
+
+    def _spend(self, retry_state: RetryCallState) -> bool:
+        # One retry from the budget; a shared budget never waits on Redis longer than
+        # brace's call has left (tenacity's own loops: as long as redis_timeout).
+        call = getattr(retry_state, "call", None)
+        return _budget.lookup(self.budget).try_spend(
+            remaining=math.inf if call is None else call.remaining())
 
     def _past_deadline(self, retry_state: RetryCallState) -> bool:
         # brace.stops.deadline's rule; the policy's wait already is a server's Retry-After

@@ -5,15 +5,22 @@ The redis client is imported only when an object is given ``redis=`` or ``redis_
 Three promises hold whatever client the user passes (DESIGN rule 27):
 
 - **Bounded waits.** brace talks to Redis through a client of its own, derived from the
-  user's connection settings (host, credentials, TLS, database ...) with brace's timeouts
-  (``REDIS_TIMEOUT_S`` per operation) and no client-side retries: a frozen Redis costs a
-  call at most one timeout, never redis-py's 5 s defaults times its retries.
+  user's connection settings (host, credentials, TLS, database ...) with the object's
+  ``redis_timeout`` (default ``REDIS_TIMEOUT_S``) per operation and no client-side
+  retries: a frozen Redis costs a call at most one timeout, never redis-py's 5 s defaults
+  times its retries.
+- **Never past the call's deadline.** A gate operation given the seconds its call has left
+  (``remaining=``) starts a round trip only when at least the object's ``redis_timeout``
+  is left; with less it decides from its local copy (``within`` for the breaker, whose
+  Redis reads pybreaker makes).
 - **One cool-down per server.** Every object on one Redis server (breakers, budgets, rate
-  limits) shares one ``Server``: after a failed operation none of them asks that server
-  again for a cool-down window, so an outage costs each process at most one timeout per
-  window, however many objects a call goes through.
-- **One connection pool per URL** (and per user client): every object built with the same
-  ``redis_url`` shares one client.
+  limits) shares one ``Server``, whatever their ``redis_timeout``: after a failed operation
+  none of them asks that server again for a cool-down window, so an outage costs each
+  process at most one timeout per window, however many objects a call goes through.
+- **One connection pool per URL** (and per user client) **and timeout**: every object
+  built with the same ``redis_url`` and ``redis_timeout`` shares one client. A socket's
+  timeout belongs to its connection, so each other ``redis_timeout`` on a server adds one
+  pool (one connection per thread that uses it).
 
 Every key of one object shares the hash tag of its name, ``brace:{NAME}:KIND``; the kinds
 (``state``, ``trial``, ``window``, ``budget``, ``rate``) are suffix-free, so no name can reach
@@ -23,13 +30,17 @@ another object's keys, and every script's keys live in one Redis Cluster slot.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import functools
 import importlib
 import inspect
 import math
+import os
+import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -37,13 +48,14 @@ import pybreaker
 
 from brace import _events
 from brace._redact import redact_url_error
+from brace._validate import REDIS_TIMEOUT_S
 
 __all__ = ["COOLDOWN_S", "REDIS_TIMEOUT_S", "TRIAL_LEASE_S", "RedisStorage", "Server",
            "SharedBudget", "SharedRateLimit", "SharedWindow", "breaker_exists", "client_for",
-           "client_from_url", "force", "key", "shared_breakers"]
+           "client_from_url", "force", "key", "shared_breakers", "within"]
 
-#: Seconds brace waits for Redis per operation, whatever client the user passed.
-REDIS_TIMEOUT_S = 0.25
+# REDIS_TIMEOUT_S (from _validate): the seconds brace waits for Redis per operation when an
+# object's redis_timeout is not given, whatever client the user passed.
 #: After a failed operation, seconds no object asks that Redis server again (at most; a
 #: breaker with a shorter ``sync_interval`` shortens its server's window to that).
 COOLDOWN_S = 1.0
@@ -86,9 +98,11 @@ class Server:
 
 
 _lock = threading.Lock()
-_by_url: dict[str, tuple[Any, Server]] = {}
-# The user's client (or its pool) by id, kept alive, with brace's client derived from it.
-_by_client: dict[int, tuple[Any, Any, Server]] = {}
+# One bounded client per (URL, redis_timeout): a socket timeout is its connection's.
+_by_url: dict[tuple[str, float], tuple[Any, Server]] = {}
+# The user's client (or its pool) by (id, redis_timeout), kept alive, with brace's client
+# derived from it.
+_by_client: dict[tuple[int, float], tuple[Any, Any, Server]] = {}
 _servers: dict[str, Server] = {}
 
 
@@ -121,7 +135,8 @@ def refuse_async(client: Any) -> None:
             f"got {type(client).__module__}.{type(client).__qualname__}: brace's gates decide "
             "on the call path without awaiting Redis (a healthy call makes no round trip at "
             "all). Pass redis=redis.Redis(...) with the same settings, or redis_url='redis://"
-            "...'; brace bounds each Redis wait by its own 0.25 s timeout either way.")
+            "...'; brace bounds each Redis wait by its redis_timeout (0.25 s unless "
+            "given) either way.")
 
 
 # Connection settings that belong to a pool (or that brace replaces), not to a connection.
@@ -132,20 +147,19 @@ _POOL_OWNED = frozenset({
     "connection_pool", "health_check_interval"})
 
 
-def _bounded_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+def _bounded_kwargs(kwargs: dict[str, Any], timeout: float) -> dict[str, Any]:
     kept = {k: v for k, v in kwargs.items() if k not in _POOL_OWNED}
-    kept.update(socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S,
-                retry=_no_retries())
+    kept.update(socket_timeout=timeout, socket_connect_timeout=timeout, retry=_no_retries())
     return kept
 
 
-def _derive(client: Any) -> tuple[Any, str]:
+def _derive(client: Any, timeout: float) -> tuple[Any, str]:
     """Brace's bounded client talking to the server ``client`` talks to, and its address.
 
     Built from the connection settings of the user's pool (so credentials, TLS, database,
-    RESP version and ``decode_responses`` are the user's), with brace's timeouts and no
-    retries; a Sentinel pool keeps its Sentinel manager; a RedisCluster keeps its nodes.
-    Anything else (a test double) is used as it is.
+    RESP version and ``decode_responses`` are the user's), with ``timeout`` (seconds) per
+    operation and no retries; a Sentinel pool keeps its Sentinel manager; a RedisCluster
+    keeps its nodes. Anything else (a test double) is used as it is.
     """
     redis = _redis_module()
     # redis-py's cluster and sentinel modules are untyped: reached through Any.
@@ -153,7 +167,7 @@ def _derive(client: Any) -> tuple[Any, str]:
     sentinel: Any = importlib.import_module("redis.sentinel")
     if isinstance(client, cluster.RedisCluster):
         nodes = [cluster.ClusterNode(node.host, node.port) for node in client.get_nodes()]
-        kwargs = _bounded_kwargs(dict(client.nodes_manager.connection_kwargs))
+        kwargs = _bounded_kwargs(dict(client.nodes_manager.connection_kwargs), timeout)
         kwargs.pop("host", None)
         kwargs.pop("port", None)
         derived = cluster.RedisCluster(startup_nodes=nodes,
@@ -162,7 +176,7 @@ def _derive(client: Any) -> tuple[Any, str]:
     pool = getattr(client, "connection_pool", None)
     if pool is None or not isinstance(getattr(pool, "connection_kwargs", None), dict):
         return client, f"object:{id(client)}"
-    kwargs = _bounded_kwargs(dict(pool.connection_kwargs))
+    kwargs = _bounded_kwargs(dict(pool.connection_kwargs), timeout)
     derived_pool: Any
     if isinstance(pool, sentinel.SentinelConnectionPool):
         kwargs.pop("connection_class", None)
@@ -188,10 +202,13 @@ def _server(address: str) -> Server:
     return server
 
 
-def client_for(redis: Any = None, redis_url: str | None = None) -> tuple[Any, Server]:
+def client_for(redis: Any = None, redis_url: str | None = None,
+               timeout: float = REDIS_TIMEOUT_S) -> tuple[Any, Server]:
     """The bounded client for ``redis=`` (a user's client) or ``redis_url=``, and its server.
 
-    One client (one connection pool) per URL, and per user client, per process.
+    ``timeout`` (seconds, checked by the caller) bounds each operation. One client (one
+    connection pool) per URL, and per user client, and per timeout, per process; one
+    ``Server`` (one cool-down) per server whatever the timeouts.
 
     Raises:
         TypeError: both or neither given, a ``redis.asyncio`` client, a URL that is no str.
@@ -200,23 +217,23 @@ def client_for(redis: Any = None, redis_url: str | None = None) -> tuple[Any, Se
     if redis is not None and redis_url is not None:
         raise TypeError("pass redis= or redis_url=, not both")
     if redis_url is not None:
-        return _from_url(redis_url)
+        return _from_url(redis_url, timeout)
     if redis is None:
         raise TypeError("redis= must be a redis.Redis client, got None")
     refuse_async(redis)
     with _lock:
-        found = _by_client.get(id(redis))
+        found = _by_client.get((id(redis), timeout))
         if found is None or found[0] is not redis:
-            derived, address = _derive(redis)
-            found = _by_client[id(redis)] = (redis, derived, _server(address))
+            derived, address = _derive(redis, timeout)
+            found = _by_client[id(redis), timeout] = (redis, derived, _server(address))
         return found[1], found[2]
 
 
-def _from_url(url: str) -> tuple[Any, Server]:
+def _from_url(url: str, timeout: float = REDIS_TIMEOUT_S) -> tuple[Any, Server]:
     if not isinstance(url, str) or not url:
         raise TypeError(f"redis_url must be a redis:// URL (a non-empty str), got {url!r}")
     with _lock:
-        found = _by_url.get(url)
+        found = _by_url.get((url, timeout))
         if found is not None:
             return found
     redis = _redis_module()
@@ -228,12 +245,12 @@ def _from_url(url: str) -> tuple[Any, Server]:
 
             # Reaching the cluster's nodes (to learn its slots) happens here, bounded too.
             client: Any = RedisCluster.from_url(
-                plain, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S,
+                plain, socket_timeout=timeout, socket_connect_timeout=timeout,
                 retry=_no_retries())
             address = "cluster:" + plain.partition("://")[2].rpartition("@")[2]
         else:
             pool = redis.ConnectionPool.from_url(
-                plain, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S,
+                plain, socket_timeout=timeout, socket_connect_timeout=timeout,
                 retry=_no_retries())
             client = redis.Redis(connection_pool=pool)
             kwargs = pool.connection_kwargs
@@ -243,7 +260,7 @@ def _from_url(url: str) -> tuple[Any, Server]:
         raise ValueError(redact_url_error(f"redis_url is not a Redis URL ({exc}): got {url!r}",
                                           url)) from None
     with _lock:
-        found = _by_url.setdefault(url, (client, _server(address)))
+        found = _by_url.setdefault((url, timeout), (client, _server(address)))
     if found[0] is not client:
         with contextlib.suppress(Exception):
             client.close()
@@ -273,26 +290,66 @@ def reset() -> None:
         _by_client.clear()
 
 
+# The monotonic time by which the gate operation under way must be done (its call's
+# deadline; ``within``): a round trip that may not end by then is not started.
+_due: contextvars.ContextVar[float] = contextvars.ContextVar("brace_redis_due",
+                                                             default=math.inf)
+
+
+@contextlib.contextmanager
+def within(remaining: float) -> Iterator[None]:
+    """Ask Redis only while an object's ``redis_timeout`` fits in ``remaining`` seconds.
+
+    Inside, an operation starts only with at least its object's ``redis_timeout`` left of
+    ``remaining`` seconds (from now); otherwise it answers None at once. For the operations
+    pybreaker makes on a breaker's storage (reads of its state), which cannot be handed
+    ``remaining=``. Per thread and per task (a context variable).
+    """
+    token = _due.set(min(_due.get(), time.monotonic() + remaining))
+    try:
+        yield
+    finally:
+        _due.reset(token)
+
+
 class Link:
     """Redis as one breaker, budget or limit sees it, through its server's cool-down.
 
     A failed operation starts the server's cool-down (no object asks it meanwhile); the loss
-    and the return are reported once each per object (under ``label``).
+    and the return are reported once each per object (under ``label``). ``timeout`` is the
+    object's ``redis_timeout``: the longest one operation may take.
     """
 
-    def __init__(self, label: str | None, server: Server, lost_means: str) -> None:
+    def __init__(self, label: str | None, server: Server, lost_means: str,
+                 timeout: float = REDIS_TIMEOUT_S) -> None:
         self.label = label  # None: another object reports this Redis's outages
         self.server = server
+        self.timeout = timeout
         self._lost_means = lost_means
         self.lost = False
 
+    def cooling(self) -> bool:
+        """Whether the server is in its cool-down (nobody asks it now)."""
+        retry_at = self.server.retry_at
+        return bool(retry_at) and time.monotonic() < retry_at
+
+    def in_time(self) -> bool:
+        """Whether an operation may start: ``within`` leaves at least ``timeout`` for it."""
+        return _due.get() - time.monotonic() >= self.timeout
+
     def run(self, operation: Callable[[], Any]) -> Any:
-        """``operation()`` against Redis, or None when it is unreachable (or cooling down)."""
+        """``operation()`` against Redis, or None when it is unreachable (or cooling down).
+
+        Also None, with nothing asked and nothing reported, when the call has less than
+        ``timeout`` left (``within``).
+        """
         from redis.exceptions import RedisError
 
         server = self.server
         if server.retry_at and time.monotonic() < server.retry_at:
             self._lose(server.error)
+            return None
+        if not self.in_time():
             return None
         try:
             result = operation()
@@ -306,11 +363,54 @@ class Link:
                 _events.breaker_storage_recovered(self.label)
         return result
 
+    def report(self, error: BaseException) -> None:
+        """An operation failed with something other than a Redis error: count it as one."""
+        self.server.failed(error)
+        self._lose(error)
+
     def _lose(self, error: BaseException | None) -> None:
         if not self.lost and self.label is not None:
             _events.breaker_storage_error(self.label, f"Redis is unreachable: "
                                           f"{self._lost_means} until it answers", error)
         self.lost = True
+
+
+class _Behind:
+    """One daemon thread per process for Redis operations no caller waits for.
+
+    Jobs are queued without blocking (starting a thread would wait for the scheduler on
+    the call path); the thread starts when an object that uses it is built, and again in a
+    forked child. Each job catches its own errors.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._pid = 0  # the process the thread runs in
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Make sure the thread runs in this process."""
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    threading.Thread(target=self._run, name="brace-redis-behind",
+                                     daemon=True).start()
+                    self._pid = os.getpid()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Run ``job()`` on the thread, soon."""
+        self.start()
+        self._jobs.put(job)
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            # A job reports its own errors; the thread outlives any it missed.
+            with contextlib.suppress(Exception):
+                job()
+
+
+_behind = _Behind()
 
 
 def _text(value: bytes | str) -> str:
@@ -405,14 +505,19 @@ class RedisStorage(pybreaker.CircuitBreakerStorage):
     lease is renewed while the trial runs, and the trial's outcome is written and the lease
     released in one step. While Redis is unreachable the breaker goes on as a local,
     in-process breaker (or, with ``fallback_state="open"``, fails fast), paying at most one
-    Redis timeout per cool-down of its server; it reports the loss once and the return
-    once, and shares again from the next refresh.
+    Redis timeout (``redis_timeout``) per cool-down of its server; it reports the loss once
+    and the return once, and shares again from the next refresh. Inside ``within`` with
+    less than ``redis_timeout`` left, the local copy answers as it is, however old, and
+    nothing is written or taken in Redis (the gate refuses a trial then).
     """
 
     local_reads = True  # the gate may treat a quiet success as nothing to record
+    #: The gate's way to bound the Redis reads pybreaker makes by its call's deadline.
+    within = staticmethod(within)
 
     def __init__(self, name: str, client: Any, server: Server, fallback_state: str,
-                 sync_interval: float, settings: dict[str, Any]) -> None:
+                 sync_interval: float, settings: dict[str, Any],
+                 timeout: float = REDIS_TIMEOUT_S) -> None:
         super().__init__("redis")
         self.breaker = name
         self._client = client
@@ -430,7 +535,7 @@ class RedisStorage(pybreaker.CircuitBreakerStorage):
         self.forced = False
         self._fresh_until = 0.0  # monotonic time the copy must be refreshed after
         server.shorten(sync_interval)
-        self._link = Link(name, server, "the breaker counts locally")
+        self._link = Link(name, server, "the breaker counts locally", timeout)
         self._token = f"{uuid.uuid4()}"
         # The trial this process holds the fleet's lease of, and its renewal.
         self._holding = False
@@ -460,10 +565,10 @@ class RedisStorage(pybreaker.CircuitBreakerStorage):
         return self._redis(lambda: script(keys=self._keys, args=args))
 
     def _sync(self) -> None:
-        """Refresh the local copy when it is older than ``sync_interval``."""
+        """Refresh the local copy when it is older than ``sync_interval`` (and time allows)."""
         now = time.monotonic()
-        if now < self._fresh_until:
-            return
+        if now < self._fresh_until or not self._link.in_time():
+            return  # fresh; or no time for a round trip: the copy stays due for a refresh
         self._refresh(now)
         if self.on_refresh is not None:
             self.on_refresh()
@@ -751,16 +856,19 @@ def _window_ratio(client: Any, name: str, window: str | None) -> float | None:
 def shared_storage(name: str, given: dict[str, Any],
                    settings: dict[str, Any]) -> tuple[RedisStorage, SharedWindow]:
     """The storage (and failure-ratio window) of the breaker ``name`` shared through Redis."""
-    client, server = (_from_url(given["redis_url"]) if "redis_url" in given
-                      else client_for(given["redis"]))
+    timeout = settings["redis_timeout"]
+    if "redis_url" in given:  # given as None too: say which setting it was
+        client, server = _from_url(given["redis_url"], timeout)
+    else:
+        client, server = client_for(given.get("redis"), None, timeout)
     described = {"fail_max": settings["fail_max"], "reset_timeout": settings["reset_timeout"],
                  "success_threshold": settings["success_threshold"]}
     if settings["failure_ratio"] is not None:
         described.update(failure_ratio=settings["failure_ratio"], window=settings["window"])
     storage = RedisStorage(name, client, server, settings["fallback_state"],
-                           settings["sync_interval"], described)
+                           settings["sync_interval"], described, timeout)
     storage._success_threshold = settings["success_threshold"]
-    return storage, SharedWindow(name, client, server, settings["window"])
+    return storage, SharedWindow(name, client, server, settings["window"], timeout)
 
 
 # -- retry budgets and failure-ratio windows ------------------------------------------------------
@@ -797,14 +905,17 @@ class SharedBudget:
     Calls are added in batches, each retry spent atomically (one round trip, in Lua). While
     Redis is unreachable ``add_calls`` and ``spend`` answer None and the budget counts
     locally; the loss and the return are reported once each, and Redis is asked again after
-    its server's cool-down.
+    its server's cool-down. ``timeout`` is the budget's ``redis_timeout``: a spend with less
+    time left than that is decided locally by the budget (``Budget.try_spend``).
     """
 
-    def __init__(self, name: str, client: Any, server: Server, window: float) -> None:
+    def __init__(self, name: str, client: Any, server: Server, window: float,
+                 timeout: float = REDIS_TIMEOUT_S) -> None:
         self._key = key(name, "budget")
         self._width = window / 10
         self._script = client.register_script(_BUDGET)
-        self._link = Link(f"budget:{name}", server, "the budget counts locally")
+        self.timeout = timeout
+        self._link = Link(f"budget:{name}", server, "the budget counts locally", timeout)
 
     def _run(self, calls: int, ratio: float, floor: float, spend: bool) -> bool | None:
         verdict = self._link.run(lambda: self._script(keys=[self._key], args=[
@@ -850,12 +961,14 @@ class SharedWindow:
     round trip. None while Redis is unreachable (the window then counts locally).
     """
 
-    def __init__(self, name: str, client: Any, server: Server, window: float) -> None:
+    def __init__(self, name: str, client: Any, server: Server, window: float,
+                 timeout: float = REDIS_TIMEOUT_S) -> None:
         self._key = key(name, "window")
         self._width = window / 10
         self._client = client
         self._script = client.register_script(_WINDOW)
-        self._link = Link(None, server, "")  # the breaker's storage reports this Redis
+        # The breaker's storage reports this Redis.
+        self._link = Link(None, server, "", timeout)
 
     def _run(self, calls: int, failures: int) -> tuple[int, int] | None:
         totals = self._link.run(lambda: self._script(keys=[self._key], args=[
@@ -879,16 +992,19 @@ class SharedWindow:
 
 # A lease of up to N tokens of the fleet's GCRA bucket, on Redis's clock. Token i of the
 # lease is due at max(now, tat + (i - burst + 1) x interval): the first `ready` are due now,
-# the rest one interval apart. Tokens due within `horizon` (or the first one, when the
-# caller may wait for it) are leased while the bucket is full; when it is not, only the
-# tokens due now (or the one the caller waits for). `debt` tokens admitted locally while
-# Redis was away are charged first. ARGV: interval, burst, N, the most the caller may
-# wait, horizon, debt.
+# the rest one interval apart. While the bucket is full, the tokens due within `horizon`
+# are leased (or the first one, when the caller may wait longer for it). While it is
+# contended (not full), only the tokens due now, or else the next one, when it is due
+# within the horizon or the caller waits for it: even a caller who cannot wait takes the
+# process's turn, so processes are served in the order they ask, each holding one turn
+# ahead at most, and none starves. `debt` tokens admitted locally while Redis was away are
+# charged first. ARGV: interval, burst, N, the most the caller may wait, horizon, debt.
 # Returns {granted, ready, seconds to the first token not ready, seconds to wait}.
 _RATE_LEASE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local horizon = tonumber(ARGV[5])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
 tat = tat + tonumber(ARGV[6]) * interval
@@ -896,14 +1012,13 @@ local full = tat <= now
 local first = tat - (burst - 1) * interval
 local wait = math.max(0, first - now)
 local granted = 0
-if wait < tonumber(ARGV[4]) then
-  local limit = now + math.max(wait, tonumber(ARGV[5]))
+if wait < math.max(tonumber(ARGV[4]), horizon) then
+  local limit = now + math.max(wait, horizon)
   granted = math.min(tonumber(ARGV[3]), math.floor((limit - first) / interval) + 1)
 end
 local ready = math.max(0, math.min(granted, math.floor((now - first) / interval) + 1))
 if not full and granted > ready then
-  -- Contended (the bucket is not full): tokens due now only, or the one the caller waits
-  -- for, so that every process asking gets its turn.
+  -- Contended: the tokens due now, else the next one; the rest are other processes' turns.
   granted = math.max(ready, math.min(granted, 1))
 end
 local later = first + ready * interval - now
@@ -918,6 +1033,8 @@ LEASE_HORIZON_S = 0.25
 #: the fleet then stays within ``per_s`` x (t + this) + ``burst`` over any t seconds.
 LEASE_LAG_S = 0.05
 _MAX_LEASE = 1000
+# The longest wait the lease script is told about (Lua reads no "inf").
+_MAX_WAIT_S = 1e9
 
 
 class SharedRateLimit:
@@ -926,14 +1043,23 @@ class SharedRateLimit:
     Each process leases the tokens its recent demand needs for the next
     ``LEASE_HORIZON_S`` (at least one, at most its share, 1 / ``processes``, of ``per_s`` x
     that plus ``burst``) in one round trip; calls take them locally (a healthy call makes
-    no round trip). When the fleet's answer is "no token for N s", calls that cannot wait
-    that long are refused locally until then. Tokens admitted locally while Redis was
-    unreachable are charged to the fleet's bucket when it answers again, so admission
-    ramps back within the limit.
+    no round trip). While the fleet's bucket is contended a lease holds the tokens due now,
+    or else the next one due within the horizon, even for a caller who cannot wait for it:
+    processes take turns in the order they ask, none holding more than one turn ahead, so
+    none starves. When the fleet's answer is "no token for N s", calls that cannot wait
+    that long are refused locally until then.
+
+    One lease is on its way at a time, and never under the lock: a caller with time to
+    spare waits for it (at most as long as it may wait), and a caller with less than
+    ``timeout`` (the ``redis_timeout``) left never waits for Redis: it takes a leased token
+    or is refused (while Redis is unreachable, ``reserve`` answers None: this process's
+    share), and a lease for the next callers is taken in the background. Tokens admitted
+    locally while Redis was unreachable are charged to the fleet's bucket when it answers
+    again, so admission ramps back within the limit.
     """
 
     def __init__(self, name: str, client: Any, server: Server, per_s: float, burst: int,
-                 processes: int = 1) -> None:
+                 processes: int = 1, timeout: float = REDIS_TIMEOUT_S) -> None:
         self._key = key(name, "rate")
         self._interval = 1.0 / per_s
         self._burst = burst
@@ -942,9 +1068,12 @@ class SharedRateLimit:
         self._max = max(1, min(_MAX_LEASE, math.ceil(
             (per_s * LEASE_HORIZON_S + burst) / processes)))
         self._script = client.register_script(_RATE_LEASE)
+        self.timeout = timeout
         self._link = Link(f"rate_limit:{name}", server,
-                          "the rate limit applies this process's share")
-        self._lock = threading.Lock()
+                          "the rate limit applies this process's share", timeout)
+        self._lock = threading.Lock()  # the healthy path's: a plain lock, cheapest
+        self._landed = threading.Condition(self._lock)  # notified when a lease lands
+        self._leasing = False  # a lease is on its way
         self._ready = 0  # leased tokens due now ...
         self._ready_until = 0.0  # ... usable until then (monotonic)
         self._later = 0  # leased tokens due later, one interval apart ...
@@ -954,6 +1083,7 @@ class SharedRateLimit:
         self._demand_since = 0.0
         self._recent = 0  # calls asking in the previous stretch
         self._here: list[float] = []  # tokens admitted locally while Redis was away
+        _behind.start()  # for the leases of callers with no time for Redis
 
     def _next(self, now: float) -> float | None:
         # Seconds until the next leased token (0.0: due now); None when the lease is empty.
@@ -1003,46 +1133,103 @@ class SharedRateLimit:
     def reserve(self, remaining: float) -> tuple[bool, float] | None:
         """``(granted, wait)``: a token, after ``wait`` s; or None without Redis.
 
-        ``remaining`` (seconds left of the deadline) is the longest the caller may wait.
-        Refused without a round trip while the lease, or the fleet's latest answer, says
-        no token can come in time.
+        ``remaining`` (seconds left of the call's deadline) bounds the wait for the token
+        and for Redis. Refused without a round trip while the lease, or the fleet's latest
+        answer, says no token can come in time. With less than ``timeout`` left, decided
+        from the lease alone: a leased token, else refused (None while Redis is
+        unreachable), and a lease is taken in the background for the next callers.
         """
+        until = time.monotonic() + remaining
         with self._lock:
+            while True:
+                now = time.monotonic()
+                left = until - now
+                wait = self._next(now)
+                if wait is not None:
+                    if wait >= left:
+                        return False, wait
+                    self._use()
+                    return True, wait
+                if self._empty_until - now >= left:
+                    return False, self._empty_until - now  # the fleet said so: no round trip
+                if left < self.timeout:  # no time for a round trip: the lease decides
+                    self._lease_soon()
+                    if self._link.lost or self._link.cooling():
+                        return None  # Redis unreachable: this process's share
+                    return False, max(0.0, self._empty_until - now)
+                if not self._leasing:
+                    break
+                self._landed.wait(min(left, self.timeout))  # for the lease on its way
+            wanted, debt = self._lease_args()
+            self._leasing = True
+            self._lock.release()  # the round trip runs unlocked: nobody waits on it blindly
+            try:
+                answer = self._ask(wanted, debt, left)
+            finally:
+                self._lock.acquire()
+                self._leasing = False
+                self._landed.notify_all()
+            if answer is None:
+                return None
+            self._apply(answer, debt)
             now = time.monotonic()
             wait = self._next(now)
             if wait is None:
-                if self._empty_until - now >= remaining:
-                    return False, self._empty_until - now  # the fleet said so: no round trip
-                if not self._lease(remaining):
-                    return None
-                now = time.monotonic()
-                wait = self._next(now)
-                if wait is None:
-                    return False, max(0.0, self._empty_until - now)
-            if wait >= remaining:
+                return False, max(0.0, self._empty_until - now)
+            if wait >= until - now:
                 return False, wait
             self._use()
             return True, wait
 
-    def _lease(self, remaining: float) -> bool:
-        now = time.monotonic()
-        wanted = max(1, min(self._max, math.ceil(
-            max(self._recent, self._demand) * 1.2)))  # demand per stretch, with headroom
-        debt = self._debt(now)
-        answer = self._link.run(lambda: self._script(keys=[self._key], args=[
-            repr(self._interval), self._burst, wanted, repr(max(remaining, 0.0)),
+    def _lease_args(self) -> tuple[int, int]:
+        # Under the lock: the tokens to ask for (demand per stretch, with headroom, at most
+        # the process's share) and the tokens admitted locally to charge.
+        wanted = max(1, min(self._max, math.ceil(max(self._recent, self._demand) * 1.2)))
+        return wanted, self._debt(time.monotonic())
+
+    def _ask(self, wanted: int, debt: int, may_wait: float) -> Any:
+        return self._link.run(lambda: self._script(keys=[self._key], args=[
+            repr(self._interval), self._burst, wanted, repr(min(max(may_wait, 0.0), _MAX_WAIT_S)),
             repr(LEASE_HORIZON_S), debt]))
-        if answer is None:
-            return False
-        self._here.clear()  # charged
+
+    def _apply(self, answer: Any, debt: int) -> None:
+        # Under the lock, the lease having been empty: its tokens, as Redis answered.
+        del self._here[:debt]  # charged
         granted, ready = int(answer[0]), int(answer[1])
         later, wait = float(_text(answer[2])), float(_text(answer[3]))
         received = time.monotonic()
-        self._ready, self._ready_until = ready, received + LEASE_LAG_S
+        if ready:  # with any token given back meanwhile
+            kept = self._ready if received <= self._ready_until else 0
+            self._ready, self._ready_until = kept + ready, received + LEASE_LAG_S
         self._later, self._next_at = granted - ready, received + later
         if not granted:
             self._empty_until = received + wait
-        return True
+
+    def _lease_soon(self) -> None:
+        # Under the lock: a lease for the callers to come, on brace's background thread,
+        # unless one is on its way or the server cools down (Redis would not be asked).
+        if self._leasing or self._link.cooling():
+            return
+        wanted, debt = self._lease_args()
+        self._leasing = True
+        try:
+            _behind.submit(functools.partial(self._lease_behind, wanted, debt))
+        except RuntimeError:  # no thread to be had (the interpreter is shutting down)
+            self._leasing = False
+
+    def _lease_behind(self, wanted: int, debt: int) -> None:
+        answer: Any = None
+        try:
+            answer = self._ask(wanted, debt, 0.0)  # tokens for later callers: none waits
+            with self._lock:
+                if answer is not None:
+                    self._apply(answer, debt)
+        except Exception as exc:  # no caller to raise it to: reported as a lost Redis
+            self._link.report(exc)
+        finally:
+            with self._lock:
+                self._leasing = False
+                self._landed.notify_all()
 
     def _debt(self, now: float) -> int:
         # Tokens admitted locally in the last second (older ones no longer count).

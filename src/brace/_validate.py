@@ -23,6 +23,28 @@ MAX_ATTEMPTS = 1000
 #: The largest count any other setting takes (``fail_max``, ``min_calls``, ``burst``,
 #: ``processes``, ``max_concurrent``, ...): nothing computed from it overflows.
 MAX_COUNT = 10**9
+#: The highest rate a setting takes (``per_s``, ``min_per_s``), per second: more than any
+#: dependency serves, and a rate times the longest window stays a finite float.
+MAX_PER_S = 1e9
+#: The longest repr of a rejected value an error message shows, in characters.
+SHOWN_CHARS = 100
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` for an error message, bounded in length and never failing.
+
+    An int of more than 100 digits is shown by its size: Python refuses to print one of
+    more than 4,300 (``sys.set_int_max_str_digits``), and its digits help nobody.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 332:
+        # 332 bits: the first size that may take more than 100 decimal digits.
+        digits = int(value.bit_length() * math.log10(2)) + 1
+        return f"{'a negative' if value < 0 else 'an'} int of about {digits} digits"
+    try:
+        text = repr(value)
+    except Exception:  # a value whose repr fails still gets its message
+        return f"<{type(value).__name__} object>"
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}..."
 
 
 def attempts(value: object, name: str = "attempts", high: int | None = None) -> int:
@@ -35,9 +57,9 @@ def attempts(value: object, name: str = "attempts", high: int | None = None) -> 
         high = MAX_ATTEMPTS if name in ("attempts", "hedges") else MAX_COUNT
     # bool is an int subclass; `attempts=True` is a bug, not 1.
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int in 1-{high}, got {value!r}")
+        raise TypeError(f"{name} must be an int in 1-{high}, got {shown(value)}")
     if value < 1:
-        raise ValueError(f"{name} must be an int in 1-{high}, got {value!r}")
+        raise ValueError(f"{name} must be an int in 1-{high}, got {shown(value)}")
     if value > high:  # not repr'd: a huge int's digits are no help (and may not convert)
         raise ValueError(f"{name} must be an int in 1-{high}, got one above {high}")
     return value
@@ -60,14 +82,14 @@ def number(value: object, name: str, *, low: float = 0.0, high: float | None = N
         value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         also = " (or a datetime.timedelta)" if duration else ""
-        raise TypeError(f"{what}{also}, got {given!r}")
+        raise TypeError(f"{what}{also}, got {shown(given)}")
     try:
         result = float(value)
     except OverflowError:  # an int too large for a float
-        raise ValueError(f"{what}, got {given!r}") from None
+        raise ValueError(f"{what}, got {shown(given)}") from None
     if (not math.isfinite(result) or result < low or (low_open and result == low)
             or (high is not None and result > high)):
-        raise ValueError(f"{what}, got {given!r}")
+        raise ValueError(f"{what}, got {shown(given)}")
     return result
 
 
@@ -88,6 +110,30 @@ def seconds(value: object, name: str, *, allow_zero: bool = True, low: float = 0
                   unit=" of seconds", duration=True)
 
 
+#: brace's bound on one Redis wait when an object's ``redis_timeout`` is not given (seconds).
+REDIS_TIMEOUT_S = 0.25
+#: ``redis_timeout``'s range: at least 1 ms (a socket timeout of 0 would not block at all),
+#: at most 60 s.
+REDIS_TIMEOUT_RANGE = (0.001, 60.0)
+
+
+def redis_timeout(value: object, shared: bool) -> float:
+    """``redis_timeout`` in seconds (``REDIS_TIMEOUT_S`` when None), else raise naming it.
+
+    Raises:
+        TypeError: given without ``redis=`` / ``redis_url=`` (``shared`` False): it would
+            bound nothing.
+        ValueError, TypeError: not a duration in ``REDIS_TIMEOUT_RANGE``.
+    """
+    if value is None:
+        return REDIS_TIMEOUT_S
+    if not shared:
+        raise TypeError("redis_timeout= bounds brace's waits on Redis: pass redis= or "
+                        "redis_url= too")
+    low, high = REDIS_TIMEOUT_RANGE
+    return seconds(value, "redis_timeout", low=low, high=high)
+
+
 def plain(value: object) -> object:
     """``value`` with a ``datetime.timedelta`` as its seconds (to compare settings)."""
     return value.total_seconds() if isinstance(value, timedelta) else value
@@ -98,7 +144,7 @@ def wait_range(initial: object, maximum: object, max_name: str) -> tuple[float, 
     low = seconds(initial, "initial")
     high = seconds(maximum, max_name)
     if high < low:
-        raise ValueError(f"{max_name} must be >= initial ({low!r}), got {maximum!r}")
+        raise ValueError(f"{max_name} must be >= initial ({low!r}), got {shown(maximum)}")
     return low, high
 
 
@@ -122,7 +168,7 @@ def on_spec(on: object) -> tuple[Any, ...]:
                                 "and exits always propagate at once; list Exception "
                                 "subclasses only")
         elif isinstance(item, BaseException) or not callable(item):
-            raise TypeError(f"on= accepts exception types or predicates, got {item!r}")
+            raise TypeError(f"on= accepts exception types or predicates, got {shown(item)}")
     return tuple(items)
 
 
@@ -136,18 +182,18 @@ def on_wait(said: object, predicate: object) -> float:
         try:
             return seconds(said, "the wait on= returned")
         except ValueError as exc:
-            raise ValueError(f"on= callable {predicate!r}: {exc}") from None
-    raise TypeError(f"on= callable {predicate!r} returned {said!r}: return True/False (retry "
-                    "or not) or the seconds to wait before retrying (a float or a "
-                    "datetime.timedelta)")
+            raise ValueError(f"on= callable {shown(predicate)}: {exc}") from None
+    raise TypeError(f"on= callable {shown(predicate)} returned {shown(said)}: return "
+                    "True/False (retry or not) or the seconds to wait before retrying (a "
+                    "float or a datetime.timedelta)")
 
 
 def status(code: object, name: str = "status codes", low: int = 100) -> int:
     """``code`` if it is an int HTTP status in ``low``-599, else raise naming ``name``."""
     if isinstance(code, bool) or not isinstance(code, int):
-        raise TypeError(f"{name} must be ints in {low}-599, got {code!r}")
+        raise TypeError(f"{name} must be ints in {low}-599, got {shown(code)}")
     if not low <= code <= 599:
-        raise ValueError(f"{name} must be in {low}-599, got {code!r}")
+        raise ValueError(f"{name} must be in {low}-599, got {shown(code)}")
     return code
 
 
@@ -160,7 +206,7 @@ def statuses(codes: object, name: str = "statuses") -> tuple[int, ...]:
     """
     if isinstance(codes, (str, bytes)) or not isinstance(codes, (list, tuple, set, frozenset)):
         raise TypeError(f"{name} must be a list or tuple of HTTP statuses (ints in 400-599), "
-                        f"got {codes!r}; for one status write {name}=[{codes!r}]")
+                        f"got {shown(codes)}; for one status write {name}=[{shown(codes)}]")
     return tuple(sorted({status(code, name, 400) for code in codes}))
 
 
@@ -193,14 +239,15 @@ def breaker_settings(given: dict[str, Any], defaults: Any) -> dict[str, Any]:
     exclude = given.get("exclude", ())
     if isinstance(exclude, type) or not isinstance(exclude, Iterable):
         raise TypeError(f"exclude= must be a list of exception types or predicates, "
-                        f"got {exclude!r}")
+                        f"got {shown(exclude)}")
     for item in exclude:
         if not callable(item) or (isinstance(item, type)
                                   and not issubclass(item, BaseException)):
-            raise TypeError(f"exclude= accepts exception types or predicates, got {item!r}")
+            raise TypeError(f"exclude= accepts exception types or predicates, got {shown(item)}")
     fallback_state = given.get("fallback_state", "closed")
     if fallback_state not in ("closed", "open"):
-        raise ValueError(f"fallback_state must be 'closed' or 'open', got {fallback_state!r}")
+        raise ValueError(f"fallback_state must be 'closed' or 'open', got "
+                         f"{shown(fallback_state)}")
     shared = "redis" in given or "redis_url" in given
     if "redis" in given and "redis_url" in given:
         raise TypeError("pass redis= or redis_url=, not both")
@@ -225,6 +272,7 @@ def breaker_settings(given: dict[str, Any], defaults: Any) -> dict[str, Any]:
         "min_calls": attempts(given.get("min_calls", 20), "min_calls"),
         "window": seconds(given.get("window", 30.0), "window", low=0.01),
         "slow_call": None if slow is None else seconds(slow, "slow_call", allow_zero=False),
+        "redis_timeout": redis_timeout(given.get("redis_timeout"), shared),
     }
 
 
@@ -251,7 +299,7 @@ def named(value: object, param: str, kinds: tuple[type, ...], what: str) -> None
     """Raise TypeError unless ``value`` is None, a non-empty str or one of ``kinds``."""
     if value is not None and not ((isinstance(value, str) and value)
                                   or isinstance(value, kinds)):
-        raise TypeError(f"{param}= must be {what}, got {value!r}")
+        raise TypeError(f"{param}= must be {what}, got {shown(value)}")
 
 
 def hedging(hedge_after: object, hedges: object, tries: int,
@@ -265,11 +313,19 @@ def hedging(hedge_after: object, hedges: object, tries: int,
     after = seconds(hedge_after, "hedge_after", allow_zero=False)
     if after >= deadline:
         raise ValueError(f"hedge_after must be < deadline ({deadline!r}): a hedge would never "
-                         f"start, got {hedge_after!r}")
+                         f"start, got {shown(hedge_after)}")
     if tries < 2:
         raise ValueError("hedge_after= needs attempts >= 2: every hedge is an attempt")
     count = attempts(1 if hedges is None else hedges, "hedges")
     if count > tries - 1:
         raise ValueError(f"hedges must be an int in [1, {tries - 1}] (attempts - 1: every "
-                         f"hedge is an attempt), got {hedges!r}")
+                         f"hedge is an attempt), got {shown(hedges)}")
     return after, hedges  # type: ignore[return-value]
+
+
+def chaos(value: object) -> None:
+    """Raise TypeError unless ``value`` is None or a ``brace.testing.chaos(...)`` setting."""
+    # By its class's mark: this lowest layer imports nothing above it (brace._chaos).
+    if value is not None and getattr(type(value), "_brace_chaos", None) is not True:
+        raise TypeError(f"chaos= must be a setting made by brace.testing.chaos(...) (or None), "
+                        f"got {shown(value)}")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import tenacity
 
-from brace import _dbcodes, _validate
+from brace import _clients, _dbcodes, _validate
 from brace._dbcodes import (
     MYSQL_PERMANENT_CODES,
     MYSQL_TRANSIENT_CODES,
@@ -30,7 +30,6 @@ from brace._dbcodes import (
 )
 from brace._outcome import (
     IDEMPOTENT_METHODS,
-    httpx_error,
     is_exhausted,
     is_exit,
     is_idempotent_request,
@@ -91,20 +90,25 @@ _TRANSIENT_BUILTINS: tuple[type[BaseException], ...] = (
     concurrent.futures.TimeoutError,
 )
 
-# httpx errors that mean "the same request may work next time". Not LocalProtocolError,
-# UnsupportedProtocol, DecodingError or TooManyRedirects: those are bugs or config.
-_HTTPX_TRANSIENT = frozenset({"TimeoutException", "ConnectError", "ReadError", "WriteError",
-                              "RemoteProtocolError"})
-
 
 def is_transient(exc: BaseException) -> bool:
     """Return True for errors that mean "try again": connection errors and timeouts.
 
-    Covers ``ConnectionError`` (refused, reset, aborted, broken pipe), ``TimeoutError`` and
-    httpx's connect/read/write/pool timeouts, connect, read, write and remote-protocol errors,
-    and an exception explicitly raised from one of those (``raise SDKError() from exc``).
+    Covers ``ConnectionError`` (refused, reset, aborted, broken pipe), ``TimeoutError``, the
+    transient errors of the client libraries in brace's table (``brace._clients``, shown in
+    docs/clients.md): httpx's connect/read/write/pool timeouts, connect, read, write and
+    remote-protocol errors; requests' and urllib3's connection errors and timeouts; redis-py's
+    and valkey-py's ``ConnectionError``, ``TimeoutError``, ``BusyLoadingError``, cluster
+    fail-overs; botocore's connection errors and throttling or 5xx ``ClientError`` codes;
+    grpc ``UNAVAILABLE`` and ``RESOURCE_EXHAUSTED``; google-api-core's ``ServiceUnavailable``
+    and ``TooManyRequests``; aiohttp's connection errors; pymongo's ``AutoReconnect`` and
+    retryable labels; websockets' abnormal closes), and an exception explicitly raised from
+    one of those (``raise SDKError() from exc``).
+
     Never programming errors (ValueError, TypeError, KeyError ...), ``PermissionError`` or
-    other ``OSError``, and never a cancellation (of any library), an interrupt or an exit.
+    other ``OSError``, never an authentication or permission error of any library (redis-py's
+    ``AuthenticationError`` is a subclass of its ``ConnectionError``: the table says no
+    first), and never a cancellation (of any library), an interrupt or an exit.
     """
     if is_exit(exc):
         return False
@@ -114,7 +118,12 @@ def is_transient(exc: BaseException) -> bool:
     for _ in range(4):
         if cause is None:
             return False
-        if isinstance(cause, _TRANSIENT_BUILTINS) or httpx_error(cause, _HTTPX_TRANSIENT):
+        # A builtin error is in no library's table: one attribute read, no look-up.
+        if cause.__class__.__module__ != "builtins":
+            row = _clients.verdict(cause)  # one dict look-up by class (cached)
+            if row is not None:
+                return row.retried
+        if isinstance(cause, _TRANSIENT_BUILTINS):
             return True
         cause = cause.__cause__
     return False

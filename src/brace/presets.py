@@ -9,7 +9,7 @@ Policy (``brace.http(deadline=10)``), or on a function to decorate it with the d
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import pybreaker
 import tenacity
@@ -17,6 +17,9 @@ import tenacity
 from brace import _budget, _config, predicates
 from brace._policy import OnSpec, P, Policy, Retried
 from brace._validate import Duration
+
+if TYPE_CHECKING:
+    from brace._chaos import Chaos
 
 __all__ = [
     "HTTP_RETRY_STATUSES",
@@ -84,6 +87,7 @@ class Preset(Policy):
         hedge_after: Duration | None = ...,
         hedges: int | None = ...,
         fallback: Any = ...,
+        chaos: Chaos | None = ...,
     ) -> Policy: ...
     def __call__(self, fn: Callable[..., Any] | None = None, /, **overrides: Any) -> Any:
         """Decorate ``fn`` with the defaults, or return a Policy with ``overrides``."""

@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,8 @@ def _answers_ping(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
             sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+            # A server started with --requirepass answers, but asks for the password first.
+            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
     except OSError:
         return False
 
@@ -184,6 +185,33 @@ def redis_client(redis_server: RedisServer) -> Iterator[object]:
         client.close()
 
 
+REDIS_PASSWORD = "brace-test-requirepass"
+
+
+@pytest.fixture(scope="session")
+def redis_server_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A second ``redis-server``, started with ``--requirepass REDIS_PASSWORD``.
+
+    For the errors of a server that asks for a password (a wrong one, none, an ACL user
+    without permission). Like ``redis_server_session``: skipped without redis-server,
+    except on CI, where that fails.
+    """
+    executable = shutil.which("redis-server")
+    if executable is None:
+        message = ("redis-server is not on PATH: install it (Debian/Ubuntu: "
+                   "`apt-get install -y redis-server`; macOS: `brew install redis`)")
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message}; CI must install it with apt-get (see .ci/run)")
+        pytest.skip(message)
+    server = RedisServer(executable, tmp_path_factory.mktemp("redis-auth"), _free_port())
+    server.extra = ["--requirepass", REDIS_PASSWORD]
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def breaker_name() -> str:
     """A name no other test (or earlier run) uses."""
@@ -275,17 +303,33 @@ class Fleet:
 
         ``during()`` (optional) runs once every worker is running (a fault to inject).
         """
+        # Each worker's stderr (brace's events, a line each) goes to a file: a pipe read
+        # only after the run fills up (64 KB) and blocks its writer, and the workers read
+        # last would then starve in any test of fairness.
+        with contextlib.ExitStack() as files:
+            logs = [files.enter_context(tempfile.TemporaryFile(mode="w+")) for _ in configs]
+            return self._run(mode, configs, logs, during, timeout)
+
+    def _run(self, mode: str, configs: list[dict[str, Any]], logs: list[Any],
+             during: Any, timeout: float) -> list[dict[str, Any]]:
         import json
         import sys
 
         import redis
+
+        def errors(indexes: Iterable[int]) -> str:
+            tails = []
+            for i in indexes:
+                logs[i].seek(0)
+                tails.append(logs[i].read()[-3000:])
+            return "\n".join(tails)
 
         env = {k: v for k, v in os.environ.items() if k != "BRACE_ACTIVE"}
         script = Path(__file__).with_name("fleet_worker.py")
         procs = [subprocess.Popen(
             [sys.executable, str(script), mode,
              json.dumps({"url": self.server.url, "index": i, **config})],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            stdout=subprocess.PIPE, stderr=logs[i], text=True, env=env,
             cwd=Path(__file__).parents[2]) for i, config in enumerate(configs)]
         self._procs += procs
         client = redis.Redis(host="127.0.0.1", port=self.server.port, socket_timeout=5)
@@ -293,18 +337,17 @@ class Fleet:
             name = configs[0]["name"]
             deadline = time.monotonic() + 30
             while not all(client.get(f"{name}:ready:{i}") for i in range(len(configs))):
-                dead = [p for p in procs if p.poll() is not None]
+                dead = [i for i, p in enumerate(procs) if p.poll() is not None]
                 if dead or time.monotonic() > deadline:
-                    errors = "\n".join(p.communicate(timeout=5)[1] for p in dead)
-                    pytest.fail(f"fleet workers did not get ready:\n{errors[-3000:]}")
+                    pytest.fail(f"fleet workers did not get ready:\n{errors(dead)[-3000:]}")
                 time.sleep(0.01)
             client.set(f"{name}:go", 1)
             if during is not None:
                 during()
             results = []
-            for proc in procs:
-                out, err = proc.communicate(timeout=timeout)
-                assert proc.returncode == 0, f"worker failed:\n{out}\n{err[-3000:]}"
+            for i, proc in enumerate(procs):
+                out, _ = proc.communicate(timeout=timeout)  # one line of JSON: never blocks
+                assert proc.returncode == 0, f"worker failed:\n{out}\n{errors([i])}"
                 results.append(json.loads(out.strip().splitlines()[-1]))
             return results
         finally:
@@ -315,6 +358,8 @@ class Fleet:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(5)
+            if proc.stdout is not None:  # a worker whose output was never read
+                proc.stdout.close()
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """A fleet keeps its promises when things fail (DESIGN rule 27), against a real redis-server
-and real worker processes (``fleet_worker.py``): bounded Redis waits whatever the client,
-one connection pool per URL, one trial per half-open period fleet-wide, consecutive means
-consecutive, ``redis.asyncio`` refused, batched rate limits, forced isolation."""
+and real worker processes (``fleet_worker.py``): bounded Redis waits whatever the client
+(``redis_timeout``), never past the call's deadline (``remaining=``), one connection pool
+per URL, one trial per half-open period fleet-wide, consecutive means consecutive,
+``redis.asyncio`` refused, batched and fair rate limits, forced isolation."""
 
 from __future__ import annotations
 
@@ -11,13 +12,16 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 import brace
+from brace import _breakers, _redis
 from brace.testing import no_waits, reset_budgets, reset_limits
 
 
@@ -144,6 +148,205 @@ def test_objects_built_with_one_url_share_one_connection_pool(
     assert 1 <= len(others) <= 3, others  # 30 objects, one pool (one thread: one connection)
 
 
+def _one_round_trip(kind: str, name: str, **shared: Any) -> Callable[[], Any]:
+    """Build the shared ``kind`` called ``name``; return an operation that asks Redis once."""
+    if kind == "breaker":
+        brace.breaker(name, **shared)
+        gate = _breakers.find(name)
+        assert gate is not None
+
+        def refresh() -> Any:
+            gate.storage.expire()  # type: ignore[attr-defined]  # the copy is due: one read
+            return gate.enter("refresh")
+        return refresh
+    if kind == "budget":
+        return brace.budget(name, **shared).try_spend
+    limit = brace.rate_limit(name, per_s=1, burst=1, **shared)
+    limit.reserve("first", 10.0)  # the one token of the next second is leased now ...
+    return lambda: limit.reserve("second", 10.0)  # ... so this one asks Redis
+
+
+@pytest.mark.parametrize("kind", ["breaker", "budget", "rate_limit"])
+def test_redis_timeout_bounds_each_wait_whatever_the_client(
+        redis_server: Any, breaker_name: str, kind: str) -> None:
+    user = user_client(redis_server)  # redis-py's defaults: 5 s socket timeout, retries
+    try:
+        ask = _one_round_trip(kind, breaker_name, redis=user,
+                              redis_timeout=timedelta(milliseconds=50))
+        redis_server.pause()
+        try:
+            result, took = timed(ask)
+        finally:
+            redis_server.resume()
+    finally:
+        user.close()
+    assert not isinstance(result, Exception), result  # decided locally, no error
+    # It waited for Redis (the operation was made), for its own 50 ms, not the default
+    # 0.25 s nor the client's 5 s.
+    assert 0.045 <= took < 0.2, took
+
+
+def test_objects_with_different_redis_timeouts_share_one_cool_down(
+        redis_server: Any, redis_client: Any, breaker_name: str) -> None:
+    url = redis_server.url
+    before = {int(c["id"]) for c in redis_client.client_list()}
+    short = brace.budget(f"{breaker_name}-short", redis_url=url, redis_timeout=0.05)
+    longer = brace.budget(f"{breaker_name}-long", redis_url=url)
+    assert (short.redis_timeout, longer.redis_timeout) == (0.05, 0.25)
+    for i in range(10):  # 20 more objects on two timeouts
+        for timeout in (0.05, 0.25):
+            brace.breaker(f"{breaker_name}-{timeout}-{i}", redis_url=url,
+                          redis_timeout=timeout)
+            brace.rate_limit(f"{breaker_name}-{timeout}-{i}", per_s=1000, redis_url=url,
+                             redis_timeout=timeout)
+            assert brace.network(attempts=1, rate_limit=f"{breaker_name}-{timeout}-{i}")(
+                lambda: "ok")() == "ok"
+    assert short.try_spend() and longer.try_spend()
+    # A socket's timeout is its connection's: one pool per URL and timeout ...
+    assert (_redis.client_for(redis_url=url, timeout=0.05)[0]
+            is not _redis.client_for(redis_url=url)[0])
+    assert _redis.client_for(redis_url=url)[0] is _redis.client_for(redis_url=url)[0]
+    opened = {int(c["id"]) for c in redis_client.client_list()} - before
+    assert len(opened) <= 2, opened  # 22 objects, one thread: a connection per timeout
+    # ... and one server, one cool-down: an outage costs the process one timeout per
+    # window, whichever object meets it first.
+    redis_server.pause()
+    try:
+        _, first = timed(short.try_spend)
+        _, then = timed(longer.try_spend)
+    finally:
+        redis_server.resume()
+    assert 0.045 <= first < 0.2, first  # its own 50 ms
+    assert then < 0.1, then  # the server cools down: not asked (it would take 0.25 s)
+
+
+# -- never past the call's deadline ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["breaker", "budget", "rate_limit"])
+def test_a_gate_with_less_time_left_than_redis_timeout_never_asks_a_frozen_redis(
+        redis_server: Any, breaker_name: str, kind: str) -> None:
+    url = redis_server.url
+    check: Callable[[float], Any]
+    if kind == "breaker":
+        brace.breaker(breaker_name, redis_url=url, fail_max=3)
+        gate = _breakers.find(breaker_name)
+        assert gate is not None
+
+        def check(remaining: float) -> Any:
+            gate.storage.expire()  # type: ignore[attr-defined]  # the copy is due
+            return gate.enter("c", remaining=remaining)
+        expected: Any = False  # admitted: closed, as the local copy says
+    elif kind == "budget":
+        budget = brace.budget(breaker_name, redis_url=url, ratio=0, min_per_s=1, window=10)
+
+        def check(remaining: float) -> Any:
+            return budget.try_spend(remaining=remaining)
+        expected = True  # this process's own counts: within its floor of 10 retries
+    else:
+        limit = brace.rate_limit(breaker_name, per_s=100, redis_url=url)
+
+        def check(remaining: float) -> Any:
+            return limit.reserve("c", remaining)
+        expected = brace.RateLimitedError  # nothing leased, and no time to lease
+    redis_server.pause()
+    try:
+        hurried, took = timed(lambda: check(0.05))
+        # With time to spare the same gate asks Redis, and waits its 0.25 s: it is frozen.
+        _, unhurried = timed(lambda: check(1.0))
+    finally:
+        redis_server.resume()
+    assert (type(hurried) if isinstance(hurried, Exception) else hurried) == expected, hurried
+    assert took <= 0.06, took
+    assert unhurried >= 0.2, unhurried
+
+
+def test_a_policy_with_a_short_deadline_is_not_held_by_a_frozen_redis(
+        redis_server: Any, breaker_name: str) -> None:
+    # The rate limit is handed the call's remaining time on the call path.
+    brace.rate_limit(breaker_name, per_s=100, burst=1, redis_url=redis_server.url)
+    call = brace.network(attempts=1, deadline=0.05, rate_limit=breaker_name)(lambda: "ok")
+    redis_server.pause()
+    try:
+        result, took = timed(call)
+    finally:
+        redis_server.resume()
+    assert isinstance(result, brace.RateLimitedError), result
+    assert took <= 0.06, took
+
+
+def test_the_call_path_hands_its_remaining_time_to_a_shared_budget(
+        redis_server: Any, breaker_name: str) -> None:
+    # A call with less time left than redis_timeout spends its retries locally: the stop
+    # and a hedge pass the call's remaining time to the budget.
+    brace.budget(breaker_name, redis_url=redis_server.url)
+    attempts = 0
+
+    def flaky() -> str:
+        nonlocal attempts
+        attempts += 1
+        if attempts < 3:
+            raise ConnectionError("refused")
+        return "value"
+
+    call = brace.network(deadline=0.2, attempts=3, initial=0.001, max_wait=0.001,
+                         budget=breaker_name)(flaky)
+    redis_server.pause()
+    try:
+        with no_waits():
+            result, took = timed(call)
+    finally:
+        redis_server.resume()
+    assert (result, attempts) == ("value", 3)
+    assert took < 0.2, took  # never one redis_timeout (0.25 s) on the frozen server
+
+
+def test_a_trial_is_refused_without_time_to_take_it_in_redis(
+        redis_server: Any, redis_client: Any, breaker_name: str) -> None:
+    brace.breaker(breaker_name, redis_url=redis_server.url, fail_max=1, reset_timeout=60)
+    gate = _breakers.find(breaker_name)
+    assert gate is not None
+    _open(redis_client, breaker_name, ago=120)  # due for a trial
+    gate.storage.expire()  # type: ignore[attr-defined]
+    assert gate.is_open()  # the local copy knows
+    with pytest.raises(brace.CircuitOpenError) as info:
+        gate.enter("c", remaining=0.05)
+    assert info.value.remaining_s == 0
+    trial = f"brace:{{{breaker_name}}}:trial"
+    assert not redis_client.exists(trial)  # the fleet's trial is still free
+    assert gate.enter("c", remaining=1.0) is True  # with time: the fleet's one trial
+    assert redis_client.exists(trial)
+    gate.release()
+
+
+def test_callers_without_time_for_redis_take_tokens_leased_in_the_background(
+        redis_server: Any, breaker_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    askers: list[str] = []
+    ask = _redis.SharedRateLimit._ask
+
+    def recorded(self: Any, *args: Any) -> Any:
+        askers.append(threading.current_thread().name)
+        return ask(self, *args)
+
+    monkeypatch.setattr(_redis.SharedRateLimit, "_ask", recorded)
+    brace.rate_limit(breaker_name, per_s=1000, burst=10, redis_url=redis_server.url)
+    # 10 ms left: less than redis_timeout (0.25 s), so no caller may wait on Redis.
+    call = brace.network(attempts=1, deadline=0.01, rate_limit=breaker_name)(lambda: "ok")
+    first = timed(call)[0]
+    assert isinstance(first, brace.RateLimitedError), first  # nothing leased yet
+    poll_until(lambda: timed(call)[0] == "ok", "a token of the lease taken meanwhile")
+    calls = admitted = 0
+    stop = time.monotonic() + 0.5
+    while time.monotonic() < stop:  # bounded: 0.5 s of calls, about one a ms (the limit)
+        calls += 1
+        admitted += timed(call)[0] == "ok"
+        time.sleep(0.001)
+    # Every lease was taken on brace's background thread, ahead of the callers: only a
+    # caller that finds the lease just used up is refused.
+    assert askers and set(askers) == {"brace-redis-behind"}, askers
+    assert admitted >= 0.8 * calls, (admitted, calls)
+
+
 @pytest.mark.parametrize("kind", ["breaker", "budget", "rate_limit"])
 def test_a_redis_asyncio_client_is_refused_when_built(redis_server: Any, breaker_name: str,
                                                        kind: str) -> None:
@@ -261,10 +464,12 @@ def test_eight_processes_share_one_rate_limit_within_its_bounds(
                                   "processes": 8, "seconds": seconds}] * 8)
     admitted = sorted(t for r in results for t in r["admitted"])
     span = admitted[-1] - admitted[0]
-    print(f"{len(admitted)} admitted in {span:.2f} s; per process "
-          f"{[len(r['admitted']) for r in results]}")
+    shares = [len(r["admitted"]) for r in results]
+    print(f"{len(admitted)} admitted in {span:.2f} s; per process {shares}")
     assert len(admitted) <= (per_s * span + burst) * 1.05, len(admitted)
     assert len(admitted) >= 0.85 * (per_s * seconds), len(admitted)
+    # No process starves: all ask equally, so each gets at least half of a fair share.
+    assert min(shares) >= 0.5 * len(admitted) / len(results), shares
     # Over any 1 s window, too.
     j = 0
     for i, start in enumerate(admitted):
@@ -322,8 +527,10 @@ def test_forced_open_holds_in_every_process_until_closed(
         time.sleep(0.5)
         redis_client.set(f"{breaker_name}:stop", 1)
 
+    # The workers stop at NAME:stop; `seconds` only bounds them should the test fail (the
+    # CLI runs three times meanwhile, seconds each on a loaded machine).
     results = fleet.run("forced", [{"name": breaker_name, "reset_timeout": reset_timeout,
-                                    "sync_interval": sync, "seconds": 10}] * 3,
+                                    "sync_interval": sync, "seconds": 40}] * 3,
                         during=operate)
     slack = sync + 0.05
     for result in results:
