@@ -398,3 +398,21 @@ def test_a_policy_that_is_not_a_policy_is_refused() -> None:
 
     with pytest.raises(TypeError, match=r"policy= must be a brace\.Policy"):
         _aiohttp.aiohttp_middleware("http")  # type: ignore[arg-type]
+
+
+def test_every_attempt_sends_the_deadline_left_and_its_number(
+        fault_server: FaultServer, quick: None) -> None:
+    fault_server.script("/hop", reply(503), reply(503), reply(200))
+    run(brace.http(deadline=5), get(fault_server.url_for("/hop")))
+    sent = [(int(r.headers["brace-deadline-ms"]), r.headers["brace-attempt"])
+            for r in fault_server.requests if r.path == "/hop"]
+    assert [attempt for _, attempt in sent] == ["1", "2", "3"]
+    assert 0 < sent[-1][0] <= sent[0][0] <= 5000
+    fault_server.script("/other", reply(200))
+    run(brace.http, get(fault_server.url_for("/other")), propagate=("X-Deadline", "X-Try"))
+    run(brace.http, get(fault_server.url_for("/other")), propagate=None)
+    named_, silent = [r.headers for r in fault_server.requests if r.path == "/other"]
+    assert "x-deadline" in named_ and named_["x-try"] == "1"
+    assert not {"brace-deadline-ms", "brace-attempt", "x-try"} & set(silent)
+    with pytest.raises(TypeError, match="propagate"):
+        brace.http.aiohttp_middleware(propagate="Brace-Deadline-Ms")

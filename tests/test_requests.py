@@ -427,3 +427,24 @@ def test_importing_brace_imports_neither_requests_nor_aiohttp() -> None:
             "assert 'requests' not in sys.modules and 'aiohttp' not in sys.modules; "
             "brace.RetryAdapter; assert 'requests' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_every_attempt_sends_the_deadline_left_and_its_number(
+        fault_server: FaultServer, quick: None) -> None:
+    fault_server.script("/hop", reply(503), reply(503), reply(200))
+    with session(brace.http(deadline=5)) as s:
+        s.get(fault_server.url_for("/hop"), timeout=5)
+    sent = [(int(r.headers["brace-deadline-ms"]), r.headers["brace-attempt"])
+            for r in fault_server.requests if r.path == "/hop"]
+    assert [attempt for _, attempt in sent] == ["1", "2", "3"]
+    assert 0 < sent[-1][0] <= sent[0][0] <= 5000  # what is left: never more than the deadline
+    fault_server.script("/other", reply(200))
+    with session(propagate=("X-Deadline", "X-Try")) as s:
+        s.get(fault_server.url_for("/other"), timeout=5)
+    with session(propagate=None) as s:
+        s.get(fault_server.url_for("/other"), timeout=5)
+    named, silent = [r.headers for r in fault_server.requests if r.path == "/other"]
+    assert "x-deadline" in named and named["x-try"] == "1" and "brace-attempt" not in named
+    assert not {"brace-deadline-ms", "brace-attempt", "x-try"} & set(silent)
+    with pytest.raises(ValueError, match="propagate"):
+        brace.RetryAdapter(propagate=("a b", "c"))

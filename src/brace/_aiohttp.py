@@ -35,7 +35,7 @@ except ImportError as missing:  # pragma: no cover - the test suite installs aio
     raise ImportError("Policy.aiohttp_middleware() and aiohttp_session() need aiohttp: "
                       "pip install 'brace[aiohttp]'") from missing
 
-from brace import _call, _config, _transport, _validate
+from brace import _call, _config, _transport, _validate, web
 from brace._deadline import clock, watchdog
 from brace._outcome import BraceError, is_exhausted, is_idempotent_request, mark_exhausted
 
@@ -184,11 +184,13 @@ def _deadline_error(error: TimeoutError) -> aiohttp.ServerTimeoutError:
 class _Middleware:
     """The aiohttp client middleware of one policy (see ``aiohttp_middleware``)."""
 
-    __slots__ = ("_paths", "breaker", "policy")
+    __slots__ = ("_paths", "breaker", "policy", "propagate")
 
-    def __init__(self, policy: Policy, breaker: Any) -> None:
+    def __init__(self, policy: Policy, breaker: Any,
+                 propagate: tuple[str, str] | None = web.PROPAGATE) -> None:
         self.policy = policy
         self.breaker = breaker
+        self.propagate = propagate
         self._paths: dict[tuple[str, Any, bool], _call.Path] = {}
 
     def __repr__(self) -> str:
@@ -254,6 +256,9 @@ class _Middleware:
     async def _attempt(self, call: _call.Call, request: aiohttp.ClientRequest,
                        handler: aiohttp.ClientHandlerType) -> _Answer:
         # One attempt, cut at attempt_timeout (the call's deadline cuts it in the call path).
+        if self.propagate is not None:  # what is left of the deadline, and which attempt
+            for name, value in web.outbound(call.remaining(), call.attempts, self.propagate):
+                request.headers[name] = value
         try:
             if self.policy.attempt_timeout is None:
                 response = await handler(request)
@@ -288,7 +293,8 @@ class _Middleware:
             dog.release(watch)
 
 
-def aiohttp_middleware(policy: Policy, *, breaker: Any = _transport.PER_AUTHORITY) -> Any:
+def aiohttp_middleware(policy: Policy, *, breaker: Any = _transport.PER_AUTHORITY,
+                       propagate: tuple[str, str] | None = web.PROPAGATE) -> Any:
     """An aiohttp client middleware sending every request through ``policy``.
 
     ``aiohttp.ClientSession(middlewares=[brace.http.aiohttp_middleware()])``, or per request
@@ -299,16 +305,19 @@ def aiohttp_middleware(policy: Policy, *, breaker: Any = _transport.PER_AUTHORIT
         TypeError: ``policy`` is not a Policy or has ``hedge_after=``, ``fallback=`` or
             ``chaos=``;
             ``breaker`` is not a name, a pybreaker breaker or None.
+        TypeError, ValueError: ``propagate`` is not None or a pair of header names.
     """
     checked = _check_policy(policy)
+    propagate = web.propagate_setting(propagate)
     if breaker is not _transport.PER_AUTHORITY and breaker is not None:
         _validate.named(breaker, "breaker", (pybreaker.CircuitBreaker,),
                         "a breaker name (non-empty str), a pybreaker.CircuitBreaker or "
                         "None (no breaker)")
-    return _Middleware(checked, breaker)
+    return _Middleware(checked, breaker, propagate)
 
 
 def aiohttp_session(policy: Policy, *, breaker: Any = _transport.PER_AUTHORITY,
+                    propagate: tuple[str, str] | None = web.PROPAGATE,
                     **session_kwargs: Any) -> aiohttp.ClientSession:
     """An ``aiohttp.ClientSession`` whose every request goes through ``policy``.
 
@@ -319,6 +328,6 @@ def aiohttp_session(policy: Policy, *, breaker: Any = _transport.PER_AUTHORITY,
     Raises:
         TypeError: as ``aiohttp_middleware``, or what ``ClientSession`` raises.
     """
-    middleware = aiohttp_middleware(policy, breaker=breaker)
+    middleware = aiohttp_middleware(policy, breaker=breaker, propagate=propagate)
     given = tuple(session_kwargs.pop("middlewares", None) or ())
     return aiohttp.ClientSession(middlewares=(*given, middleware), **session_kwargs)

@@ -443,8 +443,9 @@ class Policy:
         """A ``requests.Session`` whose every request goes through this policy.
 
         ``brace.RetryAdapter(self, **adapter_kwargs)`` is mounted on ``http://`` and
-        ``https://`` (``breaker=``, ``pool_connections=``, ``pool_maxsize=``,
-        ``pool_block=``); the session is a context manager, as requests' always is.
+        ``https://`` (``breaker=``, ``propagate=``, ``pool_connections=``,
+        ``pool_maxsize=``, ``pool_block=``); the session is a context manager, as
+        requests' always is.
         Needs requests (``pip install 'brace[requests]'``).
         """
         from brace import _requests  # requests only when used
@@ -460,8 +461,9 @@ class Policy:
         ``pybreaker.CircuitBreaker`` or None replaces it), rate limit, bulkhead, events and
         the deadline apply as on ``brace.AsyncRetryTransport``; each attempt is cut at the
         call's deadline and at ``attempt_timeout``. Every response carries
-        ``response.brace`` (``{"attempts", "elapsed_s", "exhausted"}``). Needs aiohttp
-        (``pip install 'brace[aiohttp]'``).
+        ``response.brace`` (``{"attempts", "elapsed_s", "exhausted"}``); every attempt
+        sends ``Brace-Deadline-Ms`` and ``Brace-Attempt`` (``propagate=``: other names, or
+        None for neither). Needs aiohttp (``pip install 'brace[aiohttp]'``).
         """
         from brace import _aiohttp
 

@@ -26,7 +26,7 @@ except ImportError as missing:  # pragma: no cover - the test suite installs req
                       "pip install 'brace[requests]'") from missing
 import urllib3
 
-from brace import _call, _config, _transport, _validate
+from brace import _call, _config, _transport, _validate, web
 from brace._deadline import clock
 from brace._outcome import BraceError, is_exhausted
 
@@ -39,7 +39,7 @@ __all__ = ["RetryAdapter", "session"]
 _CHUNK = 10 * 1024
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # The keyword arguments RetryAdapter takes, for the message about one it does not.
-_SETTINGS = "policy=, breaker=, pool_connections=, pool_maxsize=, pool_block="
+_SETTINGS = "policy=, breaker=, propagate=, pool_connections=, pool_maxsize=, pool_block="
 
 
 def _check_policy(policy: object) -> Policy:
@@ -250,6 +250,9 @@ class RetryAdapter(HTTPAdapter):
             httpx transport hedges), no ``fallback=`` and no ``chaos=``.
         breaker: The breaker of every request: a name, a ``pybreaker.CircuitBreaker``, or
             None for none at all. Default: the policy's, else one per authority.
+        propagate: The headers each attempt sends (``brace.web``): the milliseconds left of
+            the call's deadline and the attempt's number, under these two names (default
+            ``("Brace-Deadline-Ms", "Brace-Attempt")``); None sends neither.
         pool_connections, pool_maxsize, pool_block: ``HTTPAdapter``'s.
 
     Raises:
@@ -261,6 +264,7 @@ class RetryAdapter(HTTPAdapter):
     __module__ = "brace"
 
     def __init__(self, policy: Policy | None = None, *, breaker: Any = _transport.PER_AUTHORITY,
+                 propagate: tuple[str, str] | None = web.PROPAGATE,
                  pool_connections: int = DEFAULT_POOLSIZE, pool_maxsize: int = DEFAULT_POOLSIZE,
                  pool_block: bool = DEFAULT_POOLBLOCK, **unknown: Any) -> None:
         if "max_retries" in unknown:
@@ -279,6 +283,7 @@ class RetryAdapter(HTTPAdapter):
                          max_retries=0, pool_block=pool_block)
         self.policy = checked
         self.breaker = breaker
+        self.propagate = web.propagate_setting(propagate)
         self._paths: dict[tuple[str, Any, bool], _call.Path] = {}
 
     def _path(self, label: str, once: bool) -> _call.Path:
@@ -336,6 +341,9 @@ class RetryAdapter(HTTPAdapter):
     def _attempt(self, call: _call.Call, request: requests.PreparedRequest, stream: bool,
                  timeout: Any, verify: Any, cert: Any, proxies: Any) -> requests.Response:
         # One attempt: requests' timeout bounded by attempt_timeout and what the call has left.
+        if self.propagate is not None:  # what is left of the deadline, and which attempt
+            for name, value in web.outbound(call.remaining(), call.attempts, self.propagate):
+                request.headers[name] = value
         try:
             response = HTTPAdapter.send(self, request, stream, bounded_timeout(
                 timeout, self.policy, call), verify, cert, proxies)

@@ -25,10 +25,17 @@ from typing import Any
 
 from brace import _deadline, _events, _validate
 
-__all__ = ["EXHAUSTED_HEADER", "ASGIMiddleware", "WSGIMiddleware", "inbound_deadline"]
+__all__ = ["ATTEMPT_HEADER", "DEADLINE_HEADER", "EXHAUSTED_HEADER", "PROPAGATE", "ASGIMiddleware",
+           "WSGIMiddleware", "inbound_deadline", "outbound", "propagate_setting"]
 
 #: The response header that tells brace clients upstream not to retry (value ``1``).
 EXHAUSTED_HEADER = "Brace-Exhausted"
+#: What brace's clients send with every attempt (their ``propagate=`` default): the
+#: milliseconds left of the call's deadline, and the attempt's number (from 1).
+DEADLINE_HEADER = "Brace-Deadline-Ms"
+ATTEMPT_HEADER = "Brace-Attempt"
+PROPAGATE = (DEADLINE_HEADER, ATTEMPT_HEADER)
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")  # an HTTP header name (RFC 9110)
 _DEADLINE_HEADERS = ("brace-deadline-ms", "x-envoy-expected-rq-timeout-ms", "grpc-timeout")
 _MILLIS = re.compile(r"[0-9]{1,12}\Z")
 _GRPC = re.compile(r"([0-9]{1,8})([HMSmun])\Z")  # the gRPC spec's TimeoutValue TimeoutUnit
@@ -74,6 +81,30 @@ def inbound_deadline(headers: Iterable[tuple[str, str]]) -> float | None:
         if found is None or seconds < found:
             found = seconds
     return None if found is None else min(found, _validate.MAX_SECONDS)
+
+
+def propagate_setting(value: object) -> tuple[str, str] | None:
+    """Check a client's ``propagate=``: a pair of header names, or None to send neither.
+
+    Raises:
+        TypeError, ValueError: anything else, naming ``propagate``.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, tuple) or len(value) != 2:
+        raise TypeError("propagate must be None or a pair of header names (deadline, attempt), "
+                        f"got {_validate.shown(value)}")
+    for name in value:
+        if not isinstance(name, str) or not _TOKEN.match(name):
+            raise ValueError(f"propagate must name two HTTP headers, got {_validate.shown(name)}")
+    return value
+
+
+def outbound(remaining: float, attempt: int, names: tuple[str, str]
+             ) -> tuple[tuple[str, str], tuple[str, str]]:
+    """The two headers an attempt sends: ``remaining`` seconds (as whole ms, >= 0), ``attempt``."""
+    left = int(remaining * 1000) if remaining > 0 else 0
+    return (names[0], str(min(left, 10**12 - 1))), (names[1], str(attempt))
 
 
 class ASGIMiddleware:
