@@ -5,7 +5,8 @@ then success; no sleeping), sync and async, for a bare call, tenacity, stamina, 
 pybreaker, tenacity + pybreaker composed by hand, and brace presets. Prints ns per call and
 the ratio to tenacity (sync) / tenacity.AsyncRetrying (async). The recovering call is also
 measured with brace's events rendered as JSON by structlog, next to the same events logged
-with structlog directly.
+with structlog directly. A healthy GET through brace's httpx transports is measured next to
+plain httpx, both over ``httpx.MockTransport``.
 
     make bench                                  # or: python benchmarks/overhead.py
     python benchmarks/overhead.py --quick       # tiny counts: proves it runs
@@ -26,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import backoff
+import httpx
 import pybreaker
 import stamina
 import structlog
@@ -216,6 +218,8 @@ def observed(number: int, repeat: int) -> None:
 JSON_SYNC = "sync: 2 failures, then success, events as JSON"
 JSON_ASYNC = "async: 2 failures, then success, events as JSON"
 JSON_EVENT = "one event as JSON"
+#: Its row of the same events logged with structlog after each call (events dropped).
+IN_CONTEXT = "structlog, same fields, after each call"
 
 
 def json_events(number: int, repeat: int) -> dict[str, dict[str, float]]:
@@ -225,7 +229,9 @@ def json_events(number: int, repeat: int) -> dict[str, dict[str, float]]:
     here one that is emptied after each run). tenacity logs nothing, so its rows are the
     same as without events. ``one event``: what a brace event costs (the call with JSON
     events, less the call with events dropped, per event) next to logging the same events
-    (names, levels and fields captured from a call) with structlog directly. The rows are
+    (names, levels and fields captured from a call) with structlog directly: in a loop of
+    their own, and after each call whose own events are dropped (so they run amid the
+    same call path as brace's: the call less the call alone, per event). The rows are
     measured in turn, run by run, so a change in the machine's load touches them alike.
     """
     sink = io.StringIO()
@@ -264,6 +270,7 @@ def json_events(number: int, repeat: int) -> dict[str, dict[str, float]]:
     asynchronous: dict[str, list[float]] = {"tenacity.AsyncRetrying": [], dropped: [],
                                             brace_json: []}
     bare_runs: list[float] = []
+    in_context_runs: list[float] = []
     with no_waits():
         as_json()
         with structlog.testing.capture_logs() as captured:  # the events of one call
@@ -275,9 +282,17 @@ def json_events(number: int, repeat: int) -> dict[str, dict[str, float]]:
             for level, event, fields in events:
                 getattr(logger, level)(event, **fields)
 
+        def dropped_then_bare() -> None:
+            # The call, its events dropped (below CRITICAL), then the same events logged
+            # with structlog directly, at CRITICAL so they pass: as costly as at their level.
+            sync_fn()
+            for _, event, fields in events:
+                logger.critical(event, **fields)
+
         for _ in range(repeat):
             quiet_events()
             sync[dropped].append(measure(sync_fn, count, 1))
+            in_context_runs.append(emptied(measure(dropped_then_bare, count, 1)))
             as_json()
             sync["tenacity.retry"].append(emptied(measure(tenacity_sync, count, 1)))
             sync[brace_json].append(emptied(measure(sync_fn, count, 1)))
@@ -303,6 +318,9 @@ def json_events(number: int, repeat: int) -> dict[str, dict[str, float]]:
     quiet_events()
     per_call = max(1, len(events))
     one = {"structlog, same fields": statistics.median(bare_runs) / per_call,
+           IN_CONTEXT: statistics.median(
+               [(both - quiet) / per_call
+                for both, quiet in zip(in_context_runs, sync[dropped], strict=True)]),
            "brace": statistics.median(
                [(logged - quiet) / per_call
                 for logged, quiet in zip(sync[brace_json], sync[dropped], strict=True)])}
@@ -312,32 +330,126 @@ def json_events(number: int, repeat: int) -> dict[str, dict[str, float]]:
     table(JSON_ASYNC, async_ns, "tenacity.AsyncRetrying")
     print(f"\n{JSON_EVENT} ({len(events)} events per sync call: "
           f"{', '.join(event for _, event, _ in events)})")
-    print(f"{'':34} {'ns/event':>10} {'x structlog, same fields':>24}")
+    print(f"{'':40} {'ns/event':>10} {'x structlog, same fields':>26} {'x after each call':>18}")
     for name, ns in one.items():
-        print(f"{name:34} {ns:10.0f} {ns / one['structlog, same fields']:24.3f}")
+        print(f"{name:40} {ns:10.0f} {ns / one['structlog, same fields']:26.3f} "
+              f"{ns / one[IN_CONTEXT]:18.3f}")
     return {JSON_SYNC: sync_ns, JSON_ASYNC: async_ns, JSON_EVENT: one}
 
 
-#: The call path's goals: (table, row, reference row, largest ratio).
-GOALS = [
+#: The transport tables' titles (also rows of the goals), and the row that is the
+#: per-authority breaker's added cost (ns, not a ratio).
+TRANSPORT_SYNC = "sync: healthy GET, MockTransport"
+TRANSPORT_ASYNC = "async: healthy GET, MockTransport"
+AUTHORITY_ADDED = "per-authority breaker, added"
+
+
+def _ok(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, content=b"ok")
+
+
+def transport_overhead(number: int, repeat: int) -> dict[str, dict[str, float]]:
+    """A healthy GET through brace's httpx transports, next to plain httpx.
+
+    Every client sends to ``httpx.MockTransport`` (no network: what is measured is what
+    each layer adds to a request). ``RetryTransport(breaker=None)`` is the policy alone;
+    ``RetryTransport()`` and ``brace.http.client()`` add the per-authority breaker brace's
+    clients open by default, whose cost is its own row: ns per request (the median of
+    the two rows' differences, run by run). The rows are measured in turn, run by run.
+    """
+    url = "http://api.example.com/items"
+    policy = brace.http()
+    mock = httpx.MockTransport
+    count = max(1, number // 20)
+    sync_clients = {
+        "httpx.Client": httpx.Client(transport=mock(_ok)),
+        "brace.RetryTransport(breaker=None)": httpx.Client(
+            transport=brace.RetryTransport(policy, mock(_ok), breaker=None)),
+        "brace.RetryTransport()": httpx.Client(
+            transport=brace.RetryTransport(policy, mock(_ok))),
+        "brace.http.client()": brace.http.client(transport=mock(_ok)),
+    }
+    async_clients = {
+        "httpx.AsyncClient": httpx.AsyncClient(transport=mock(_ok)),
+        "brace.AsyncRetryTransport(breaker=None)": httpx.AsyncClient(
+            transport=brace.AsyncRetryTransport(policy, mock(_ok), breaker=None)),
+        "brace.AsyncRetryTransport()": httpx.AsyncClient(
+            transport=brace.AsyncRetryTransport(policy, mock(_ok))),
+        "brace.http.async_client()": brace.http.async_client(transport=mock(_ok)),
+    }
+    sync: dict[str, list[float]] = {name: [] for name in sync_clients}
+    for client in sync_clients.values():  # first requests build call paths and breakers
+        measure(lambda c=client: c.get(url), 20, 1)
+    for _ in range(repeat):
+        for name, client in sync_clients.items():
+            sync[name].append(measure(lambda c=client: c.get(url), count, 1))
+    asynchronous: dict[str, list[float]] = {name: [] for name in async_clients}
+
+    async def async_runs() -> float:
+        for client in async_clients.values():
+            for _ in range(20):
+                await client.get(url)
+        for _ in range(repeat):
+            for name, client in async_clients.items():
+                started = time.perf_counter_ns()
+                for _ in range(count):
+                    await client.get(url)
+                asynchronous[name].append((time.perf_counter_ns() - started) / count)
+        for client in async_clients.values():
+            await client.aclose()
+        return 0.0
+
+    _asyncio_run(async_runs)
+    for client in sync_clients.values():
+        client.close()
+    tables = {}
+    for title, runs, without, with_breaker in (
+            (TRANSPORT_SYNC, sync, "brace.RetryTransport(breaker=None)",
+             "brace.RetryTransport()"),
+            (TRANSPORT_ASYNC, asynchronous, "brace.AsyncRetryTransport(breaker=None)",
+             "brace.AsyncRetryTransport()")):
+        ns = {name: statistics.median(each) for name, each in runs.items()}
+        reference = next(iter(ns))
+        print(f"\n{title}")
+        print(f"{'':40} {'ns/request':>10} {'x ' + reference:>24}")
+        for name, value in ns.items():
+            print(f"{name:40} {value:10.0f} {value / ns[reference]:24.3f}")
+        added = statistics.median(
+            [b - a for a, b in zip(runs[without], runs[with_breaker], strict=True)])
+        print(f"{AUTHORITY_ADDED:40} {added:10.0f} ns/request (median of run-by-run differences)")
+        tables[title] = {**ns, AUTHORITY_ADDED: added}
+    return tables
+
+
+#: The goals: (table, row, reference row, largest ratio); a reference of None: the row is
+#: in ns and the goal a number of ns.
+GOALS: list[tuple[str, str, str | None, float]] = [
     ("sync: healthy call", "brace.network()", "tenacity.retry", 0.03),
-    ("sync: healthy call", "brace.http(breaker=, budget=)", "tenacity + pybreaker", 0.05),
-    ("async: healthy call", "brace.network()", "tenacity.AsyncRetrying", 0.05),
+    ("sync: healthy call", "brace.http(breaker=, budget=)", "tenacity + pybreaker", 0.03),
+    ("async: healthy call", "brace.network()", "tenacity.AsyncRetrying", 0.03),
     ("sync: 2 failures, then success", "brace.network()", "tenacity.retry", 0.5),
     ("async: 2 failures, then success", "brace.network()", "tenacity.AsyncRetrying", 0.5),
     (JSON_SYNC, "brace.network()", "tenacity.retry", 0.3),
     (JSON_ASYNC, "brace.network()", "tenacity.AsyncRetrying", 0.3),
     (JSON_EVENT, "brace", "structlog, same fields", 1.5),
+    (JSON_EVENT, "brace", IN_CONTEXT, 1.5),
+    (TRANSPORT_SYNC, "brace.http.client()", "httpx.Client", 1.05),
+    (TRANSPORT_ASYNC, "brace.http.async_client()", "httpx.AsyncClient", 1.05),
+    (TRANSPORT_SYNC, AUTHORITY_ADDED, None, 200.0),
+    (TRANSPORT_ASYNC, AUTHORITY_ADDED, None, 200.0),
 ]
 
 
 def goals(tables: dict[str, dict[str, float]]) -> None:
-    """Each goal's ratio, measured in this run."""
-    print("\ngoals (ratio in this run <= goal)")
+    """Each goal's ratio (or ns), measured in this run."""
+    print("\ngoals (ratio, or ns, in this run <= goal)")
     for title, row, reference, goal in GOALS:
-        ratio = tables[title][row] / tables[title][reference]
-        mark = "ok" if ratio <= goal else "MISSED"
-        print(f"  {title + ': ' + row:66} x {reference:24} {ratio:6.3f} <= {goal:<5} {mark}")
+        value = tables[title][row]
+        if reference is not None:
+            value /= tables[title][reference]
+        mark = "ok" if value <= goal else "MISSED"
+        shown, digits = ("x " + reference, 3) if reference is not None else ("ns", 0)
+        print(f"  {title + ': ' + row:64} {shown:42} {value:6.{digits}f} <= {goal:<5g} {mark}")
 
 
 def import_times(runs_each: int) -> None:
@@ -390,6 +502,7 @@ def main() -> None:
     table("trio: healthy call", trio_healthy, "tenacity.AsyncRetrying")
     observed(number, repeat)
     tables.update(json_events(number, repeat))
+    tables.update(transport_overhead(number, repeat))
     goals(tables)
     stamina.set_testing(False)
     reset_breakers()

@@ -365,3 +365,18 @@ def test_a_multi_line_message_becomes_one_line_after_redaction() -> None:
     described = brace._events.describe_error(error)
     assert "\n" not in described and "alice" not in described
     assert described.startswith("RuntimeError: first line DETAIL: ***") and "HINT" in described
+
+
+def test_throttling_answers_are_marked_in_events() -> None:
+    import httpx
+
+    from brace.testing import capture_events, no_waits
+
+    answers = iter([429, 503, 200])
+    transport = httpx.MockTransport(lambda request: httpx.Response(next(answers)))
+    with no_waits(), capture_events() as events, \
+            brace.http(attempts=3).client(transport=transport) as client:
+        client.get("http://127.0.0.1/item")
+    scheduled = [fields for event, fields in events if event == "retry.scheduled"]
+    assert [(f["status"], f.get("error_kind")) for f in scheduled] == [(429, "throttling"),
+                                                                        (503, None)]

@@ -155,3 +155,22 @@ def test_per_authority_breakers_stay_bounded_whatever_the_hosts(
             assert client.get(f"http://e{host}.test/").status_code == 200
     assert len([n for n in brace.breakers() if n.startswith("http://e")]) <= 20
     assert brace.breakers()["http://first.test"].state == "open"
+
+
+def test_response_request_slot() -> None:
+    # A response's request is tested through the slot httpx's Response.request guards (the
+    # property raises when unset, and raising per response is the attach's main cost). If
+    # httpx keeps it elsewhere, this fails here first; brace then falls back on the property.
+    from brace import _transport
+
+    request = httpx.Request("GET", "http://api.test/x")
+    assert getattr(httpx.Response(200), "_request", "moved") is None
+    assert _transport._unattached(httpx.Response(200))
+    assert not _transport._unattached(httpx.Response(200, request=request))
+    own = httpx.Request("GET", "http://other.test/y")
+    kept = httpx.Response(200, request=own)
+    _transport._attach(request, kept)
+    assert kept.request is own  # a request the transport below attached stays
+    bare = httpx.Response(200)
+    _transport._attach(request, bare)
+    assert bare.request is request

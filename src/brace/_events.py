@@ -12,8 +12,8 @@ the logger at that level.
 
 from __future__ import annotations
 
-import functools
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from brace import predicates
+from brace._outcome import is_throttling
+from brace._redact import clean as _clean
 from brace._redact import redact
 
 if TYPE_CHECKING:
@@ -65,6 +67,7 @@ __all__ = [
     "retry_scheduled",
     "retry_skipped",
     "retry_succeeded",
+    "seconds",
     "unobserve",
 ]
 
@@ -126,30 +129,50 @@ def unobserve(callback: Observer) -> None:
         _failed.discard(id(callback))
 
 
-def _wanted(level: int) -> bool:
-    """Whether the logger events go to keeps events of ``level``."""
-    if not structlog.is_configured():
-        return stdlib_logger.isEnabledFor(level)
+# The level below which each of structlog's filtering loggers drops events: fixed per class.
+_floors: dict[Any, int] = {}
+_STANDARD_LEVELS = frozenset((logging.NOTSET, *_LEVELS, logging.CRITICAL))
+
+
+def _structlog_keeps(level: int) -> bool:
+    """Whether the configured structlog logger keeps events of ``level``."""
+    wrapper = structlog.get_config()["wrapper_class"]
+    floor = _floors.get(wrapper)
+    if floor is not None:
+        return level >= floor
     # With a filtering logger structlog may drop the level.
-    effective = getattr(structlog.get_config()["wrapper_class"], "get_effective_level", None)
+    effective = getattr(wrapper, "get_effective_level", None)
     if effective is None:
         return True
     try:
         # The filtering loggers' level is fixed per class (make_filtering_bound_logger).
-        return bool(level >= effective(None))
+        floor = effective(None)
+        kept = bool(level >= floor)
     except Exception:  # a wrapper class whose level lives on its instances: keep the event
         return True
+    # Remembered for structlog's own classes only: another class's level may change.
+    if isinstance(floor, int) and floor in _STANDARD_LEVELS and wrapper is _filtering_class(floor):
+        _floors[wrapper] = floor
+    return kept
+
+
+def _filtering_class(level: int) -> Any:
+    try:
+        return structlog.make_filtering_bound_logger(level)
+    except Exception:  # an older structlog, or one that refuses the level: nothing to remember
+        return None
 
 
 def _emit(level: int, event: str, build: Callable[[], dict[str, Any]]) -> None:
     # The one place events leave brace: built only when someone listens.
     observers = _observers
-    logged = _wanted(level)
+    configured = structlog.is_configured()
+    logged = _structlog_keeps(level) if configured else stdlib_logger.isEnabledFor(level)
     if not observers and not logged:
         return
     fields = build()
     if logged:
-        if structlog.is_configured():
+        if configured:
             getattr(_log, _LEVELS[level])(event, **fields)
         else:
             # One line for any handler and format; the fields also ride on the record
@@ -209,6 +232,17 @@ def describe_error(exc: BaseException) -> str:
     return " ".join(text.split()) if "\n" in text or "\r" in text else text
 
 
+def seconds(value: float) -> float:
+    """``round(value, 6)``, without its trip through decimal text (an event's costliest step).
+
+    The same float, but for a value within a rounding error of a half-microsecond boundary.
+    """
+    try:
+        return round(value * 1_000_000) / 1_000_000
+    except (OverflowError, ValueError):  # inf, nan: as round() leaves them
+        return value
+
+
 def describe_result(result: object) -> str:
     """A retried result (e.g. a 503 response) by type and status: named, never repr'd."""
     status = getattr(result, "status_code", None)
@@ -216,24 +250,37 @@ def describe_result(result: object) -> str:
     return f"result {kind}" + (f" status {status}" if isinstance(status, int) else "")
 
 
-def _outcome_fields(outcome: Future | None) -> dict[str, Any]:
-    """``error`` and ``error_type`` of an outcome; ``status`` and ``db_code`` when it has them."""
+def _outcome_fields(outcome: Future | None,
+                    fields: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Add an outcome's ``error`` and ``error_type`` to ``fields``; return ``fields``.
+
+    Also ``db_code`` and ``status`` when the outcome has them. In place: an event's fields
+    are built as one dict (a new one when ``fields`` is None).
+    """
+    if fields is None:
+        fields = {}
     if outcome is None:
-        return {"error": "none", "error_type": "none"}
+        fields["error"] = fields["error_type"] = "none"
+        return fields
     exc = outcome.exception()
     value: object = exc if exc is not None else outcome.result()
     status = predicates.status_of(value)
     if exc is not None:
-        fields: dict[str, Any] = {"error": describe_error(exc),
-                                  "error_type": type(exc).__name__}
+        fields["error"] = describe_error(exc)
+        fields["error_type"] = type(exc).__name__
         code = predicates.db_code(exc)
         if code is not None:
             fields["db_code"] = code
     else:
-        fields = {"error": describe_result(value),
-                  "error_type": f"HTTP {status}" if status is not None else type(value).__name__}
+        fields["error"] = describe_result(value)
+        fields["error_type"] = f"HTTP {status}" if status is not None else type(value).__name__
     if status is not None:
         fields["status"] = status
+    if (status is not None or type(value).__module__ != "builtins") and is_throttling(value):
+        fields["error_kind"] = "throttling"  # a 429, RESOURCE_EXHAUSTED, SlowDown ...
+    chaos = sys.modules.get("brace._chaos")  # loaded once a chaos setting exists: no cycle
+    if chaos is not None and chaos.is_injected(value):
+        fields["injected"] = True  # brace.testing.chaos made this outcome
     return fields
 
 
@@ -241,13 +288,9 @@ def _name(callable_name: str | Callable[[], str] | None) -> str | None:
     if callable_name is None:
         return None
     name = callable_name if isinstance(callable_name, str) else callable_name()
-    # Names repeat (one per function, host or preset): a short one is redacted once.
-    return _redacted_name(name) if len(name) <= 256 else redact(name)
-
-
-@functools.lru_cache(maxsize=1024)
-def _redacted_name(name: str) -> str:
-    return redact(name)
+    # Names repeat (one per function, host or preset): redaction remembers the clean ones,
+    # and a name found there is returned without a call.
+    return name if type(name) is str and name in _clean else redact(name)
 
 
 def retry_scheduled(callable_name: str | Callable[[], str], preset: str, attempt: int,
@@ -257,10 +300,9 @@ def retry_scheduled(callable_name: str | Callable[[], str], preset: str, attempt
 
     ``wait_source`` says where the wait came from: ``backoff`` or ``retry_after``.
     """
-    _emit(logging.WARNING, RETRY_SCHEDULED, lambda: {
+    _emit(logging.WARNING, RETRY_SCHEDULED, lambda: _outcome_fields(outcome, {
         "callable": _name(callable_name), "preset": _name(preset), "attempt": attempt,
-        "wait_s": round(wait_s, 6), "wait_source": _name(wait_source),
-        **_outcome_fields(outcome)})
+        "wait_s": seconds(wait_s), "wait_source": _name(wait_source)}))
 
 
 def retry_skipped(callable_name: str | Callable[[], str], preset: str, attempt: int,
@@ -270,9 +312,9 @@ def retry_skipped(callable_name: str | Callable[[], str], preset: str, attempt: 
     ``not_idempotent``: a POST without an Idempotency-Key; ``streamed_body``: a request body
     that cannot be replayed.
     """
-    _emit(logging.INFO, RETRY_SKIPPED, lambda: {
+    _emit(logging.INFO, RETRY_SKIPPED, lambda: _outcome_fields(outcome, {
         "callable": _name(callable_name), "preset": _name(preset), "attempt": attempt,
-        "reason": reason, **_outcome_fields(outcome)})
+        "reason": reason}))
 
 
 def retry_after_ignored(callable_name: str | Callable[[], str], header: str) -> None:
@@ -311,9 +353,9 @@ def retry_layered(callable_name: str | Callable[[], str], preset: str, retried: 
 def retry_gave_up(callable_name: str | Callable[[], str], preset: str, attempts: int,
                   elapsed_s: float, outcome: Future | None, reason: str) -> None:
     """The policy stopped retrying after ``attempts`` attempts; ``reason`` says why."""
-    _emit(logging.ERROR, RETRY_GAVE_UP, lambda: {
+    _emit(logging.ERROR, RETRY_GAVE_UP, lambda: _outcome_fields(outcome, {
         "callable": _name(callable_name), "preset": _name(preset), "attempts": attempts,
-        "elapsed_s": round(elapsed_s, 6), "reason": reason, **_outcome_fields(outcome)})
+        "elapsed_s": seconds(elapsed_s), "reason": reason}))
 
 
 def retry_succeeded(callable_name: str | Callable[[], str], preset: str, attempts: int,
@@ -321,7 +363,7 @@ def retry_succeeded(callable_name: str | Callable[[], str], preset: str, attempt
     """A call succeeded after at least one retry."""
     _emit(logging.INFO, RETRY_SUCCEEDED, lambda: {
         "callable": _name(callable_name), "preset": _name(preset), "attempts": attempts,
-        "elapsed_s": round(elapsed_s, 6)})
+        "elapsed_s": seconds(elapsed_s)})
 
 
 def retry_budget_exhausted(callable_name: str | Callable[[], str], preset: str | None,
@@ -394,7 +436,7 @@ def hedge_started(callable_name: str, preset: str, attempt: int, after_s: float)
     """Attempt ``attempt`` started as a hedge: the ones before had not answered in ``after_s``."""
     _emit(logging.INFO, HEDGE_STARTED, lambda: {
         "callable": _name(callable_name), "preset": _name(preset), "attempt": attempt,
-        "after_s": round(after_s, 6)})
+        "after_s": seconds(after_s)})
 
 
 def degraded(callable_name: str, preset: str, reason: str, error: BaseException) -> None:

@@ -45,7 +45,10 @@ quantifiers, no lazy match followed by a look-ahead) over a bounded or consumed 
 every character is examined a bounded number of times: time is linear in the length. A text
 longer than ``MAX_CHARS`` is cut to that length first and ends with a marker saying how much
 was cut. Most texts (an error type and a short message) hold nothing to redact: the scan
-says so and ``redact`` returns the text itself.
+says so and ``redact`` returns the text itself. Such a text, when short, is remembered (a
+bounded set): the same error described again on the next retry is a set look-up, not a
+scan. Only texts that redaction leaves unchanged are remembered, so the set holds nothing
+that brace would not log as it is.
 """
 
 from __future__ import annotations
@@ -214,15 +217,31 @@ _LINE_NUMBER = re.compile(r"\d+: ")
 _LINE_END = re.compile(r"[\r\n^]")
 
 
+#: Short texts that redaction leaves unchanged (an error's type and message, a callable's
+#: name): a retry loop describes the same error on every attempt. Bounded; emptied when full.
+#: Exact ``str`` only (a subclass could define its own equality).
+clean: set[str] = set()
+_CLEAN_MAX = 1024  # texts remembered at most
+_CLEAN_CHARS = 512  # longest text remembered
+
+
 def redact(text: str) -> str:
     """``text`` without secrets: see the module's docstring for what is removed.
 
     Time is linear in ``len(text)``; a text longer than ``MAX_CHARS`` is cut first.
     """
+    # An exact str only: a subclass could define its own equality.
+    if type(text) is str and text in clean:
+        return text
     cut = len(text) - MAX_CHARS
     if cut > 0:
         return _redact(text[:MAX_CHARS], truncated=True) + _CUT.format(cut)
-    return _redact(text, truncated=False)
+    redacted = _redact(text, truncated=False)
+    if redacted == text and len(text) <= _CLEAN_CHARS and type(text) is str:
+        if len(clean) >= _CLEAN_MAX:
+            clean.clear()
+        clean.add(text)
+    return redacted
 
 
 def redact_url_error(text: str, url: str) -> str:

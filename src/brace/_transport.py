@@ -18,9 +18,9 @@ import httpx
 import pybreaker
 import tenacity
 
-from brace import _breakers, _call, _config, _events, _validate, predicates
-from brace._deadline import Deadline
-from brace._outcome import BraceError, sdk_retries
+from brace import _breakers, _call, _config, _events, _validate, predicates, web
+from brace._deadline import clock
+from brace._outcome import LAST_MARK, BraceError, sdk_retries
 
 if TYPE_CHECKING:
     from brace._policy import Policy
@@ -47,12 +47,16 @@ def _check_policy(policy: object, name: str = "policy=", asynchronous: bool = Tr
     return policy  # type: ignore[return-value]
 
 
-def _report(response: httpx.Response, attempts: int, deadline: Deadline) -> None:
-    # What every response of a brace transport says about how it was obtained.
+def _report(response: httpx.Response, call: _call.Call) -> None:
+    # What every response of a brace transport says about how it was obtained. Exhausted:
+    # marked by a policy that gave up on it during this call (none can have, unless a mark
+    # was made since the call began), or a 5xx marked so by a service downstream.
+    exhausted = (response.status_code >= 500 or LAST_MARK[0] > call.mark) and \
+        predicates.is_exhausted(response, after_mark=call.mark)
     response.extensions["brace"] = {
-        "attempts": max(1, attempts),
-        "elapsed_s": round(deadline.elapsed(), 6),
-        "exhausted": predicates.is_exhausted(response),
+        "attempts": call.attempts or 1,
+        "elapsed_s": _events.seconds(clock() - call.started),  # Deadline.elapsed(), none made
+        "exhausted": exhausted,
     }
 
 
@@ -67,8 +71,10 @@ def _describe(request: httpx.Request) -> str:
     # What events (and metric labels) call this request: bounded, so method, scheme, host
     # and port only, never a path or query (nor userinfo).
     url = request.url
-    port = f":{url.port}" if url.port is not None else ""
-    return f"{request.method} {url.scheme}://{url.host}{port}"
+    port = url.port
+    if port is None:
+        return f"{request.method} {url.scheme}://{url.host}"
+    return f"{request.method} {url.scheme}://{url.host}:{port}"
 
 
 def _skipped(policy: Policy, label: str, error: BaseException | None,
@@ -87,7 +93,7 @@ def _ended(policy: Policy, label: str, once: bool, call: _call.Call,
     if once:
         _skipped(policy, label, error, response)
     if response is not None:
-        _report(response, call.attempts, call.deadline)
+        _report(response, call)
     return response  # type: ignore[return-value]  # None only when ``error`` is raised
 
 
@@ -96,16 +102,39 @@ def _replayable(request: httpx.Request) -> bool:
     return isinstance(request.stream, httpx.ByteStream)
 
 
+def _propagate(request: httpx.Request, call: _call.Call, names: tuple[str, str]) -> None:
+    # The attempt's Brace-Deadline-Ms and Brace-Attempt (or the names given): brace.web
+    # downstream runs the request under what is left of this call's deadline.
+    headers = request.headers
+    for name, value in web.outbound(call.remaining(), call.attempts, names):
+        headers[name] = value
+
+
 def _bound_timeouts(request: httpx.Request, policy: Policy, original: Any,
-                    deadline: Deadline) -> None:
+                    call: _call.Call) -> None:
     """Give this attempt at most attempt_timeout and what is left of the deadline."""
-    left = max(0.001, deadline.remaining())
-    limit = left if policy.attempt_timeout is None else min(policy.attempt_timeout, left)
+    left = call.remaining()
+    if left < 0.001:
+        left = 0.001
+    cap = policy.attempt_timeout
+    limit = cap if cap is not None and cap <= left else left  # min(cap, left)
+    if type(original) is dict and len(original) == 4:
+        # httpx's own four timeouts, still on the request and each within the limit: nothing
+        # to bound (the common case: a client's timeouts are shorter than a deadline).
+        given: dict[str, Any] = original
+        connect, read, write, pool = (given.get("connect"), given.get("read"),
+                                      given.get("write"), given.get("pool"))
+        if (connect is not None and read is not None and write is not None
+                and pool is not None and request.extensions.get("timeout") is given):
+            try:
+                if max(connect, read, write, pool) <= limit:
+                    return
+            except TypeError:  # not numbers: converted below, as any other value
+                pass
     base = original if isinstance(original, dict) else {}
-    timeout = {}
-    for key in _TIMEOUT_KEYS:
-        value = base.get(key)
-        timeout[key] = limit if value is None else min(float(value), limit)
+    timeout = {key: limit if (value := base.get(key)) is None else min(float(value), limit)
+               for key in _TIMEOUT_KEYS}
+    # A new dict: the caller's extensions (perhaps shared by requests) stay as they were.
     request.extensions = {**request.extensions, "timeout": timeout}
 
 
@@ -221,11 +250,36 @@ def _as_httpx_error(refusal: BraceError, request: httpx.Request) -> Exception:
 def _attach(request: httpx.Request, outcome: httpx.Response | BaseException) -> None:
     # httpx's Client attaches the request to responses and errors above the transport; the
     # idempotency rule needs it here already, to know the method.
-    if isinstance(outcome, (httpx.Response, httpx.RequestError)):
+    if isinstance(outcome, httpx.Response):
+        if _unattached(outcome):
+            outcome.request = request
+    elif isinstance(outcome, httpx.RequestError):
         try:
             outcome.request  # noqa: B018  (raises when unset)
         except RuntimeError:
             outcome.request = request
+
+
+_UNKNOWN = object()
+
+
+def _unattached(response: httpx.Response) -> bool:
+    """Whether ``response`` has no request yet (httpx's transports never attach one).
+
+    The one read of an httpx internal here: ``Response.request`` raises RuntimeError when
+    unset and httpx has no public test for it (the optional request of httpx PR 1238), and
+    raising on every response costs more than the rest of the attach. So the slot that
+    property guards is read; an httpx that keeps it elsewhere is asked through the
+    property. Pinned by test_response_request_slot.
+    """
+    attached = getattr(response, "_request", _UNKNOWN)
+    if attached is not _UNKNOWN:
+        return attached is None
+    try:
+        response.request  # noqa: B018  (raises when unset)
+    except RuntimeError:
+        return True
+    return False
 
 
 # Call paths a transport keeps (one per policy, host label and breaker) before starting over.
@@ -281,14 +335,18 @@ class _Base:
     asynchronous = True
     _attempt: Callable[..., Any]
 
-    def __init__(self, policy: Policy | None, breaker: Any) -> None:
+    def __init__(self, policy: Policy | None, breaker: Any,
+                 propagate: tuple[str, str] | None = web.PROPAGATE) -> None:
         self.policy = _check_policy(policy, asynchronous=self.asynchronous)
+        # The headers every attempt sends downstream (brace.web reads them).
+        self.propagate = web.propagate_setting(propagate)
         if breaker is not PER_AUTHORITY and breaker is not None:
             _validate.named(breaker, "breaker", (pybreaker.CircuitBreaker,),
                             "a breaker name (non-empty str), a pybreaker.CircuitBreaker or "
                             "None (no breaker)")
         self.breaker = breaker
         self._paths: dict[tuple[Any, ...], _call.Path] = {}
+        self._own_paths: dict[tuple[Any, ...], _call.Path] = {}
         # The llm preset's clients watch for an SDK resending through them (once).
         self._watch_sdk = self.policy.preset == "llm"
 
@@ -310,14 +368,22 @@ class _Base:
     def _path(self, policy: Policy, label: str, breaker: Any, hedge: bool,
               once: bool = False) -> _call.Path:
         # One call path per policy, breaker and label, built on first use. Bounded: per-host
-        # breakers and labels grow with the hosts a client talks to.
-        key = (policy, label, breaker, hedge, once)
-        path = self._paths.get(key)
+        # breakers and labels grow with the hosts a client talks to. The transport's own
+        # policy is known by identity (hashing a Policy hashes every one of its settings);
+        # a request's own (extensions={"brace": ...}) by value.
+        if policy is self.policy:
+            paths: dict[tuple[Any, ...], _call.Path] = self._own_paths
+            key: tuple[Any, ...] = (label, breaker, hedge, once)
+        else:
+            paths, key = self._paths, (policy, label, breaker, hedge, once)
+        path = paths.get(key)
         if path is None:
-            if len(self._paths) >= _MAX_PATHS:
-                self._paths.clear()
-            path = self._paths[key] = _call.Path(
-                policy, self._attempt, name=label, label=label, breaker=breaker,
+            if len(paths) >= _MAX_PATHS:
+                paths.clear()
+            path = paths[key] = _call.Path(
+                # brace.testing.chaos, when set, strikes inside each attempt.
+                policy, self._attempt if policy.chaos is None else policy.chaos.wrap(
+                    self._attempt), name=label, label=label, breaker=breaker,
                 discard=_adiscard if self.asynchronous else _discard, with_call=True,
                 attempt_timeouts=False, hedge=hedge, asynchronous=self.asynchronous,
                 once=once)
@@ -369,8 +435,9 @@ class RetryTransport(_Base, httpx.BaseTransport):
     asynchronous = False
 
     def __init__(self, policy: Policy | None = None, transport: httpx.BaseTransport | None = None,
-                 *, breaker: Any = PER_AUTHORITY) -> None:
-        super().__init__(policy, breaker)
+                 *, breaker: Any = PER_AUTHORITY,
+                 propagate: tuple[str, str] | None = web.PROPAGATE) -> None:
+        super().__init__(policy, breaker, propagate)
         self.transport = transport if transport is not None else httpx.HTTPTransport()
 
     def _send(self, request: httpx.Request, call: _call.Call) -> httpx.Response:
@@ -407,7 +474,9 @@ class RetryTransport(_Base, httpx.BaseTransport):
     def _attempt(self, call: _call.Call, request: httpx.Request, original: Any,
                  policy: Policy) -> httpx.Response:
         # One attempt: its timeouts bounded by attempt_timeout and what is left of the call.
-        _bound_timeouts(request, policy, original, call.deadline)
+        _bound_timeouts(request, policy, original, call)
+        if self.propagate is not None:  # what is left of the deadline, and which attempt
+            _propagate(request, call, self.propagate)
         return self._send(request, call)
 
     def close(self) -> None:
@@ -428,13 +497,16 @@ class AsyncRetryTransport(_Base, httpx.AsyncBaseTransport):
 
     def __init__(self, policy: Policy | None = None,
                  transport: httpx.AsyncBaseTransport | None = None,
-                 *, breaker: Any = PER_AUTHORITY) -> None:
-        super().__init__(policy, breaker)
+                 *, breaker: Any = PER_AUTHORITY,
+                 propagate: tuple[str, str] | None = web.PROPAGATE) -> None:
+        super().__init__(policy, breaker, propagate)
         self.transport = transport if transport is not None else httpx.AsyncHTTPTransport()
 
     async def _send(self, request: httpx.Request) -> httpx.Response:
         try:
-            response = await _abuffer(await self.transport.handle_async_request(request))
+            response = await self.transport.handle_async_request(request)
+            if not response.is_stream_consumed:  # (read already: no coroutine to await)
+                response = await _abuffer(response)
         except BaseException as exc:
             _attach(request, exc)
             raise
@@ -454,8 +526,8 @@ class AsyncRetryTransport(_Base, httpx.AsyncBaseTransport):
         # Retried responses, and those of hedges that lost, are closed by the call path. A
         # streamed body is sent once, through every gate and under the deadline.
         once = not _replayable(request)
-        path = self._path(policy, label, self._breaker_for(label, policy),
-                          predicates.is_idempotent_request(request), once)
+        hedge = policy.hedge_after is not None and predicates.is_idempotent_request(request)
+        path = self._path(policy, label, self._breaker_for(label, policy), hedge, once)
         call = path.begin()
         try:
             try:
@@ -472,7 +544,9 @@ class AsyncRetryTransport(_Base, httpx.AsyncBaseTransport):
 
     async def _attempt(self, call: _call.Call, request: httpx.Request, original: Any,
                        policy: Policy) -> httpx.Response:
-        _bound_timeouts(request, policy, original, call.deadline)
+        _bound_timeouts(request, policy, original, call)
+        if self.propagate is not None:  # what is left of the deadline, and which attempt
+            _propagate(request, call, self.propagate)
         return await self._send(request)
 
     async def aclose(self) -> None:
@@ -511,16 +585,20 @@ def _wrapped_settings(probe: Any, wrap: Callable[[Any], Any],
 
 
 def client(policy: Policy, *, breaker: Any = PER_AUTHORITY,
+           propagate: tuple[str, str] | None = web.PROPAGATE,
            **httpx_kwargs: Any) -> httpx.Client:
     """An ``httpx.Client`` whose every transport is wrapped in ``RetryTransport``."""
+    propagate = web.propagate_setting(propagate)  # refused before any client is built
     probe = httpx.Client(**httpx_kwargs)
     return httpx.Client(**_wrapped_settings(probe, lambda transport: RetryTransport(
-        policy, transport, breaker=breaker), httpx_kwargs))
+        policy, transport, breaker=breaker, propagate=propagate), httpx_kwargs))
 
 
 def async_client(policy: Policy, *, breaker: Any = PER_AUTHORITY,
+                 propagate: tuple[str, str] | None = web.PROPAGATE,
                  **httpx_kwargs: Any) -> httpx.AsyncClient:
     """An ``httpx.AsyncClient`` whose every transport is wrapped in ``AsyncRetryTransport``."""
+    propagate = web.propagate_setting(propagate)
     probe = httpx.AsyncClient(**httpx_kwargs)
     return httpx.AsyncClient(**_wrapped_settings(probe, lambda transport: AsyncRetryTransport(
-        policy, transport, breaker=breaker), httpx_kwargs))
+        policy, transport, breaker=breaker, propagate=propagate), httpx_kwargs))
