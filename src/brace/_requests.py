@@ -253,7 +253,9 @@ class RetryAdapter(HTTPAdapter):
         propagate: The headers each attempt sends (``brace.web``): the milliseconds left of
             the call's deadline and the attempt's number, under these two names (default
             ``("Brace-Deadline-Ms", "Brace-Attempt")``); None sends neither.
-        pool_connections, pool_maxsize, pool_block: ``HTTPAdapter``'s.
+        pool_connections: ``HTTPAdapter``'s: connection pools to cache.
+        pool_maxsize: ``HTTPAdapter``'s: connections kept per pool.
+        pool_block: ``HTTPAdapter``'s: whether to wait for a free connection.
 
     Raises:
         TypeError: ``policy`` is not a Policy or has a setting the adapter cannot apply,
