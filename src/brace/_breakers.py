@@ -202,11 +202,11 @@ class FailureRatio:
                  shared: Any) -> None:
         self.ratio, self.min_calls, self.window, self.shared = ratio, min_calls, window, shared
 
-    def tally(self, failure: BaseException | None) -> bool:
-        """Count one settled call; True when the failures now reach the ratio."""
+    def tally(self, failure: BaseException | None, until: float = math.inf) -> bool:
+        """Count one settled call (due by ``until``); True when the failures reach the ratio."""
         window = self.window
         if failure is None:
-            window.call()
+            window.call(until)
             return False
         with window.lock:
             totals = None
@@ -261,8 +261,9 @@ class Gate:
         # a refresh: the healthy path checks the clock against this instead of the flag.
         self.fresh_until = 0.0
         # What a plain success on the healthy path still records: a failure-ratio breaker
-        # counts the call in its window (one increment); None for every other breaker.
-        self.on_success: Callable[[], object] | None = (
+        # counts the call in its window (one increment), given when the call must end (a
+        # shared window's batch goes to Redis only in time); None for every other breaker.
+        self.on_success: Callable[[float], object] | None = (
             None if ratio is None else ratio.window.call)
         if hasattr(storage, "on_refresh"):
             storage.on_refresh = self.refresh
@@ -395,13 +396,28 @@ class Gate:
         """Whether attempts are timed (a ``slow_call`` breaker counts slow ones as failures)."""
         return self._slow is not None
 
-    def finish(self, name: str, trial: bool, outcome: Outcome | None, started: float) -> None:
+    def finish(self, name: str, trial: bool, outcome: Outcome | None, started: float,
+               until: float = math.inf) -> None:
         """Record one attempt of the callable ``name``, as its ``Outcome`` says.
 
         ``outcome`` is None when the attempt never reached the function (a rate limit or
         bulkhead refused it). A cancellation, an interrupt or a refusal gives no verdict on
         the dependency: nothing is counted, but a trial ends so another one may start.
+
+        ``until`` is when the call must end (on ``_deadline.clock``). A breaker shared
+        through Redis writes there only while its ``redis_timeout`` fits before then;
+        otherwise the outcome is counted in the local copy alone, and a trial's lease,
+        no longer renewed, lapses on its own (``_redis.TRIAL_LEASE_S``) for the next trial.
         """
+        within = self._within
+        if within is None or until == math.inf:
+            self._finish(name, trial, outcome, started, until)
+        else:
+            with within(until - clock()):
+                self._finish(name, trial, outcome, started, until)
+
+    def _finish(self, name: str, trial: bool, outcome: Outcome | None, started: float,
+                until: float) -> None:
         if outcome is None or outcome.kind is Kind.CANCELLED or outcome.kind is Kind.REFUSED:
             if trial:
                 self.release()
@@ -416,10 +432,10 @@ class Gate:
             # A quiet, healthy call has nothing to record (a ratio window still counts it);
             # ``fast`` is that same check, kept current by the listener.
             if self._ratio is not None:
-                self._ratio.window.call()
+                self._ratio.window.call(until)
             return
         self.record(trial, failure, name)  # not counted: like pybreaker's exclude, a success
-        if self._ratio is not None and self._ratio.tally(failure):
+        if self._ratio is not None and self._ratio.tally(failure, until):
             self.recording = (name, failure)  # type: ignore[assignment]
             try:
                 if self.breaker.current_state == _CLOSED:
@@ -578,8 +594,9 @@ def _create(name: str, given: dict[str, Any]) -> Gate:
 
         storage, shared_window = _redis.shared_storage(name, given, settings)
     if settings["failure_ratio"] is not None:
-        counts = _budget.Window(settings["window"],
-                                None if shared_window is None else shared_window.add_calls)
+        counts = (_budget.Window(settings["window"]) if shared_window is None
+                  else _budget.Window(settings["window"], shared_window.add_calls,
+                                      timeout=shared_window.timeout))
         ratio = FailureRatio(settings["failure_ratio"], settings["min_calls"], counts,
                                      shared_window)
     listener = _Listener()

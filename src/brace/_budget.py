@@ -47,15 +47,17 @@ class Window:
     Retry budgets count retries in one, failure-ratio breakers failures. Calls are counted
     in batches of up to ``batch`` (32; 256 for a budget shared through Redis), each batch
     timed by its first call, without a lock (a count lost
-    to a race loosens the window by one call); ``shared_calls`` takes full batches to Redis.
+    to a race loosens the window by one call); ``shared_calls`` takes full batches to Redis,
+    each a round trip of up to ``timeout`` seconds (its ``redis_timeout``).
     The other methods are called with ``lock`` held.
     """
 
     def __init__(self, window: float,
                  shared_calls: Callable[[int], bool | None] | None = None,
-                 batch: int = _BATCH) -> None:
+                 batch: int = _BATCH, timeout: float = 0.0) -> None:
         self.window = window  # seconds
         self._batch = batch
+        self._timeout = timeout
         self._per_s = _BUCKETS / window  # bucket numbers per second
         # Per bucket: [bucket number, calls, events]; a bucket is reused when it comes round.
         self._buckets = [[-1, 0, 0] for _ in range(_BUCKETS)]
@@ -64,14 +66,25 @@ class Window:
         self._shared_calls = shared_calls
         self.lock = threading.Lock()
 
-    def call(self) -> None:
-        """Count one call."""
+    def call(self, until: float = math.inf) -> None:
+        """Count one call, which must end by ``until`` (on ``_deadline.clock``).
+
+        A full batch of a shared window goes to Redis only when the round trip fits before
+        ``until`` and no other thread is taking one there (the call waits for neither);
+        otherwise it stays pending, for the next call with time to spare.
+        """
         if not self._pending:
             self._since = clock()
         self._pending += 1
         if self._pending >= self._batch:
-            with self.lock:
-                self.flush()
+            if self._shared_calls is None:
+                with self.lock:
+                    self.flush()
+            elif until - clock() >= self._timeout and self.lock.acquire(blocking=False):
+                try:
+                    self.flush()
+                finally:
+                    self.lock.release()
 
     def take_pending(self) -> int:
         """The calls not yet counted, now taken out (for a shared backend to add)."""
@@ -138,15 +151,18 @@ class Budget(tenacity.retry_base):
         #: The longest wait for one Redis operation (seconds); None for a local budget.
         self.redis_timeout: float | None = None if shared is None else shared.timeout
         self._window = (Window(self.window) if shared is None
-                        else Window(self.window, shared.add_calls, _SHARED_BATCH))
-        # The healthy path calls the window directly: no layer of its own.
-        self.record_call = self._window.call  # type: ignore[method-assign]
+                        else Window(self.window, shared.add_calls, _SHARED_BATCH,
+                                    shared.timeout))
+        # The call path counts on the window directly, with the call's deadline (``until``
+        # on ``_deadline.clock``), which bounds a shared batch's round trip.
+        self._count = self._window.call
 
     def record_call(self) -> None:
         """Count one logical call (brace policies do this for every call).
 
         Takes no lock: a count lost to a race between threads only loosens the budget by
-        one call; spending (``try_spend``) is exact.
+        one call; spending (``try_spend``) is exact. Shared through Redis, every 256th call
+        takes the batch there (one round trip of at most ``redis_timeout``).
         """
         self._window.call()
 

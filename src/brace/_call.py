@@ -271,9 +271,10 @@ class Path:
 
     def begin(self) -> Call:
         """Start a call: its deadline begins now; the retry budget counts it."""
+        call = Call(self.deadline)
         if self.budget is not None:
-            self._count_call()
-        return Call(self.deadline)
+            self._count_call(call.started + call.seconds)
+        return call
 
     def _covered(self, exc: BaseException) -> str | None:
         # Why the fallback covers ``exc`` (the breaker is open, or retries ran out on a
@@ -294,10 +295,11 @@ class Path:
         _events.degraded(self.name, policy.preset, reason, exc)
         return policy.fallback(exc) if callable(policy.fallback) else policy.fallback
 
-    def _count_call(self) -> None:
-        # One call for the retry budget: one dict look-up (reset_budgets() forgets them).
+    def _count_call(self, until: float) -> None:
+        # One call for the retry budget, due by ``until``: one dict look-up (reset_budgets()
+        # forgets budgets).
         budget = self.budget
-        (_budget.registry.get(budget) or _budget.lookup(budget)).record_call()  # type: ignore[arg-type]
+        (_budget.registry.get(budget) or _budget.lookup(budget))._count(until)  # type: ignore[arg-type]
 
     def healthy(self) -> Gate | bool:
         """Whether the breaker lets an attempt go straight on: the healthy path.
@@ -442,15 +444,20 @@ class Path:
         budget, seconds, fallback = self.budget, self.deadline, self.fallback
         covered, degraded = self._covered, self._degraded
         direct, limited, take_now = self.direct, self.limited, self.take_now
-        last_mark, scopes, scope = LAST_MARK, SCOPES, _SCOPE
+        last_mark, scopes, scope, count_call = LAST_MARK, SCOPES, _SCOPE, self._count_call
 
         def entry(*args: Any, **kwargs: Any) -> Any:
             try:
+                if scopes[0] and scope.get() is not None:  # inside brace.deadline(...)
+                    call = Call(seconds)
+                    if budget is not None:
+                        count_call(call.started + call.seconds)
+                    return run(args, kwargs, call)
+                started = clock()
                 if budget is not None:
                     # One dict look-up (reset_budgets() forgets budgets).
-                    (_budget.registry.get(budget) or _budget.lookup(budget)).record_call()  # type: ignore[arg-type]
-                if scopes[0] and scope.get() is not None:  # inside brace.deadline(...)
-                    return run(args, kwargs, Call(seconds))
+                    (_budget.registry.get(budget) or _budget.lookup(budget))._count(  # type: ignore[arg-type]
+                        started + seconds)
                 gate: Gate | bool
                 slot: _limits.Bulkhead | bool
                 if direct:
@@ -459,8 +466,8 @@ class Path:
                     gate = healthy()
                     slot = take_now() if gate and limited else True
                     if not gate or not slot:
-                        return run(args, kwargs, Call(seconds))
-                started, mark = clock(), last_mark[0]
+                        return run(args, kwargs, Call(seconds, started))
+                mark = last_mark[0]
                 error: BaseException | None = None
                 try:
                     value = fn(*args, **kwargs)
@@ -471,7 +478,7 @@ class Path:
                         if gate is not True:  # a failure-ratio breaker counts the call
                             counted = cast(Gate, gate).on_success
                             if counted is not None:
-                                counted()
+                                counted(started + seconds)
                         stats["start_time"], stats["attempt_number"] = started, 1
                         stats["idle_for"] = stats["delay_since_first_attempt"] = 0
                         return value
@@ -511,8 +518,11 @@ class Path:
 
         async def entry(*args: Any, **kwargs: Any) -> Any:
             try:
+                started = clock()
                 if budget is not None:
-                    (_budget.registry.get(budget) or _budget.lookup(budget)).record_call()  # type: ignore[arg-type]
+                    # Due by the call's deadline; inside brace.deadline(...) the tighter one.
+                    (_budget.registry.get(budget) or _budget.lookup(budget))._count(  # type: ignore[arg-type]
+                        started + (within(seconds, started) if scopes[0] else seconds))
                 try:  # _asyncio_task(), inline: a call less per call
                     loop = running_loop()
                     task = current_task(loop)
@@ -523,8 +533,8 @@ class Path:
                     True if direct else healthy())
                 slot = take_now() if gate and limited else True
                 if not gate or not slot:
-                    return await arun(Call(seconds), args, kwargs)
-                started, mark = clock(), last_mark[0]
+                    return await arun(Call(seconds, started), args, kwargs)
+                mark = last_mark[0]
                 dog = watchdog_of(loop)  # a task runs: a loop too
                 watch = dog.watch(task, loop, started)
                 error: BaseException | None = None
@@ -546,7 +556,8 @@ class Path:
                     if plain:
                         dog.release(watch)
                         if gate is not True and gate.on_success is not None:
-                            gate.on_success()  # a failure-ratio breaker counts the call
+                            # A failure-ratio breaker counts the call.
+                            gate.on_success(started + seconds)
                         stats["start_time"], stats["attempt_number"] = started, 1
                         stats["idle_for"] = stats["delay_since_first_attempt"] = 0
                         return value
@@ -648,7 +659,8 @@ class Path:
             state.outcome = Done(state.attempt_number, error, value)
             outcome = state.verdict = judged(policy, error, value, call.mark, state)
         if gate is not None:
-            gate.finish(self.name, trial, outcome if ran else None, started)
+            gate.finish(self.name, trial, outcome if ran else None, started,
+                        call.started + call.seconds)
         return outcome
 
     def _gates(self, call: Call) -> _limits.Bulkhead | None:
@@ -776,7 +788,8 @@ class Path:
             check = self.check
             if check is None or not check(value):
                 if gate is not None and gate.on_success is not None:
-                    gate.on_success()  # a failure-ratio breaker counts the call
+                    # A failure-ratio breaker counts the call.
+                    gate.on_success(call.started + call.seconds)
                 self.succeeded(call)  # a plain success: nothing else to judge or record
                 return Outcome(Kind.SUCCESS, None, value)
             first = self.settle(call, gate, False, 0.0, None, value)

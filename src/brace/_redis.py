@@ -967,6 +967,7 @@ class SharedWindow:
         self._width = window / 10
         self._client = client
         self._script = client.register_script(_WINDOW)
+        self.timeout = timeout  # the breaker's redis_timeout
         # The breaker's storage reports this Redis.
         self._link = Link(None, server, "", timeout)
 

@@ -301,6 +301,64 @@ def test_the_call_path_hands_its_remaining_time_to_a_shared_budget(
     assert took < 0.2, took  # never one redis_timeout (0.25 s) on the frozen server
 
 
+def test_an_outcome_is_written_to_redis_only_with_time_to_spare(
+        redis_server: Any, breaker_name: str) -> None:
+    # A failure after the attempt is counted in the local copy alone when the call has
+    # less than redis_timeout left: the write never holds the call past its deadline.
+    brace.breaker(breaker_name, redis_url=redis_server.url, fail_max=100)
+
+    def failing() -> str:
+        raise ConnectionError("refused")
+
+    hurried = brace.network(attempts=1, deadline=0.05, breaker=breaker_name)(failing)
+    unhurried = brace.network(attempts=1, deadline=10, breaker=breaker_name)(failing)
+    gate = _breakers.find(breaker_name)
+    assert gate is not None
+    redis_server.pause()
+    try:
+        result, took = timed(hurried)
+        counted = gate.storage.counter
+        # With time to spare the same failure is written, and waits its 0.25 s.
+        _, then = timed(unhurried)
+    finally:
+        redis_server.resume()
+    assert isinstance(result, ConnectionError), result
+    assert counted == 1  # the local copy counted it
+    assert took <= 0.06, took
+    assert then >= 0.2, then
+
+
+@pytest.mark.parametrize("kind", ["budget", "failure_ratio"])
+def test_a_batch_of_calls_goes_to_redis_only_with_time_to_spare(
+        redis_server: Any, breaker_name: str, kind: str) -> None:
+    # A shared budget takes its calls to Redis every 256 calls, a shared failure-ratio
+    # window every 32: the call that fills a batch with less than redis_timeout left
+    # leaves it pending, for a call with time to spare.
+    url = redis_server.url
+    if kind == "budget":
+        brace.budget(breaker_name, redis_url=url)
+        batch, setting = 256, {"budget": breaker_name}
+    else:
+        brace.breaker(breaker_name, redis_url=url, failure_ratio=0.5, min_calls=10)
+        batch, setting = 32, {"breaker": breaker_name}
+    hurried = brace.network(attempts=1, deadline=0.05, **setting)(lambda: "ok")
+    unhurried = brace.network(attempts=1, deadline=10, **setting)(lambda: "ok")
+    for _ in range(batch - 1):  # bounded: one batch short of full
+        assert hurried() == "ok"
+    redis_server.pause()
+    try:
+        result, took = timed(hurried)  # fills the batch
+        _, again = timed(hurried)
+        # With time to spare the pending batch goes to Redis, and waits its 0.25 s.
+        _, then = timed(unhurried)
+    finally:
+        redis_server.resume()
+    assert result == "ok"
+    assert took <= 0.06, took
+    assert again <= 0.06, again
+    assert then >= 0.2, then
+
+
 def test_a_trial_is_refused_without_time_to_take_it_in_redis(
         redis_server: Any, redis_client: Any, breaker_name: str) -> None:
     brace.breaker(breaker_name, redis_url=redis_server.url, fail_max=1, reset_timeout=60)
