@@ -32,6 +32,8 @@ EXPORTED = [
     "Retried",
     "RetryAdapter",
     "RetryTransport",
+    "Throttle",
+    "ThrottledError",
     "background",
     "breaker",
     "breakers",
@@ -53,6 +55,7 @@ EXPORTED = [
     "remaining",
     "set_active",
     "stops",
+    "throttle",
     "unobserve",
     "waits",
     "web",
@@ -102,7 +105,8 @@ def test_every_exported_class_says_it_is_brace(name: str, cls: type) -> None:
 
 
 def test_every_refusal_is_a_brace_error() -> None:
-    refusals = [brace.CircuitOpenError, brace.BulkheadFullError, brace.RateLimitedError]
+    refusals = [brace.CircuitOpenError, brace.BulkheadFullError, brace.RateLimitedError,
+                brace.ThrottledError]
     assert all(issubclass(cls, brace.BraceError) for cls in refusals)
     assert issubclass(brace.BraceError, Exception)
     # A breaker's refusal is also pybreaker's, so code written for pybreaker still catches it.

@@ -340,7 +340,8 @@ def test_settings_say_what_is_wrong() -> None:
 def test_explain_shows_the_rate_limit_and_bulkhead() -> None:
     brace.bulkhead("explained", max_concurrent=4, queue_timeout=0.5)
     data = brace.llm(rate_limit="not-yet", bulkhead="explained").explain()
-    assert data["bulkhead"] == {"name": "explained", "max_concurrent": 4, "queue_timeout": 0.5}
+    assert data["bulkhead"] == {"name": "explained", "max_concurrent": 4, "queue_timeout": 0.5,
+                                "adaptive": False, "limit": 4}
     assert data["rate_limit"] == {"name": "not-yet"}  # looking does not create it
     assert brace.network().explain()["bulkhead"] is None
 

@@ -149,6 +149,27 @@ def test_prometheus_counts_every_kind_of_event_exactly(scraper: Scraper) -> None
     assert scraper.value("brace_hedges_total", preset="network",
                          callable=f"{hedged.__module__}.{hedged.__qualname__}") == 1
 
+    # A throttle's refusals, and an adaptive bulkhead's limit as it learns.
+    throttle = brace.throttle("metrics-throttle", window=60)
+    for _ in range(1000):  # bounded: the dependency failed every attempt of the window
+        throttle.record(False)
+    refusals = 0
+    for _ in range(20):  # bounded
+        try:
+            brace.network(attempts=1, throttle="metrics-throttle")(lambda: "ok")()
+        except brace.ThrottledError:
+            refusals += 1
+    assert refusals >= 15
+    assert scraper.value("brace_throttle_rejected_total", throttle="metrics-throttle") == refusals
+    bulkhead = brace.bulkhead("metrics-bulkhead", adaptive=True, max_concurrent=64)
+    for _ in range(4):  # one window at the first limit, with no queue: it grows
+        assert bulkhead.try_acquire()
+    for _ in range(4):
+        bulkhead.release()
+        bulkhead.sample(0.01, False)
+    assert bulkhead.limit > 4
+    assert scraper.value("brace_bulkhead_limit", bulkhead="metrics-bulkhead") == bulkhead.limit
+
 
 def test_transport_labels_stay_bounded(scraper: Scraper, fault_server: FaultServer) -> None:
     for i in range(200):

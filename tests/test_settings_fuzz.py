@@ -1,7 +1,7 @@
 """A seeded fuzz of every setting of every preset and named object (DESIGN rules 9 and 28).
 
 Each keyword setting of the presets, of ``brace.breaker``, ``budget``, ``bulkhead``,
-``rate_limit`` and ``brace.testing.chaos``, and of ``no_waits(attempts)`` and
+``rate_limit``, ``throttle`` and ``brace.testing.chaos``, and of ``no_waits(attempts)`` and
 ``brace.deadline(seconds)``, is given plausible values and the values users pass by mistake
 (huge ints, inf, nan, the extreme floats, huge and negative timedeltas, bools, strings,
 None): several settings at once, half the time with one mistake among them. Either
@@ -111,6 +111,7 @@ POLICY_SETTINGS: dict[str, st.SearchStrategy[Any] | None] = {
     "attempt_timeout": durations,
     "breaker": names,
     "budget": names,
+    "throttle": names,
     "rate_limit": names,
     "bulkhead": names,
     "hedge_after": durations,
@@ -152,6 +153,11 @@ BUDGET_SETTINGS: dict[str, st.SearchStrategy[Any] | None] = {
 }
 BULKHEAD_SETTINGS: dict[str, st.SearchStrategy[Any] | None] = {
     "name": names, "max_concurrent": counts, "queue_timeout": durations,
+    "adaptive": st.booleans(),
+}
+THROTTLE_SETTINGS: dict[str, st.SearchStrategy[Any] | None] = {
+    "name": names, "k": st.one_of(st.floats(0, 2000), st.sampled_from([1.0, 1000.0])),
+    "window": durations,
 }
 RATE_LIMIT_SETTINGS: dict[str, st.SearchStrategy[Any] | None] = {
     "name": names, "per_s": rates, "burst": counts, "processes": counts,
@@ -166,6 +172,7 @@ OBJECTS: dict[str, tuple[Callable[..., Any], dict[str, st.SearchStrategy[Any] | 
     "budget": (brace.budget, BUDGET_SETTINGS),
     "bulkhead": (brace.bulkhead, BULKHEAD_SETTINGS),
     "rate_limit": (brace.rate_limit, RATE_LIMIT_SETTINGS),
+    "throttle": (brace.throttle, THROTTLE_SETTINGS),
 }
 
 
@@ -451,6 +458,26 @@ def test_a_bulkhead_refuses_a_setting_by_name_or_works(given_settings: dict[str,
     finally:
         bulkhead.release()
     assert bulkhead.in_use == 0
+    assert 1 <= bulkhead.limit <= bulkhead.max_concurrent
+    bulkhead.sample(0.01, False)  # learns (adaptive), or ignores it
+
+
+@OBJECT_FUZZ
+@given(given_settings=_objects("throttle"))
+def test_a_throttle_refuses_a_setting_by_name_or_works(given_settings: dict[str, Any]) -> None:
+    _fresh()
+    throttle = _built(brace.throttle, given_settings)
+    if throttle is None:
+        return
+    assert 1.0 <= throttle.k <= 1000.0
+    assert 0.01 <= throttle.window <= _validate.MAX_SECONDS
+    _policy_for("throttle", given_settings["name"])
+    throttle.record(False)
+    assert 0.0 <= throttle.probability < 1.0
+    try:
+        throttle.admit("fuzz")
+    except brace.ThrottledError as refused:
+        assert 0.0 < refused.probability < 1.0
 
 
 @OBJECT_FUZZ

@@ -25,8 +25,11 @@ from brace._limits import (
     BulkheadFullError,
     RateLimit,
     RateLimitedError,
+    Throttle,
+    ThrottledError,
     bulkhead,
     rate_limit,
+    throttle,
 )
 from brace._outcome import BraceError
 from brace._policy import Policy, Retried
@@ -49,6 +52,8 @@ __all__ = [
     "Retried",
     "RetryAdapter",
     "RetryTransport",
+    "Throttle",
+    "ThrottledError",
     "background",
     "breaker",
     "breakers",
@@ -70,6 +75,7 @@ __all__ = [
     "remaining",
     "set_active",
     "stops",
+    "throttle",
     "unobserve",
     "waits",
     "web",

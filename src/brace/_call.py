@@ -36,6 +36,7 @@ from brace._breakers import CircuitOpenError, Gate, gate_for
 from brace._deadline import _SCOPE, RUNNING, Deadline, Watchdog, clock, gave_up, watchdog, within
 from brace._deadline import OPEN as SCOPES
 from brace._hedge import Hedger
+from brace._limits import ADAPTIVE
 from brace._outcome import (
     LAST_MARK,
     Done,
@@ -240,6 +241,7 @@ class Path:
         self.breaker = breaker
         # Named breakers are looked up per attempt (reset_breakers() forgets them).
         self.gates = _breakers.registry if isinstance(breaker, str) else {}
+        self.throttle = policy.throttle
         self.rate_limit = policy.rate_limit
         self.bulkhead = policy.bulkhead
         self.attempt_timeout = policy.attempt_timeout if attempt_timeouts else None
@@ -252,8 +254,10 @@ class Path:
                        if asynchronous and hedge and not once and policy.hedge_after else None)
         self.budget = policy.budget
         self.deadline = policy.deadline
-        # Whether attempts wait for gates (a rate limit, a bulkhead) before the function.
-        self.limited = self.rate_limit is not None or self.bulkhead is not None
+        # Whether attempts pass gates (a throttle, a rate limit, a bulkhead) before the
+        # function; any of them may learn from the attempts' outcomes (``learn``).
+        self.limited = (self.throttle is not None or self.rate_limit is not None
+                        or self.bulkhead is not None)
         # Whether every attempt goes straight to the function (no breaker, no limits).
         self.direct = not self.limited and breaker is None
         # Whether an async attempt may take the healthy path: no hedging, no attempt
@@ -319,9 +323,12 @@ class Path:
         """A rate-limit token and a bulkhead slot, if both are free now (the healthy path).
 
         Returns the bulkhead whose slot to release after the function (True: no bulkhead),
-        or False, having taken nothing, when the attempt would wait: ``attempt`` then waits
-        for them as far as the call's deadline allows.
+        or False, having taken nothing, when the attempt would wait (or its throttle is
+        refusing some attempts): ``attempt`` then passes them as far as the call's
+        deadline allows.
         """
+        if self.throttle is not None and not _limits.find_throttle(self.throttle).quiet():
+            return False
         rate = None
         if self.rate_limit is not None:
             rate = _limits.find_rate_limit(self.rate_limit)
@@ -335,6 +342,26 @@ class Path:
         if rate is not None:
             rate.give_back()  # the slot would be waited for: so is the token, in ``attempt``
         return False
+
+    def learn(self, outcome: Outcome | None, started: float) -> None:
+        """Tell the gates that learn from outcomes how an attempt that ran went.
+
+        ``outcome`` None is a plain success; ``started`` when the attempt began (on
+        ``clock``). A throttle counts whether the dependency accepted it, an adaptive
+        bulkhead learns from its latency and failure. A cancelled or refused attempt
+        gave no verdict: nothing is learned.
+        """
+        failed = False
+        if outcome is not None:
+            if outcome.kind is Kind.CANCELLED or outcome.kind is Kind.REFUSED:
+                return
+            failed = outcome.failure
+        if self.throttle is not None:
+            _limits.find_throttle(self.throttle).record(not failed)
+        if self.bulkhead is not None:
+            slots = _limits.find_bulkhead(self.bulkhead)
+            if slots.adaptive:
+                slots.sample(clock() - started, failed)
 
     def gate(self) -> Gate | None:
         """The breaker's gate for this attempt, or None without a breaker."""
@@ -445,6 +472,7 @@ class Path:
         covered, degraded = self._covered, self._degraded
         direct, limited, take_now = self.direct, self.limited, self.take_now
         last_mark, scopes, scope, count_call = LAST_MARK, SCOPES, _SCOPE, self._count_call
+        adaptive, learn = ADAPTIVE, self.learn
 
         def entry(*args: Any, **kwargs: Any) -> Any:
             try:
@@ -479,6 +507,8 @@ class Path:
                             counted = cast(Gate, gate).on_success
                             if counted is not None:
                                 counted(started + seconds)
+                        if adaptive[0] and limited:
+                            learn(None, started)
                         stats["start_time"], stats["attempt_number"] = started, 1
                         stats["idle_for"] = stats["delay_since_first_attempt"] = 0
                         return value
@@ -514,7 +544,7 @@ class Path:
         arun, watchdog_of, covered, degraded = (self.arun, self._watchdog, self._covered,
                                                 self._degraded)
         last_mark, running_loop, current_task = LAST_MARK, _running_loop, _current_task
-        scopes, scope = SCOPES, _SCOPE
+        scopes, scope, adaptive, learn = SCOPES, _SCOPE, ADAPTIVE, self.learn
 
         async def entry(*args: Any, **kwargs: Any) -> Any:
             try:
@@ -558,6 +588,8 @@ class Path:
                         if gate is not True and gate.on_success is not None:
                             # A failure-ratio breaker counts the call.
                             gate.on_success(started + seconds)
+                        if adaptive[0] and limited:
+                            learn(None, started)
                         stats["start_time"], stats["attempt_number"] = started, 1
                         stats["idle_for"] = stats["delay_since_first_attempt"] = 0
                         return value
@@ -583,7 +615,7 @@ class Path:
         if gate is not None:
             call.attempts = 1
             outcome = self.settle(call, None if gate is True else gate,  # type: ignore[arg-type]
-                                  False, 0.0, error, value)
+                                  False, call.started, error, value)
             if outcome.kind is Kind.CANCELLED:
                 raise outcome.error  # type: ignore[misc]
         else:
@@ -622,7 +654,7 @@ class Path:
                 trial = gate.enter(self.name, remaining=call.remaining())
             slot = self._gates(call) if self.limited else None
             try:
-                if gate is not None and gate.times_calls:
+                if ADAPTIVE[0] or (gate is not None and gate.times_calls):
                     started = clock()
                 ran = True
                 if self.with_call:
@@ -661,12 +693,16 @@ class Path:
         if gate is not None:
             gate.finish(self.name, trial, outcome if ran else None, started,
                         call.started + call.seconds)
+        if ADAPTIVE[0] and ran and self.limited:
+            self.learn(outcome, started)
         return outcome
 
     def _gates(self, call: Call) -> _limits.Bulkhead | None:
-        # A rate-limit token, then a bulkhead slot, each waited for only while the call's
-        # deadline allows. A token whose attempt never runs (its wait interrupted, the
-        # bulkhead full) is given back.
+        # The throttle's verdict, a rate-limit token, then a bulkhead slot, each waited
+        # for only while the call's deadline allows. A token whose attempt never runs (its
+        # wait interrupted, the bulkhead full) is given back.
+        if self.throttle is not None:
+            _limits.find_throttle(self.throttle).admit(self.name)
         rate = None
         if self.rate_limit is not None:
             rate = _limits.find_rate_limit(self.rate_limit)
@@ -743,9 +779,9 @@ class Path:
             if gate is not None:
                 call.attempts = 1
                 gate = None if gate is True else gate
-                first = (self.failed(call, gate, False, 0.0, error, True)  # type: ignore[arg-type]
+                first = (self.failed(call, gate, False, call.started, error, True)  # type: ignore[arg-type]
                          if error is not None else
-                         self.settle(call, gate, False, 0.0, None, value))  # type: ignore[arg-type]
+                         self.settle(call, gate, False, call.started, None, value))  # type: ignore[arg-type]
                 outcome = await self._loop(call, args, kwargs, first)
             else:
                 outcome = await self._first(call, args, kwargs)
@@ -775,6 +811,7 @@ class Path:
             return await self._loop(call, args, kwargs)
         call.attempts = 1
         gate = None if healthy is True else healthy
+        started = clock() if ADAPTIVE[0] else 0.0
         try:
             try:
                 value = await (self.fn(call, *args, **kwargs) if self.with_call
@@ -783,16 +820,18 @@ class Path:
                 if slot is not True:
                     slot.release()
         except BaseException as exc:
-            first = self.failed(call, gate, False, 0.0, exc, True)
+            first = self.failed(call, gate, False, started, exc, True)
         else:
             check = self.check
             if check is None or not check(value):
                 if gate is not None and gate.on_success is not None:
                     # A failure-ratio breaker counts the call.
                     gate.on_success(call.started + call.seconds)
+                if ADAPTIVE[0] and self.limited:
+                    self.learn(None, started)
                 self.succeeded(call)  # a plain success: nothing else to judge or record
                 return Outcome(Kind.SUCCESS, None, value)
-            first = self.settle(call, gate, False, 0.0, None, value)
+            first = self.settle(call, gate, False, started, None, value)
         return await self._loop(call, args, kwargs, first)
 
     async def _scoped(self, call: Call, args: Any, kwargs: Any) -> Outcome:
@@ -852,7 +891,7 @@ class Path:
                 trial = gate.enter(self.name, remaining=call.remaining())
             slot = await self._agates(call) if self.limited else None
             try:
-                if gate is not None and gate.times_calls:
+                if ADAPTIVE[0] or (gate is not None and gate.times_calls):
                     started = clock()
                 ran = True
                 if self.attempt_timeout is not None:
@@ -920,6 +959,8 @@ class Path:
 
     async def _agates(self, call: Call) -> _limits.Bulkhead | None:
         # As _gates, waiting in the running async library.
+        if self.throttle is not None:
+            _limits.find_throttle(self.throttle).admit(self.name)
         rate = None
         if self.rate_limit is not None:
             rate = _limits.find_rate_limit(self.rate_limit)

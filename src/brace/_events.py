@@ -33,6 +33,7 @@ __all__ = [
     "BREAKER_STATE_CHANGED",
     "BREAKER_STORAGE_ERROR",
     "BREAKER_STORAGE_RECOVERED",
+    "BULKHEAD_LIMIT_CHANGED",
     "BULKHEAD_REJECTED",
     "DEADLINE_MALFORMED",
     "DEGRADED",
@@ -46,11 +47,13 @@ __all__ = [
     "RETRY_SCHEDULED",
     "RETRY_SKIPPED",
     "RETRY_SUCCEEDED",
+    "THROTTLE_REJECTED",
     "Observer",
     "breaker_rejected",
     "breaker_state_changed",
     "breaker_storage_error",
     "breaker_storage_recovered",
+    "bulkhead_limit_changed",
     "bulkhead_rejected",
     "deadline_malformed",
     "degraded",
@@ -68,6 +71,7 @@ __all__ = [
     "retry_skipped",
     "retry_succeeded",
     "seconds",
+    "throttle_rejected",
     "unobserve",
 ]
 
@@ -85,6 +89,8 @@ BREAKER_STORAGE_RECOVERED = "breaker.storage_recovered"
 DEGRADED = "degraded"
 BULKHEAD_REJECTED = "bulkhead.rejected"
 RATE_LIMIT_REJECTED = "rate_limit.rejected"
+BULKHEAD_LIMIT_CHANGED = "bulkhead.limit_changed"
+THROTTLE_REJECTED = "throttle.rejected"
 HEDGE_STARTED = "hedge.started"
 DEADLINE_MALFORMED = "deadline.malformed"
 OBSERVER_FAILED = "observer.failed"
@@ -430,6 +436,24 @@ def rate_limit_rejected(rate_limit: str, callable_name: str, wait_s: float) -> N
     _emit(logging.WARNING, RATE_LIMIT_REJECTED, lambda: {
         "rate_limit": _name(rate_limit), "callable": _name(callable_name),
         "wait_s": round(wait_s, 3)})
+
+
+def bulkhead_limit_changed(bulkhead: str, old: int, new: int,
+                           unloaded_rtt_s: float | None) -> None:
+    """An adaptive bulkhead's limit went from ``old`` to ``new`` (at most one a second).
+
+    ``unloaded_rtt_s``: the lowest latency it has seen, which its limit keeps latency near.
+    """
+    _emit(logging.INFO, BULKHEAD_LIMIT_CHANGED, lambda: {
+        "bulkhead": _name(bulkhead), "old": old, "new": new,
+        "unloaded_rtt_s": None if unloaded_rtt_s is None else seconds(unloaded_rtt_s)})
+
+
+def throttle_rejected(throttle: str, callable_name: str, probability: float) -> None:
+    """A throttle refused an attempt locally, refusing ``probability`` of attempts."""
+    _emit(logging.WARNING, THROTTLE_REJECTED, lambda: {
+        "throttle": _name(throttle), "callable": _name(callable_name),
+        "probability": round(probability, 3)})
 
 
 def hedge_started(callable_name: str, preset: str, attempt: int, after_s: float) -> None:

@@ -277,7 +277,7 @@ def _budget(spec: str | _budget_module.Budget | None) -> dict[str, Any] | None:
 
 
 def _gate(name: str | None, find: Any, keys: tuple[str, ...]) -> dict[str, Any] | None:
-    # A rate limit's or bulkhead's settings, looked up without creating it.
+    # A throttle's, rate limit's or bulkhead's settings, looked up without creating it.
     if name is None:
         return None
     found = find(name)
@@ -385,9 +385,11 @@ def explain(policy: Policy) -> dict[str, Any]:
         "breaker": _breaker(policy.breaker),
         "budget": _budget(policy.budget),
         "attempt_timeout_s": policy.attempt_timeout,
+        "throttle": _gate(policy.throttle, _limits.find_throttle_if,
+                          ("k", "window", "probability")),
         "rate_limit": _gate(policy.rate_limit, _limits.find_rate_limit_if, ("per_s", "burst")),
         "bulkhead": _gate(policy.bulkhead, _limits.find_bulkhead_if,
-                          ("max_concurrent", "queue_timeout")),
+                          ("max_concurrent", "queue_timeout", "adaptive", "limit")),
         "hedging": None if policy.hedge_after is None else {
             "after_s": policy.hedge_after, "hedges": policy.hedges or 1,
             "applies_to": "async calls; on the async transport, idempotent requests or "
@@ -473,10 +475,12 @@ def render_text(data: dict[str, Any]) -> list[str]:
                      f"{budget['ratio']:g} x calls + {budget['min_per_s']:g}/s over "
                      f"{budget['window']:g} s")
     timeout = data["attempt_timeout_s"]
-    for title, key in (("Rate limit", "rate_limit"), ("Bulkhead", "bulkhead")):
+    for title, key in (("Throttle", "throttle"), ("Rate limit", "rate_limit"),
+                       ("Bulkhead", "bulkhead")):
         gate = data[key]
         if gate is not None:
-            shown = ", ".join(f"{k}={v:g}" for k, v in gate.items() if k != "name")
+            shown = ", ".join(f"{k}={v}" if isinstance(v, bool) else f"{k}={v:g}"
+                              for k, v in gate.items() if k != "name")
             shown = shown or "created with defaults on first use"
             lines.append(f"{title}: {gate['name']!r}, {shown}")
     hedging = data["hedging"]

@@ -1,10 +1,13 @@
-"""Bulkheads and rate limits: they refuse, they do not queue forever.
+"""Bulkheads, rate limits and throttles: they refuse, they do not queue forever.
 
 A bulkhead caps how many attempts run at once against one dependency; a full one waits at
-most ``queue_timeout`` (never past the call's deadline), then raises ``BulkheadFullError``. A
-rate limit is a token bucket (GCRA) per dependency; an attempt waits for its token only
-while the deadline allows, else ``RateLimitedError``. Neither is retried by the policy that
-raised it, and a breaker counts neither as a success nor as a failure.
+most ``queue_timeout`` (never past the call's deadline), then raises ``BulkheadFullError``. An
+adaptive bulkhead learns that cap from the latency and failures of the attempts it admits
+(Vegas). A rate limit is a token bucket (GCRA) per dependency; an attempt waits for its token
+only while the deadline allows, else ``RateLimitedError``. A throttle refuses attempts
+locally, with the probability of Google SRE's client-side throttling, while the dependency
+refuses most of them anyway (``ThrottledError``). None of them is retried by the policy that
+raised it, and a breaker counts none as a success nor as a failure.
 """
 
 from __future__ import annotations
@@ -13,16 +16,37 @@ import asyncio
 import collections
 import contextlib
 import functools
+import math
+import random
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from brace import _config, _events, _validate
+from brace._budget import Window
 from brace._deadline import clock
 from brace._outcome import BraceError
 
-__all__ = ["BulkheadFullError", "RateLimitedError", "Refused", "bulkhead", "find_bulkhead",
-           "find_rate_limit", "forget", "rate_limit", "reset"]
+__all__ = [
+    "ADAPTIVE",
+    "BulkheadFullError",
+    "RateLimitedError",
+    "Refused",
+    "Throttle",
+    "ThrottledError",
+    "bulkhead",
+    "find_bulkhead",
+    "find_rate_limit",
+    "find_throttle",
+    "forget",
+    "rate_limit",
+    "reset",
+    "throttle",
+]
+
+#: How many objects that learn from outcomes (adaptive bulkheads and rate limits,
+#: throttles) exist: while none does, the call path tells no gate how an attempt went.
+ADAPTIVE = [0]
 
 
 # A gate refused the attempt without running it (the dependency gave no verdict).
@@ -41,6 +65,23 @@ class RateLimitedError(BraceError):
     __module__ = "brace"
 
 
+class ThrottledError(BraceError):
+    """A throttle refused the attempt locally: the dependency refuses most attempts anyway.
+
+    Attributes:
+        probability: The share of attempts the throttle was refusing when it refused this
+            one.
+    """
+
+    __module__ = "brace"
+
+    def __init__(self, throttle: str, probability: float) -> None:
+        self.probability = probability
+        super().__init__(f"throttle {throttle!r} refused the attempt locally (refusing "
+                         f"{probability:.0%} of attempts: the dependency accepted too few "
+                         "of the recent ones)")
+
+
 class _Waiter:
     """One attempt queued for a slot: ``wake`` is called (from any thread) to hand it one."""
 
@@ -51,23 +92,111 @@ class _Waiter:
         self.wake = wake
 
 
+# An adaptive bulkhead's limit follows TCP Vegas as Netflix's concurrency-limits applies it
+# (VegasLimit, https://github.com/Netflix/concurrency-limits): the queue the limit builds at
+# the dependency is estimated as limit x (1 - rtt_noload / rtt), where rtt_noload is the
+# lowest latency seen; the limit grows while that queue is short and shrinks when it is
+# long, by steps that scale with log10(limit). A failed attempt (the dependency's failure:
+# a timeout, a 503, a refused connection) shrinks it multiplicatively, as AIMD does.
+# Vegas needs no latency target: it keeps the dependency busy with a short queue, so the
+# latency of admitted attempts stays near their unloaded latency. The unloaded latency may
+# change (a slower dependency, a new region): every _PROBE windows one window runs at half
+# the limit to drain the queue, and its lowest latency is the new rtt_noload (BBR's
+# ProbeRTT; resetting it to a loaded latency, as VegasLimit's probe does, would read the
+# queue as none and let the limit ratchet up).
+_START = 4  # the first limit (at most max_concurrent): an adaptive bulkhead starts low
+_BACKOFF = 0.9  # the limit after a window with a failure, x the limit (Netflix's AIMD)
+_PROBE = 30  # windows between fresh looks at rtt_noload
+#: At most one limit event per this many seconds per bulkhead or rate limit.
+EVENT_INTERVAL_S = 1.0
+
+
+class _Vegas:
+    """The samples of one window of attempts, and the Vegas update at its end.
+
+    A window closes after ``limit`` samples (about one round trip of the dependency at
+    that limit, as Vegas updates once per round trip). Samples are added without a lock (a
+    sample lost to a race between threads changes nothing that matters); the update holds
+    the bulkhead's lock.
+    """
+
+    __slots__ = ("dropped", "held", "min_rtt", "noload", "peak", "samples", "total",
+                 "windows")
+
+    def __init__(self) -> None:
+        self.samples = 0
+        self.total = 0.0  # the window's latencies, summed (seconds)
+        self.min_rtt = math.inf
+        self.dropped = False  # a failed attempt in the window
+        self.peak = 0  # the most attempts in flight at a sample
+        self.noload = math.inf  # the lowest latency seen (rtt_noload)
+        self.windows = 0
+        self.held = 0.0  # during a probe window: the limit to return to after it
+
+    def update(self, limit: float, ceiling: int) -> float:
+        """The next limit, after a full window; the window starts afresh."""
+        samples, rtt, dropped, peak = self.samples, self.total, self.dropped, self.peak
+        rtt = rtt / samples if samples else 0.0
+        lowest = self.min_rtt
+        self.windows += 1
+        self.samples, self.total, self.min_rtt, self.dropped, self.peak = (
+            0, 0.0, math.inf, False, 0)
+        if self.held:  # the probe window ran at half the limit: its latency is unloaded
+            limit, self.held = self.held, 0.0
+            self.noload = lowest
+            return limit
+        self.noload = min(self.noload, lowest)
+        if self.windows % _PROBE == 0 and limit >= 2:
+            self.held = limit
+            return limit / 2
+        step = max(1.0, math.log10(limit))
+        if dropped:
+            limit = limit * _BACKOFF
+        elif peak * 2 < limit or rtt <= 0.0:
+            return limit  # not limited by the bulkhead: nothing learned of its limit
+        else:
+            queue = limit * (1.0 - self.noload / rtt)
+            if queue <= step:
+                limit += 6 * step  # no queue at all: grow fast (Vegas's beta)
+            elif queue < 3 * step:  # below alpha: a little more
+                limit += step
+            elif queue > 6 * step:  # above beta: the dependency queues, back off
+                limit -= step
+        return min(float(ceiling), max(1.0, limit))
+
+
 class Bulkhead:
     """At most ``max_concurrent`` attempts at once; get one with ``brace.bulkhead``.
 
     A freed slot goes to the attempt that has waited longest, whatever it runs on: one FIFO
     of waiters serves threads and the event loops of every async library, and each is woken
-    by its own primitive (an Event, an asyncio future, a trio event).
+    by its own primitive (an Event, an asyncio future, a trio event). An adaptive bulkhead
+    (``adaptive=True``) admits ``limit`` attempts at once, learned from the latency and the
+    failures of the attempts it admits, up to ``max_concurrent``.
     """
 
     __module__ = "brace"
 
-    def __init__(self, name: str, max_concurrent: int, queue_timeout: float) -> None:
+    def __init__(self, name: str, max_concurrent: int, queue_timeout: float,
+                 adaptive: bool = False) -> None:
         self.name = name
         self.max_concurrent = max_concurrent
         self.queue_timeout = queue_timeout  # seconds
+        self.adaptive = adaptive
         self._in_use = 0
         self._queue: collections.deque[_Waiter] = collections.deque()
         self._lock = threading.Lock()
+        # The attempts admitted at once: max_concurrent, or the learned limit (and its
+        # fraction, which Vegas's small steps accumulate).
+        self._cap = min(_START, max_concurrent) if adaptive else max_concurrent
+        self._limit = float(self._cap)
+        self._vegas = _Vegas() if adaptive else None
+        self._reported = (self._cap, -math.inf)  # the limit last reported, and when
+
+    @property
+    def limit(self) -> int:
+        """Attempts admitted at once right now: ``max_concurrent``, or the learned limit."""
+        return self._cap
 
     @property
     def in_use(self) -> int:
@@ -82,7 +211,7 @@ class Bulkhead:
     def try_acquire(self) -> bool:
         """Take a free slot without waiting: False when every slot is taken."""
         with self._lock:
-            if self._in_use < self.max_concurrent:
+            if self._in_use < self._cap:
                 self._in_use += 1
                 return True
             return False
@@ -90,7 +219,7 @@ class Bulkhead:
     def _enter(self, wake: Callable[[], object]) -> _Waiter | None:
         # A slot freed meanwhile is taken at once; otherwise the attempt queues.
         with self._lock:
-            if self._in_use < self.max_concurrent:
+            if self._in_use < self._cap:
                 self._in_use += 1
                 return None
             waiter = _Waiter(wake)
@@ -173,7 +302,8 @@ class Bulkhead:
         """Give the slot back: to the longest waiting attempt, else to the pool."""
         while True:
             with self._lock:
-                if not self._queue:
+                # Over a limit that shrank meanwhile, the slot is not handed on.
+                if not self._queue or self._in_use > self._cap:
                     self._in_use -= 1
                     return
                 waiter = self._queue.popleft()
@@ -185,9 +315,57 @@ class Bulkhead:
                 # Its event loop (or trio run) ended: nobody will use the slot, pass it on.
                 continue
 
+    def sample(self, rtt: float, failed: bool) -> None:
+        """An adaptive bulkhead learns from one admitted attempt that ended (after ``release``).
+
+        ``rtt`` is how long the attempt ran (seconds); ``failed`` whether it was a failure
+        of the dependency. Cancelled and refused attempts are no sample.
+        """
+        vegas = self._vegas
+        if vegas is None:
+            return
+        vegas.samples += 1
+        vegas.total += rtt
+        if rtt < vegas.min_rtt:
+            vegas.min_rtt = rtt
+        if failed:
+            vegas.dropped = True
+        in_flight = self._in_use + 1  # this attempt was in flight until its release
+        if in_flight > vegas.peak:
+            vegas.peak = in_flight
+        if vegas.samples >= self._cap:
+            self._learn(vegas)
+
+    def _learn(self, vegas: _Vegas) -> None:
+        wake: list[_Waiter] = []
+        with self._lock:
+            if vegas.samples < self._cap:
+                return  # another thread closed this window
+            self._limit = vegas.update(self._limit, self.max_concurrent)
+            self._cap = int(self._limit)
+            # A limit that grew admits as many queued attempts at once.
+            while self._queue and self._in_use < self._cap:
+                waiter = self._queue.popleft()
+                waiter.granted = True
+                self._in_use += 1
+                wake.append(waiter)
+            limit, (reported, at) = self._cap, self._reported
+            now = clock()
+            report = limit != reported and now - at >= EVENT_INTERVAL_S
+            if report:
+                self._reported = (limit, now)
+        for waiter in wake:
+            try:
+                waiter.wake()
+            except RuntimeError:
+                self.release()  # its loop ended: the slot goes on
+        if report:
+            _events.bulkhead_limit_changed(self.name, reported, limit,
+                                           None if math.isinf(vegas.noload) else vegas.noload)
+
     def _refuse(self, name: str, waited: float) -> None:
-        _events.bulkhead_rejected(self.name, name, self.max_concurrent, waited)
-        raise BulkheadFullError(f"bulkhead {self.name!r} is full ({self.max_concurrent} "
+        _events.bulkhead_rejected(self.name, name, self._cap, waited)
+        raise BulkheadFullError(f"bulkhead {self.name!r} is full ({self._cap} "
                                 f"attempts running)")
 
 
@@ -315,8 +493,91 @@ class RateLimit:
                                "away, past the call's deadline")
 
 
+class Throttle:
+    """Client-side throttling; get one with ``brace.throttle``.
+
+    Google SRE's adaptive throttling ("Handling Overload", Site Reliability Engineering,
+    2016): over the last ``window`` seconds, of ``requests`` attempts (those it refused
+    included) the dependency accepted ``accepts``; each new attempt is refused locally
+    with probability ``max(0, (requests - k x accepts) / (requests + 1))``. While the
+    dependency accepts more than ``1/k`` of the attempts, nothing is refused; when it
+    refuses everything, almost everything is refused here, without reaching it, and the
+    few attempts let through find out when it recovers. An attempt is accepted unless it
+    was a failure of the dependency (what breakers count: a timeout, a 503, a refused
+    connection); a cancelled or refused attempt is not counted.
+    """
+
+    __module__ = "brace"
+
+    def __init__(self, name: str, k: float, window: float) -> None:
+        self.name = name
+        self.k = k
+        self.window = window  # seconds
+        # Calls: attempts with a verdict, and refused ones; events: those not accepted.
+        self._counts = Window(window)
+        # Until when (``clock``) an attempt not accepted is in the window: before then the
+        # probability may be above 0; after, every attempt in the window was accepted.
+        self._doubt_until = -math.inf
+
+    @property
+    def probability(self) -> float:
+        """The share of attempts refused locally right now (0 while the dependency copes)."""
+        now = clock()
+        if now >= self._doubt_until:
+            return 0.0
+        with self._counts.lock:
+            return self._probability(now)
+
+    def _probability(self, now: float) -> float:
+        counts = self._counts
+        counts.flush()
+        requests, refused = counts.totals(now)
+        return max(0.0, (requests - self.k * (requests - refused)) / (requests + 1))
+
+    def quiet(self) -> bool:
+        """Whether every attempt in the window was accepted: admitting needs no draw."""
+        return clock() >= self._doubt_until
+
+    def admit(self, name: str) -> None:
+        """Let the attempt of ``name`` through, or refuse it (``ThrottledError``)."""
+        now = clock()
+        if now >= self._doubt_until:
+            return
+        counts = self._counts
+        with counts.lock:
+            probability = self._probability(now)
+            if probability <= 0.0 or random.random() >= probability:
+                return
+            bucket = counts.bucket(now)  # a refused attempt counts, as one not accepted
+            bucket[1] += 1
+            bucket[2] += 1
+            self._doubt_until = now + self.window
+        _events.throttle_rejected(self.name, name, probability)
+        raise ThrottledError(self.name, probability)
+
+    def record(self, accepted: bool) -> None:
+        """Count one attempt the dependency answered: ``accepted``, or a failure of it."""
+        counts = self._counts
+        if accepted:
+            counts.call()  # the healthy path: batched, no lock
+            return
+        now = clock()
+        with counts.lock:
+            counts.flush()
+            bucket = counts.bucket(now)
+            bucket[1] += 1
+            bucket[2] += 1
+            self._doubt_until = now + self.window
+
+    def reset(self) -> None:
+        """Forget every counted attempt."""
+        self._counts.reset()
+        self._doubt_until = -math.inf
+
+
 _bulkheads: dict[str, Bulkhead] = {}
 _rate_limits: dict[str, RateLimit] = {}
+_throttles: dict[str, Throttle] = {}
 _lock = threading.Lock()
 
 
@@ -329,21 +590,31 @@ def _existing(found: Any, name: str, kind: str, given: dict[str, Any]) -> Any:
 
 
 def bulkhead(name: str, *, max_concurrent: int | None = None,
-             queue_timeout: _validate.Duration | None = None) -> Bulkhead:
+             queue_timeout: _validate.Duration | None = None,
+             adaptive: bool | None = None) -> Bulkhead:
     """Return the bulkhead called ``name``, creating it with these settings once.
 
     Settings are keyword-only.
 
     Args:
         name: The bulkhead's name; policies use it with ``bulkhead=NAME``.
-        max_concurrent: Attempts that may run at once (int in 1-10**9, default 10).
+        max_concurrent: Attempts that may run at once (int in 1-10**9, default 10); with
+            ``adaptive``, the ceiling of the learned limit (set it well above what the
+            dependency serves at once, e.g. 64).
         queue_timeout: How long a full bulkhead makes an attempt wait for a slot: seconds
             or a ``datetime.timedelta`` (0-1e7 s, default 0: refuse at once); never past
             the call's deadline.
+        adaptive: Learn the limit from the attempts it admits (default False): it starts
+            at 4 and follows TCP Vegas, as Netflix's concurrency-limits does: it grows
+            while the attempts' latency stays near the lowest seen (the dependency does
+            not queue them), shrinks when latency grows with the limit (it queues them)
+            and after failures of the dependency. ``limit`` is the current limit; each
+            change is a ``bulkhead.limit_changed`` event (at most one a second).
 
     Returns:
         The ``Bulkhead``: ``in_use`` and ``waiting`` say how many attempts hold a slot and
-        how many queue for one. A freed slot goes to the attempt that has waited longest.
+        how many queue for one, ``limit`` how many it admits at once. A freed slot goes to
+        the attempt that has waited longest.
 
     Raises:
         TypeError, ValueError: a setting is out of range, or conflicts with the existing one.
@@ -351,13 +622,17 @@ def bulkhead(name: str, *, max_concurrent: int | None = None,
     if not isinstance(name, str) or not name:
         raise TypeError(f"bulkhead name must be a non-empty str, got {_validate.shown(name)}")
     given = {k: v for k, v in (("max_concurrent", max_concurrent),
-                               ("queue_timeout", queue_timeout)) if v is not None}
+                               ("queue_timeout", queue_timeout), ("adaptive", adaptive))
+             if v is not None}
     with _lock:
         if name in _bulkheads:
             return _existing(_bulkheads[name], name, "bulkhead", given)  # type: ignore[no-any-return]
-        created = _bulkheads[name] = Bulkhead(
+        learns = _validate.flag(given.get("adaptive", False), "adaptive")
+        created = Bulkhead(
             name, _validate.attempts(given.get("max_concurrent", 10), "max_concurrent"),
-            _validate.seconds(given.get("queue_timeout", 0.0), "queue_timeout"))
+            _validate.seconds(given.get("queue_timeout", 0.0), "queue_timeout"), learns)
+        _bulkheads[name] = created
+        ADAPTIVE[0] += learns
         return created
 
 
@@ -418,6 +693,53 @@ def rate_limit(name: str, *, per_s: float | None = None, burst: int | None = Non
         return created
 
 
+def throttle(name: str, *, k: float | None = None,
+             window: _validate.Duration | None = None) -> Throttle:
+    """Return the throttle called ``name``, creating it with these settings once.
+
+    Settings are keyword-only. A policy passes every attempt through it with
+    ``throttle=NAME``, after the breaker and before the rate limit and the bulkhead.
+
+    Args:
+        name: The throttle's name; policies use it with ``throttle=NAME``.
+        k: How many attempts per accepted one may reach the dependency before the
+            throttle refuses some (1-1000, default 2.0, the SRE book's value: refusals
+            start once the dependency accepts fewer than half). Lower refuses sooner.
+        window: The seconds of attempts it counts (seconds or a ``timedelta``,
+            0.01-1e7 s, default 120). A shorter window forgets an outage sooner; the
+            share of attempts let through grows about k-fold per window of recovery.
+
+    Returns:
+        The ``Throttle``: ``probability`` is the share of attempts it refuses right now.
+        A refusal is a ``ThrottledError`` (a ``brace.BraceError``), never retried, and a
+        ``throttle.rejected`` event.
+
+    Raises:
+        TypeError, ValueError: a setting is out of range, or conflicts with the existing one.
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"throttle name must be a non-empty str, got {_validate.shown(name)}")
+    given = {key: value for key, value in (("k", k), ("window", window)) if value is not None}
+    with _lock:
+        if name in _throttles:
+            return _existing(_throttles[name], name, "throttle", given)  # type: ignore[no-any-return]
+        created = _throttles[name] = Throttle(
+            name, _validate.number(given.get("k", 2.0), "k", low=1.0, high=1000.0),
+            _validate.seconds(given.get("window", 120.0), "window", low=0.01))
+        ADAPTIVE[0] += 1
+        return created
+
+
+def find_throttle(name: str) -> Throttle:
+    """The throttle ``name`` (created with defaults on first use)."""
+    return _throttles.get(name) or throttle(name)
+
+
+def find_throttle_if(name: str) -> Throttle | None:
+    """The throttle ``name`` if it exists (looking does not create it)."""
+    return _throttles.get(name)
+
+
 def find_bulkhead_if(name: str) -> Bulkhead | None:
     """The bulkhead ``name`` if it exists (looking does not create it)."""
     return _bulkheads.get(name)
@@ -439,22 +761,31 @@ def find_rate_limit(name: str) -> RateLimit:
 
 
 def forget(name: str) -> bool:
-    """Forget the bulkhead and the rate limit called ``name``; False if there was neither.
+    """Forget the bulkhead, rate limit and throttle called ``name``; False if none existed.
 
-    The next ``brace.bulkhead(name, ...)`` / ``brace.rate_limit(name, ...)`` creates them
+    The next ``brace.bulkhead(name, ...)`` (``rate_limit``, ``throttle``) creates them
     afresh. Attempts holding a slot or a token of the old ones finish with them (so for a
     moment the old bulkhead's attempts and the new one's may both run).
     """
     with _lock:
-        bulkhead_found = _bulkheads.pop(name, None) is not None
-        return _rate_limits.pop(name, None) is not None or bulkhead_found
+        found = [registry.pop(name, None) for registry in (_bulkheads, _rate_limits,
+                                                           _throttles)]
+        ADAPTIVE[0] -= sum(_learns(gate) for gate in found)
+        return any(gate is not None for gate in found)
+
+
+def _learns(gate: object) -> bool:
+    # Whether ``gate`` learns from outcomes (counted in ADAPTIVE while it exists).
+    return isinstance(gate, Throttle) or getattr(gate, "adaptive", False) is True
 
 
 _config.forgetters.append(forget)
 
 
 def reset() -> None:
-    """Forget every bulkhead and rate limit (tests)."""
+    """Forget every bulkhead, rate limit and throttle (tests)."""
     with _lock:
         _bulkheads.clear()
         _rate_limits.clear()
+        _throttles.clear()
+        ADAPTIVE[0] = 0

@@ -140,6 +140,9 @@ class Policy:
         budget: A retry budget name (``brace.budget(name)``, created with defaults on first
             use) or a ``brace.Budget``: retries only while they stay under its share of
             calls; when it refuses, the call gives up at once.
+        throttle: A throttle name (``brace.throttle(name)``): every attempt passes it, and
+            it refuses attempts locally (``ThrottledError``, never retried) while the
+            dependency fails most of them.
         rate_limit: A rate limit name (``brace.rate_limit(name)``): every attempt takes a
             token, waiting only while the deadline allows.
         bulkhead: A bulkhead name (``brace.bulkhead(name)``): every attempt takes a slot.
@@ -175,6 +178,7 @@ class Policy:
     attempt_timeout: float | None = None
     breaker: str | pybreaker.CircuitBreaker | None = None
     budget: str | _budget.Budget | None = None
+    throttle: str | None = None
     rate_limit: str | None = None
     bulkhead: str | None = None
     hedge_after: float | None = None
@@ -195,9 +199,7 @@ class Policy:
             raise TypeError(f"retry= must be a tenacity retry object (tenacity.retry_base), "
                             f"got {_validate.shown(self.retry)}")
         statuses = _validate.statuses(self.statuses)
-        if not isinstance(self.idempotent_only, bool):
-            raise TypeError(f"idempotent_only must be a bool, got "
-                            f"{_validate.shown(self.idempotent_only)}")
+        _validate.flag(self.idempotent_only, "idempotent_only")
         if self.attempt_timeout is not None:
             timeout = _validate.seconds(self.attempt_timeout, "attempt_timeout",
                                         allow_zero=False)
@@ -210,7 +212,7 @@ class Policy:
                         "a breaker name (non-empty str) or a pybreaker.CircuitBreaker")
         _validate.named(self.budget, "budget", (_budget.Budget,), "a budget name (non-empty "
                         "str) or a brace.Budget (from brace.budget(name))")
-        for gate in ("rate_limit", "bulkhead"):
+        for gate in ("throttle", "rate_limit", "bulkhead"):
             _validate.named(getattr(self, gate), gate, (), f"a name (non-empty str, see "
                             f"brace.{gate}())")
         object.__setattr__(self, "hedge_after", _validate.hedging(

@@ -65,6 +65,13 @@ def attempts(value: object, name: str = "attempts", high: int | None = None) -> 
     return value
 
 
+def flag(value: object, name: str) -> bool:
+    """Return ``value`` if it is a bool, else raise naming ``name`` (1 is not True here)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {shown(value)}")
+    return value
+
+
 def number(value: object, name: str, *, low: float = 0.0, high: float | None = None,
            low_open: bool = False, unit: str = "", duration: bool = False) -> float:
     """Return ``value`` as a float if it is a finite number in range, else raise naming it.

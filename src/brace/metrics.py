@@ -48,8 +48,9 @@ def prometheus(registry: Any = None) -> ev.Observer:
     ``brace_recovered_total{preset,callable}``,
     ``brace_breaker_state{breaker,brace_breaker_state}`` (closed, half-open, open),
     ``brace_breaker_rejected_total{breaker}``, ``brace_budget_exhausted_total{budget}``,
-    ``brace_fallbacks_total{preset,callable,reason}``, ``brace_hedges_total{preset,callable}``.
-    Installing twice on one registry
+    ``brace_fallbacks_total{preset,callable,reason}``, ``brace_hedges_total{preset,callable}``,
+    ``brace_throttle_rejected_total{throttle}``, ``brace_bulkhead_limit{bulkhead}`` (an
+    adaptive bulkhead's limit, as last reported). Installing twice on one registry
     returns the observer already installed. Returns the observer (``brace.unobserve`` it to
     stop).
 
@@ -86,6 +87,10 @@ def prometheus(registry: Any = None) -> ev.Observer:
                                  **options)
         hedges = prom.Counter("brace_hedges", "Hedges started: copies racing an attempt "
                               "that had not answered.", ["preset", "callable"], **options)
+        throttled = prom.Counter("brace_throttle_rejected", "Attempts a throttle refused "
+                                 "locally.", ["throttle"], **options)
+        limit = prom.Gauge("brace_bulkhead_limit", "An adaptive bulkhead's learned limit.",
+                           ["bulkhead"], **options)
         for name, info in _breakers.breakers().items():
             state.labels(_label(name)).state(info.state)
 
@@ -110,6 +115,10 @@ def prometheus(registry: Any = None) -> ev.Observer:
                                  _label(get("reason"))).inc()
             elif event == ev.HEDGE_STARTED:
                 hedges.labels(_label(get("preset")), _label(get("callable"))).inc()
+            elif event == ev.THROTTLE_REJECTED:
+                throttled.labels(_label(get("throttle"))).inc()
+            elif event == ev.BULKHEAD_LIMIT_CHANGED:
+                limit.labels(_label(get("bulkhead"))).set(get("new"))
 
         _prometheus[id(registry)] = (registry, observer)
     return ev.observe(observer)
@@ -130,6 +139,8 @@ _OTEL_COUNTERS = {
     ev.DEGRADED: ("brace.fallbacks", "Fallback values returned",
                   ("preset", "callable", "reason")),
     ev.HEDGE_STARTED: ("brace.hedges", "Hedges started", ("preset", "callable")),
+    ev.THROTTLE_REJECTED: ("brace.throttle.rejected", "Attempts a throttle refused locally",
+                           ("throttle",)),
 }
 
 
@@ -137,7 +148,8 @@ def opentelemetry(meter_provider: Any = None, tracer_provider: Any = None) -> ev
     """Export brace's events through OpenTelemetry: counters, and span events.
 
     Counters (meter ``brace``): ``brace.retries``, ``brace.gave_up``, ``brace.recovered``,
-    ``brace.breaker.rejected``, ``brace.budget.exhausted``, ``brace.fallbacks``, with the
+    ``brace.breaker.rejected``, ``brace.budget.exhausted``, ``brace.fallbacks``,
+    ``brace.hedges``, ``brace.throttle.rejected``, with the
     Prometheus metrics' labels as attributes. Every event is also added as a span event to
     the current span when it is recording; with ``tracer_provider``, only to spans of that
     provider. Defaults are the global providers. Returns the observer.

@@ -82,6 +82,7 @@ class Preset(Policy):
         attempt_timeout: Duration | None = ...,
         breaker: str | pybreaker.CircuitBreaker | None = ...,
         budget: str | _budget.Budget | None = ...,
+        throttle: str | None = ...,
         rate_limit: str | None = ...,
         bulkhead: str | None = ...,
         hedge_after: Duration | None = ...,
