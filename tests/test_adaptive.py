@@ -9,6 +9,7 @@ scenarios of several simulated seconds take a fraction of a real one.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import threading
 from collections.abc import Awaitable, Callable
@@ -280,7 +281,7 @@ def test_a_throttle_refuses_locally_while_the_dependency_fails_then_lets_it_reco
     # leave the window: under 5 % refused from the 5th window of the recovery on (measured,
     # this seed: 100 %, 100 %, 88 %, 32 %, then 0 %), asserted from the 6th.
     assert shares[5] < 0.05, shares
-    assert all(later <= earlier + 0.05 for earlier, later in zip(shares, shares[1:])), shares
+    assert all(later <= earlier + 0.05 for earlier, later in itertools.pairwise(shares)), shares
 
 
 def test_a_throttle_never_refuses_while_the_dependency_copes(clock: VirtualClock) -> None:

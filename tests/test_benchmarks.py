@@ -21,6 +21,7 @@ BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
     ("storm.py", ["brace http + breaker + budget", "stamina defaults", "attempts/call"]),
     ("bulkhead_handoff.py", ["brace.bulkhead, thread", "brace.bulkhead, asyncio",
                              "brace.bulkhead, trio", "trio Semaphore"]),
+    ("overload.py", ["adaptive      5x", "static        5x", "per healthy call"]),
     ("clients.py", ["requests: brace.http.session() vs Session, CPU",
                     "aiohttp: brace middleware vs ClientSession, CPU"]),
 ])

@@ -26,7 +26,8 @@ EXPECTED = {
                             "POST /payments with a key -> 200 'hello'",
                             "'GET /greeting': 3, 'POST /orders': 1, 'POST /payments': 3",
                             "retry.skipped", "reason=not_idempotent", "retry.succeeded"],
-    "hedged_reads.py": ["hedge.started", "GET /profiles/1 -> '/profiles/1 v2' before the slow replica, "
+    "hedged_reads.py": ["hedge.started",
+                        "GET /profiles/1 -> '/profiles/1 v2' before the slow replica, "
                         "attempts=2", "GET /profiles/3 -> '/profiles/3 v2' before the slow replica",
                         "POST /orders without a key -> 200 after the slow 0.5 s (sent once)",
                         "hedges started: 3", "'POST /orders': 1",

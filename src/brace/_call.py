@@ -363,6 +363,13 @@ class Path:
             if slots.adaptive:
                 slots.sample(clock() - started, failed)
 
+    def learn_success(self, slot: _limits.Bulkhead | bool, started: float) -> None:
+        """``learn`` for a plain success on the healthy path, which holds its ``slot``."""
+        if self.throttle is not None:
+            _limits.find_throttle(self.throttle).record(True)
+        if slot is not True and slot.adaptive:  # type: ignore[union-attr]
+            slot.sample(clock() - started, False)  # type: ignore[union-attr]
+
     def gate(self) -> Gate | None:
         """The breaker's gate for this attempt, or None without a breaker."""
         breaker = self.breaker
@@ -472,7 +479,7 @@ class Path:
         covered, degraded = self._covered, self._degraded
         direct, limited, take_now = self.direct, self.limited, self.take_now
         last_mark, scopes, scope, count_call = LAST_MARK, SCOPES, _SCOPE, self._count_call
-        adaptive, learn = ADAPTIVE, self.learn
+        adaptive, learned = ADAPTIVE, self.learn_success
 
         def entry(*args: Any, **kwargs: Any) -> Any:
             try:
@@ -508,7 +515,7 @@ class Path:
                             if counted is not None:
                                 counted(started + seconds)
                         if adaptive[0] and limited:
-                            learn(None, started)
+                            learned(slot, started)
                         stats["start_time"], stats["attempt_number"] = started, 1
                         stats["idle_for"] = stats["delay_since_first_attempt"] = 0
                         return value
@@ -544,7 +551,7 @@ class Path:
         arun, watchdog_of, covered, degraded = (self.arun, self._watchdog, self._covered,
                                                 self._degraded)
         last_mark, running_loop, current_task = LAST_MARK, _running_loop, _current_task
-        scopes, scope, adaptive, learn = SCOPES, _SCOPE, ADAPTIVE, self.learn
+        scopes, scope, adaptive, learned = SCOPES, _SCOPE, ADAPTIVE, self.learn_success
 
         async def entry(*args: Any, **kwargs: Any) -> Any:
             try:
@@ -589,7 +596,7 @@ class Path:
                             # A failure-ratio breaker counts the call.
                             gate.on_success(started + seconds)
                         if adaptive[0] and limited:
-                            learn(None, started)
+                            learned(slot, started)
                         stats["start_time"], stats["attempt_number"] = started, 1
                         stats["idle_for"] = stats["delay_since_first_attempt"] = 0
                         return value
@@ -828,7 +835,7 @@ class Path:
                     # A failure-ratio breaker counts the call.
                     gate.on_success(call.started + call.seconds)
                 if ADAPTIVE[0] and self.limited:
-                    self.learn(None, started)
+                    self.learn_success(slot, started)
                 self.succeeded(call)  # a plain success: nothing else to judge or record
                 return Outcome(Kind.SUCCESS, None, value)
             first = self.settle(call, gate, False, started, None, value)

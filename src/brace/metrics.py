@@ -118,7 +118,7 @@ def prometheus(registry: Any = None) -> ev.Observer:
             elif event == ev.THROTTLE_REJECTED:
                 throttled.labels(_label(get("throttle"))).inc()
             elif event == ev.BULKHEAD_LIMIT_CHANGED:
-                limit.labels(_label(get("bulkhead"))).set(get("new"))
+                limit.labels(_label(get("bulkhead"))).set(fields["new"])
 
         _prometheus[id(registry)] = (registry, observer)
     return ev.observe(observer)
