@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import math
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -384,3 +385,122 @@ def test_a_throttle_refuses_bad_settings_by_name(settings: dict[str, Any],
 def test_adaptive_must_be_a_bool() -> None:
     with pytest.raises(TypeError, match="adaptive must be a bool, got 1"):
         brace.bulkhead("bad", adaptive=1)  # type: ignore[arg-type]
+
+
+# -- adaptive rate limits --------------------------------------------------------------------
+
+
+def test_an_adaptive_rate_is_cut_to_what_was_accepted_and_grows_back_along_a_cubic(
+        clock: VirtualClock) -> None:
+    limit = brace.rate_limit("api", adaptive=True, per_s=1000)
+    assert limit.rate == 1000  # until the first throttling answer: the ceiling
+    for _ in range(50):  # 50 answers accepted within the last second
+        clock.advance(0.01)
+        limit.learn(False)
+    assert limit.rate == 1000
+    with capture_events() as events:
+        limit.learn(True)
+    assert limit.rate == pytest.approx(0.7 * 50)  # 0.7 x the rate the dependency accepted
+    assert events[0][0] == "rate_limit.rate_changed"
+    assert events[0][1]["reason"] == "throttled"
+    clock.advance(0.5)
+    limit.learn(True)  # nothing accepted since the cut: it answers what was counted before
+    assert limit.rate == pytest.approx(35, rel=0.05)
+    # Back to the accepted 50 after K = (50 x 0.3 / 0.4) ** (1/3) = 3.35 s, at 40 answers a
+    # second, and beyond it slowly, then faster.
+    rates = []
+    for _ in range(500):  # bounded: 5 s
+        clock.advance(0.01)
+        limit.learn(False)
+        rates.append(limit.rate)
+    assert rates[280] == pytest.approx(50, abs=1.0)  # 3.35 s after the cut
+    assert rates[-1] > 51
+    assert all(later >= earlier for earlier, later in itertools.pairwise(rates))
+
+
+def test_an_idle_rate_limit_does_not_climb_to_a_rate_it_has_not_tried(clock: VirtualClock) -> None:
+    limit = brace.rate_limit("api", adaptive=True, per_s=1000)
+    for _ in range(10):
+        clock.advance(0.1)
+        limit.learn(False)
+    limit.learn(True)  # cut to 0.7 x 10 a second
+    assert limit.rate == pytest.approx(7)
+    clock.advance(60)
+    limit.learn(False)  # a minute later the cubic says hundreds: it stays where it was
+    assert limit.rate == pytest.approx(7)
+    for _ in range(10):  # bounded: 10 answers in a second let it grow to twice that
+        clock.advance(0.1)
+        limit.learn(False)
+    assert limit.rate == pytest.approx(20, rel=0.15)
+
+
+class RateLimitedServer:
+    """A local HTTP server that answers 429 to requests beyond ``per_s`` accepted in any
+    second (a sliding window), as API rate limiters do."""
+
+    def __init__(self, per_s: int) -> None:
+        import collections
+        import http.server
+
+        self.per_s = per_s
+        self.accepted: collections.deque[float] = collections.deque()
+        self.answers: list[tuple[float, int]] = []
+        lock = threading.Lock()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                now = time.monotonic()
+                with lock:
+                    while outer.accepted and outer.accepted[0] <= now - 1.0:
+                        outer.accepted.popleft()
+                    status = 200 if len(outer.accepted) < outer.per_s else 429
+                    if status == 200:
+                        outer.accepted.append(now)
+                    outer.answers.append((now, status))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                """Quiet."""
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+def test_an_adaptive_rate_limit_learns_a_servers_limit_from_its_429s() -> None:
+    # Real time, a real server: 20 callers for 4 s against 50 requests a second.
+    server = RateLimitedServer(per_s=50)
+    brace.rate_limit("api", adaptive=True, per_s=1000)
+    policy = brace.http(rate_limit="api", attempts=1, deadline=10)
+    started = time.monotonic()
+    try:
+        # breaker=None: the per-host breaker would open on the 429s; not what this shows.
+        with policy.client(base_url=server.url, timeout=5, breaker=None) as client:
+
+            def caller() -> None:
+                while time.monotonic() - started < 4.0:  # bounded: 4 s
+                    client.get("/")
+
+            threads = [threading.Thread(target=caller) for _ in range(20)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=30)
+    finally:
+        server.close()
+    later = [status for at, status in server.answers if at - started >= 1.0]
+    seconds = max(at for at, _ in server.answers) - started - 1.0
+    admitted = len(later) / seconds
+    assert 35 <= admitted <= 65, (admitted, seconds)
+    assert later.count(429) < 0.1 * len(later), later.count(429)

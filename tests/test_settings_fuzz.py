@@ -161,7 +161,7 @@ THROTTLE_SETTINGS: dict[str, st.SearchStrategy[Any] | None] = {
 }
 RATE_LIMIT_SETTINGS: dict[str, st.SearchStrategy[Any] | None] = {
     "name": names, "per_s": rates, "burst": counts, "processes": counts,
-    "redis_timeout": None,
+    "redis_timeout": None, "adaptive": st.booleans(),
 }
 # Settings that need a Redis server: tests/integration/test_fleet.py covers them (given
 # alone, their companions above are refused, which the fuzz checks).
@@ -500,6 +500,9 @@ def test_a_rate_limit_refuses_a_setting_by_name_or_works(
             continue
         assert 0 <= wait < max(remaining, 1e-9)
         rate.give_back()
+    for throttled in (True, False):  # learns (adaptive), or ignores it
+        rate.learn(throttled)
+    assert 0 < rate.rate <= rate.per_s
 
 
 # -- the other settings: no_waits(attempts=) and brace.deadline(seconds) -----------------------

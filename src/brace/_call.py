@@ -348,7 +348,8 @@ class Path:
 
         ``outcome`` None is a plain success; ``started`` when the attempt began (on
         ``clock``). A throttle counts whether the dependency accepted it, an adaptive
-        bulkhead learns from its latency and failure. A cancelled or refused attempt
+        rate limit whether it was a throttling answer, an adaptive bulkhead learns from its
+        latency and failure. A cancelled or refused attempt
         gave no verdict: nothing is learned.
         """
         failed = False
@@ -358,6 +359,10 @@ class Path:
             failed = outcome.failure
         if self.throttle is not None:
             _limits.find_throttle(self.throttle).record(not failed)
+        if self.rate_limit is not None:
+            rate = _limits.find_rate_limit(self.rate_limit)
+            if rate.adaptive:
+                rate.learn(outcome is not None and outcome.throttled)
         if self.bulkhead is not None:
             slots = _limits.find_bulkhead(self.bulkhead)
             if slots.adaptive:
@@ -367,6 +372,10 @@ class Path:
         """``learn`` for a plain success on the healthy path, which holds its ``slot``."""
         if self.throttle is not None:
             _limits.find_throttle(self.throttle).record(True)
+        if self.rate_limit is not None:
+            rate = _limits.find_rate_limit(self.rate_limit)
+            if rate.adaptive:
+                rate.learn(False)
         if slot is not True and slot.adaptive:  # type: ignore[union-attr]
             slot.sample(clock() - started, False)  # type: ignore[union-attr]
 

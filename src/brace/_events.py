@@ -39,6 +39,7 @@ __all__ = [
     "DEGRADED",
     "HEDGE_STARTED",
     "OBSERVER_FAILED",
+    "RATE_LIMIT_RATE_CHANGED",
     "RATE_LIMIT_REJECTED",
     "RETRY_AFTER_IGNORED",
     "RETRY_BUDGET_EXHAUSTED",
@@ -61,6 +62,7 @@ __all__ = [
     "describe_result",
     "hedge_started",
     "observe",
+    "rate_limit_rate_changed",
     "rate_limit_rejected",
     "redact",
     "retry_after_ignored",
@@ -90,6 +92,7 @@ DEGRADED = "degraded"
 BULKHEAD_REJECTED = "bulkhead.rejected"
 RATE_LIMIT_REJECTED = "rate_limit.rejected"
 BULKHEAD_LIMIT_CHANGED = "bulkhead.limit_changed"
+RATE_LIMIT_RATE_CHANGED = "rate_limit.rate_changed"
 THROTTLE_REJECTED = "throttle.rejected"
 HEDGE_STARTED = "hedge.started"
 DEADLINE_MALFORMED = "deadline.malformed"
@@ -447,6 +450,16 @@ def bulkhead_limit_changed(bulkhead: str, old: int, new: int,
     _emit(logging.INFO, BULKHEAD_LIMIT_CHANGED, lambda: {
         "bulkhead": _name(bulkhead), "old": old, "new": new,
         "unloaded_rtt_s": None if unloaded_rtt_s is None else seconds(unloaded_rtt_s)})
+
+
+def rate_limit_rate_changed(rate_limit: str, old: float, new: float, throttled: bool) -> None:
+    """An adaptive rate limit's rate went from ``old`` to ``new`` a second.
+
+    At most once a second: cut after a throttling answer, or grown back (probing).
+    """
+    _emit(logging.INFO, RATE_LIMIT_RATE_CHANGED, lambda: {
+        "rate_limit": _name(rate_limit), "old_per_s": round(old, 3),
+        "new_per_s": round(new, 3), "reason": "throttled" if throttled else "probing"})
 
 
 def throttle_rejected(throttle: str, callable_name: str, probability: float) -> None:

@@ -387,7 +387,8 @@ def explain(policy: Policy) -> dict[str, Any]:
         "attempt_timeout_s": policy.attempt_timeout,
         "throttle": _gate(policy.throttle, _limits.find_throttle_if,
                           ("k", "window", "probability")),
-        "rate_limit": _gate(policy.rate_limit, _limits.find_rate_limit_if, ("per_s", "burst")),
+        "rate_limit": _gate(policy.rate_limit, _limits.find_rate_limit_if,
+                            ("per_s", "burst", "adaptive", "rate")),
         "bulkhead": _gate(policy.bulkhead, _limits.find_bulkhead_if,
                           ("max_concurrent", "queue_timeout", "adaptive", "limit")),
         "hedging": None if policy.hedge_after is None else {

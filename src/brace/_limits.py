@@ -403,17 +403,103 @@ def _now() -> float:
     return clock() + _config.state.skipped
 
 
+# An adaptive rate limit's rate follows CUBIC (RFC 9438) as botocore's adaptive retry mode
+# applies it to a client's send rate (botocore/retries/adaptive.py, cubic.py): a throttling
+# answer cuts the rate to BETA x W_max, and from that moment the rate grows back along
+# C x (t - K)^3 + W_max, K being the time to regain W_max: slowly near it, where the
+# dependency said "too much", and faster beyond, probing for capacity that came back. Two
+# changes make it fit rate limits that count in windows of a second (most APIs do):
+# W_max is the rate the dependency *accepted* over the last second when that is lower than
+# the rate sent (botocore takes the rate sent, so a burst at a high starting rate is cut
+# only by 30 % at a time), and after a cut the rate is cut again only once the dependency
+# has accepted an attempt since (or 2 s have passed), since the throttling answers until
+# then answer what it counted before the cut (a limiter's window of a second still full of
+# the old rate's attempts): botocore cuts on each, and 20 of them in a burst leave 0.08 %
+# of the rate. As in
+# botocore, the rate grows no further than twice what was accepted over the last second,
+# so an idle client does not climb to a rate it has not tried.
+_CUBIC_C = 0.4
+_CUBIC_BETA = 0.7
+_CUT_INTERVAL_S = 1.0  # the window the accepted rate is measured over
+_CUT_AGAIN_S = 2.0  # after a cut with nothing accepted since, throttling cuts again
+# Answers accepted this soon after a cut were sent before it and still count for W_max:
+# concurrent callers' answers arrive out of order, and the first 429 may overtake them.
+_CUT_SETTLES_S = 0.25
+_MIN_RATE = 0.5  # attempts per second an adaptive rate limit keeps at the least (botocore's)
+
+
+class _Cubic:
+    """An adaptive rate limit's rate: cut on throttling answers, regrown along a cubic."""
+
+    __slots__ = ("accepted", "before", "ceiling", "cut_at", "fresh", "k", "rate", "w_max")
+
+    def __init__(self, ceiling: float) -> None:
+        self.ceiling = ceiling
+        self.rate = ceiling  # until the first throttling answer: the configured per_s
+        self.w_max = ceiling
+        self.k = 0.0
+        self.cut_at = -math.inf  # when the rate was last cut (``clock``)
+        self.fresh = True  # an answer was accepted since the latest cut
+        self.before = ceiling  # the rate just before the latest cut
+        self.accepted = Window(_CUT_INTERVAL_S)  # answers that were no throttling
+
+    def _accepted_per_s(self, now: float) -> float:
+        accepted = self.accepted
+        accepted.flush()
+        return accepted.totals(now)[0] / _CUT_INTERVAL_S
+
+    def throttled(self, now: float) -> None:
+        """A throttling answer."""
+        if not self.fresh and now - self.cut_at < _CUT_AGAIN_S:
+            return  # nothing accepted since the latest cut: that cut answered it already
+        self.before = self.rate
+        self._cut(now, self._accepted_per_s(now))
+
+    def _cut(self, now: float, accepted: float) -> None:
+        base = min(self.before, accepted) if accepted >= 1 else self.before
+        self.w_max = base
+        self.k = (base * (1 - _CUBIC_BETA) / _CUBIC_C) ** (1 / 3)
+        self.cut_at, self.fresh = now, False
+        self.rate = max(min(_MIN_RATE, self.ceiling), base * _CUBIC_BETA)
+
+    def succeeded(self, now: float) -> None:
+        """An answer that was no throttling: the rate regrows along the cubic."""
+        self.accepted.call()
+        if self.cut_at == -math.inf:
+            return  # never cut: the configured rate stands
+        if now - self.cut_at < _CUT_SETTLES_S:
+            accepted = self._accepted_per_s(now)
+            if accepted > self.w_max and self.w_max < self.before:
+                cut_at = self.cut_at
+                self._cut(cut_at, accepted)  # the cut, measured with this answer too
+            return
+        self.fresh = True
+        grown = _CUBIC_C * (now - self.cut_at - self.k) ** 3 + self.w_max
+        accepted = self._accepted_per_s(now)
+        # Growth stops at twice what was accepted (never below the rate now: a limiter's
+        # window emptied by the cut's own throttling answers is no reason to cut again).
+        cap = max(2 * accepted, self.rate) if accepted >= 1 else self.ceiling
+        self.rate = max(min(_MIN_RATE, self.ceiling), min(self.ceiling, grown, cap))
+
+
 class RateLimit:
-    """A token bucket (GCRA): ``per_s`` tokens a second, ``burst`` at once."""
+    """A token bucket (GCRA): ``per_s`` tokens a second, ``burst`` at once.
+
+    An adaptive one (``adaptive=True``) applies ``rate`` tokens a second instead, learned
+    from throttling answers, up to ``per_s``.
+    """
 
     __module__ = "brace"
 
     def __init__(self, name: str, per_s: float, burst: int, shared: Any = None,
-                 processes: int = 1) -> None:
+                 processes: int = 1, adaptive: bool = False) -> None:
         self.name = name
         self.per_s = per_s
         self.burst = burst
         self.processes = processes
+        self.adaptive = adaptive
+        self._cubic = _Cubic(per_s) if adaptive else None
+        self._reported = (per_s, -math.inf)  # the rate last reported, and when
         self._shared = shared  # a brace._redis.SharedRateLimit: the fleet's bucket
         #: The longest wait for one Redis operation (seconds); None for a local limit.
         self.redis_timeout: float | None = None if shared is None else shared.timeout
@@ -486,6 +572,39 @@ class RateLimit:
             return
         with self._lock:
             self._tat = max(_now(), self._tat - self._interval)
+
+    @property
+    def rate(self) -> float:
+        """Tokens a second right now: ``per_s``, or the rate an adaptive limit learned."""
+        return self.per_s if self._cubic is None else self._cubic.rate
+
+    def learn(self, throttled: bool) -> None:
+        """An adaptive rate limit learns from one answer of the dependency.
+
+        ``throttled``: the dependency said "slow down" (a 429, a 503 with Retry-After, a
+        client library's throttling error). Other answers let the rate grow back.
+        """
+        cubic = self._cubic
+        if cubic is None:
+            return
+        now = clock()
+        with self._lock:
+            old = cubic.rate
+            if throttled:
+                cubic.throttled(now)
+            else:
+                cubic.succeeded(now)
+            rate = cubic.rate
+            if rate == old:
+                return
+            self._interval = self.processes / rate
+            if self._shared is not None:
+                self._shared.set_rate(rate)
+            reported, at = self._reported
+            if now - at < EVENT_INTERVAL_S or abs(rate - reported) < 0.05 * reported:
+                return  # at most one event a second, and none for a change under 5 %
+            self._reported = (rate, now)
+        _events.rate_limit_rate_changed(self.name, reported, rate, throttled)
 
     def _refuse(self, name: str, wait: float) -> None:
         _events.rate_limit_rejected(self.name, name, wait)
@@ -639,7 +758,8 @@ def bulkhead(name: str, *, max_concurrent: int | None = None,
 def rate_limit(name: str, *, per_s: float | None = None, burst: int | None = None,
                redis: Any = None, redis_url: str | None = None,
                processes: int | None = None,
-               redis_timeout: _validate.Duration | None = None) -> RateLimit:
+               redis_timeout: _validate.Duration | None = None,
+               adaptive: bool | None = None) -> RateLimit:
     """Return the rate limit called ``name``, creating it with these settings once.
 
     Settings are keyword-only.
@@ -664,6 +784,17 @@ def rate_limit(name: str, *, per_s: float | None = None, burst: int | None = Non
         redis_timeout: With Redis: the longest brace waits for one Redis operation
             (seconds or a ``timedelta``, 0.001-60 s, default 0.25). An attempt with less
             time left than this takes a leased token or is refused, without Redis.
+        adaptive: Learn the rate from the dependency's answers (default False): a
+            throttling answer (a 429, a 503 with Retry-After, ``RESOURCE_EXHAUSTED``, a
+            client library's throttling code) cuts it to 0.7 x the rate then sent, and it
+            grows back along CUBIC's curve, as botocore's adaptive mode does, up to
+            ``per_s`` (the ceiling) and at most twice the rate actually sent. ``rate`` is
+            the rate now; each change of 5 % or more is a ``rate_limit.rate_changed``
+            event (at most one a second). With Redis, each process asks the fleet's bucket
+            at the rate it learned.
+
+    Returns:
+        The ``RateLimit``; ``rate`` is the rate it applies now.
 
     Raises:
         TypeError, ValueError: a setting is out of range, or conflicts with the existing one.
@@ -671,7 +802,8 @@ def rate_limit(name: str, *, per_s: float | None = None, burst: int | None = Non
     if not isinstance(name, str) or not name:
         raise TypeError(f"rate limit name must be a non-empty str, got {_validate.shown(name)}")
     given = {k: v for k, v in (("per_s", per_s), ("burst", burst), ("processes", processes),
-                               ("redis_timeout", redis_timeout)) if v is not None}
+                               ("redis_timeout", redis_timeout), ("adaptive", adaptive))
+             if v is not None}
     with _lock:
         if name in _rate_limits:
             return _existing(_rate_limits[name], name, "rate limit", given)  # type: ignore[no-any-return]
@@ -680,6 +812,7 @@ def rate_limit(name: str, *, per_s: float | None = None, burst: int | None = Non
                                 unit=" of attempts per second")
         size = _validate.attempts(given.get("burst", 1), "burst")
         processes = _validate.attempts(given.get("processes", 1), "processes")
+        learns = _validate.flag(given.get("adaptive", False), "adaptive")
         timeout = _validate.redis_timeout(redis_timeout, redis is not None or redis_url is not None)
         shared = None
         if redis is not None or redis_url is not None:
@@ -689,7 +822,8 @@ def rate_limit(name: str, *, per_s: float | None = None, burst: int | None = Non
 
             client, server = _redis.client_for(redis, redis_url, timeout)
             shared = _redis.SharedRateLimit(name, client, server, rate, size, processes, timeout)
-        created = _rate_limits[name] = RateLimit(name, rate, size, shared, processes)
+        created = _rate_limits[name] = RateLimit(name, rate, size, shared, processes, learns)
+        ADAPTIVE[0] += learns
         return created
 
 

@@ -1115,6 +1115,13 @@ class SharedRateLimit:
             self._demand, self._demand_since = 0, now
         self._demand += 1
 
+    def set_rate(self, per_s: float) -> None:
+        """Ask the fleet's bucket at ``per_s`` from the next lease on.
+
+        An adaptive limit's learned rate; tokens already leased keep their spacing.
+        """
+        self._interval = 1.0 / per_s
+
     def take_now(self) -> bool:
         """Take a leased token due now, without Redis; False when none is."""
         with self._lock:
