@@ -514,6 +514,21 @@ def test_a_shared_rate_limit_makes_at_most_a_tenth_of_a_command_per_healthy_call
     assert used <= 0.1 * 5000, used
 
 
+def test_an_adaptive_shared_rate_limit_asks_the_fleets_bucket_at_its_learned_rate(
+        redis_server: Any, breaker_name: str) -> None:
+    limit = brace.rate_limit(breaker_name, per_s=1000, burst=1, adaptive=True,
+                             redis_url=redis_server.url)
+    for _ in range(20):  # bounded: 20 answers accepted within the last second
+        limit.learn(False)
+    limit.learn(True)  # a throttling answer: 0.7 x the 20 a second accepted
+    assert limit.rate == pytest.approx(14)
+    # Tokens reserved one after another (not waited for): how many fall within a second.
+    waits = [limit.reserve("c", 5.0) for _ in range(30)]  # bounded
+    admitted = sum(wait < 1.0 for wait in waits)
+    # The fleet's bucket at 14 a second (and its burst), not at the 1,000 configured.
+    assert 10 <= admitted <= 17, admitted
+
+
 @pytest.mark.slow
 def test_eight_processes_share_one_rate_limit_within_its_bounds(
         fleet: Any, breaker_name: str) -> None:
