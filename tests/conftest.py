@@ -1,4 +1,8 @@
-"""Shared fixtures: a virtual clock for tenacity and brace, and seeded randomness."""
+"""Shared fixtures: a virtual clock for tenacity and brace, and seeded randomness; helpers.
+
+brace's own pytest plugin (``brace.testing``) adds ``brace_events`` (every event of a test)
+and ``brace_no_waits``; ``named`` and ``fields`` read what ``brace_events`` captured.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from brace.testing import no_waits, reset_breakers, reset_budgets, reset_limits
+from brace.testing import Event, no_waits, reset_breakers, reset_budgets, reset_limits
 from tests.clocks import VirtualClock
 from tests.fault_server import fault_server  # noqa: F401  (fixture)
 
@@ -76,3 +80,17 @@ def require(module: str) -> Any:
             pytest.fail(f"{module} is not installed: `make test` installs the test "
                         f"dependencies ({exc})", pytrace=False)
         pytest.skip(f"{module} is not installed", allow_module_level=True)
+
+
+#: What the ``brace_events`` fixture captures: every event of a test, as (name, fields).
+Events = list[Event]
+
+
+def named(events: Events, prefix: str = "retry.") -> list[str]:
+    """The names of the captured events that start with ``prefix``, in order."""
+    return [name for name, _ in events if name.startswith(prefix)]
+
+
+def fields(events: Events, name: str) -> list[dict[str, Any]]:
+    """The fields of every captured event called ``name``, in order."""
+    return [f for n, f in events if n == name]

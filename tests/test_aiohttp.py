@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -21,40 +21,10 @@ import tenacity
 import brace
 import brace.testing
 from brace import _transport
-from brace.testing import no_waits
+from tests.conftest import Events, fields, named
 from tests.fault_server import FaultServer, hang, reply, reset_before_response
 
-Events = list[tuple[str, dict[str, Any]]]
 Answer = tuple[int, bytes, dict[str, Any]]  # status, body, response.brace
-
-
-@pytest.fixture
-def events() -> Iterator[Events]:
-    """Every brace event of the test, as (name, fields)."""
-    seen: Events = []
-
-    def observer(event: str, fields: dict[str, Any]) -> None:
-        seen.append((event, fields))
-
-    brace.observe(observer)
-    try:
-        yield seen
-    finally:
-        brace.unobserve(observer)
-
-
-@pytest.fixture
-def quick() -> Iterator[None]:
-    with no_waits():
-        yield
-
-
-def fields(events: Events, name: str) -> list[dict[str, Any]]:
-    return [f for n, f in events if n == name]
-
-
-def named(events: Events) -> list[str]:
-    return [name for name, _ in events if name.startswith("retry.")]
 
 
 def run(policy: brace.Policy, send: Callable[[aiohttp.ClientSession], Awaitable[Any]],
@@ -80,15 +50,15 @@ def get(url: str, method: str = "GET", **kwargs: Any) -> Callable[
 
 
 def test_503_503_200_is_one_call_of_three_requests(
-        fault_server: FaultServer, quick: None, events: Events) -> None:
+        fault_server: FaultServer, brace_no_waits: None, brace_events: Events) -> None:
     fault_server.script("/flaky", reply(503, b"busy"), reply(503, b"busy"), reply(200, b"done"))
     status, body, info = run(brace.http, get(fault_server.url_for("/flaky")))
     assert (status, body) == (200, b"done")
     assert fault_server.count("/flaky") == 3
     assert info["attempts"] == 3
     assert info["exhausted"] is False
-    assert named(events) == ["retry.scheduled", "retry.scheduled", "retry.succeeded"]
-    scheduled = fields(events, "retry.scheduled")
+    assert named(brace_events) == ["retry.scheduled", "retry.scheduled", "retry.succeeded"]
+    scheduled = fields(brace_events, "retry.scheduled")
     assert {f["callable"] for f in scheduled} == {f"GET http://127.0.0.1:{fault_server.port}"}
     assert [f["status"] for f in scheduled] == [503, 503]
     assert scheduled[0]["error"] == "result ClientResponse status 503"
@@ -97,7 +67,7 @@ def test_503_503_200_is_one_call_of_three_requests(
 
 
 def test_retries_run_out_on_a_status_the_last_response_is_returned(
-        fault_server: FaultServer, quick: None, events: Events) -> None:
+        fault_server: FaultServer, brace_no_waits: None, brace_events: Events) -> None:
     fault_server.script("/down", reply(503, b"busy"))
 
     async def send(session: aiohttp.ClientSession) -> bool:
@@ -111,23 +81,24 @@ def test_retries_run_out_on_a_status_the_last_response_is_returned(
 
     assert run(brace.http(attempts=3), send) is True
     assert fault_server.count("/down") == 3
-    assert [f["reason"] for f in fields(events, "retry.gave_up")] == ["attempts"]
+    assert [f["reason"] for f in fields(brace_events, "retry.gave_up")] == ["attempts"]
 
 
 # ------------------------------------------------------------------ idempotency
 
 
 def test_a_post_without_idempotency_key_is_sent_once(
-        fault_server: FaultServer, quick: None, events: Events) -> None:
+        fault_server: FaultServer, brace_no_waits: None, brace_events: Events) -> None:
     fault_server.script("/orders", reply(503), reply(200))
     status, _, _ = run(brace.http, get(fault_server.url_for("/orders"), "POST",
                                        json={"sku": 42}))
     assert status == 503
     assert fault_server.count("/orders") == 1
-    assert [f["reason"] for f in fields(events, "retry.skipped")] == ["not_idempotent"]
+    assert [f["reason"] for f in fields(brace_events, "retry.skipped")] == ["not_idempotent"]
 
 
-def test_a_post_with_idempotency_key_is_retried(fault_server: FaultServer, quick: None) -> None:
+def test_a_post_with_idempotency_key_is_retried(
+        fault_server: FaultServer, brace_no_waits: None) -> None:
     fault_server.script("/payments", reply(503), reply(200, b"paid"))
     status, body, _ = run(brace.http, get(fault_server.url_for("/payments"), "POST",
                                           json={"cents": 100},
@@ -139,7 +110,7 @@ def test_a_post_with_idempotency_key_is_retried(fault_server: FaultServer, quick
 
 
 def test_a_streamed_body_is_sent_once(
-        fault_server: FaultServer, quick: None, events: Events) -> None:
+        fault_server: FaultServer, brace_no_waits: None, brace_events: Events) -> None:
     fault_server.script("/upload", reply(503), reply(200))
 
     async def chunks() -> AsyncIterator[bytes]:
@@ -152,11 +123,11 @@ def test_a_streamed_body_is_sent_once(
 
     assert run(brace.http, send) == 503
     assert fault_server.count("/upload") == 1
-    assert [f["reason"] for f in fields(events, "retry.skipped")] == ["streamed_body"]
+    assert [f["reason"] for f in fields(brace_events, "retry.skipped")] == ["streamed_body"]
 
 
 def test_a_connection_lost_is_retried_for_a_get_never_for_a_post(
-        fault_server: FaultServer, quick: None) -> None:
+        fault_server: FaultServer, brace_no_waits: None) -> None:
     # aiohttp's errors carry no request; brace gives them one, so the POST is known for
     # what it is and not sent again.
     fault_server.script("/get", reset_before_response(), reply(200, b"whole"))
@@ -177,13 +148,14 @@ def test_a_connection_lost_is_retried_for_a_get_never_for_a_post(
 # ------------------------------------------------------------------ Retry-After
 
 
-def test_retry_after_is_honoured(fault_server: FaultServer, quick: None, events: Events) -> None:
+def test_retry_after_is_honoured(
+        fault_server: FaultServer, brace_no_waits: None, brace_events: Events) -> None:
     fault_server.script("/limited", reply(429, headers={"Retry-After": "1"}), reply(200))
     started = time.monotonic()
     status, _, info = run(brace.http, get(fault_server.url_for("/limited")))
     assert (status, info["attempts"]) == (200, 2)
     assert time.monotonic() - started < 1  # no_waits(): the second was skipped, not slept
-    [scheduled] = fields(events, "retry.scheduled")
+    [scheduled] = fields(brace_events, "retry.scheduled")
     assert scheduled["wait_source"] == "retry_after"
     assert scheduled["wait_s"] >= 1.0
     assert scheduled["status"] == 429
@@ -193,7 +165,7 @@ def test_retry_after_is_honoured(fault_server: FaultServer, quick: None, events:
 
 
 def test_the_default_breaker_is_per_authority_and_opens(
-        fault_server: FaultServer, quick: None) -> None:
+        fault_server: FaultServer, brace_no_waits: None) -> None:
     fault_server.script("/down", reply(503))
     url = fault_server.url_for("/down")
     calls = _transport.AUTHORITY_BREAKER["min_calls"]
@@ -214,7 +186,8 @@ def test_the_default_breaker_is_per_authority_and_opens(
     assert fault_server.count("/down") == calls
 
 
-def test_a_named_breaker_opens(fault_server: FaultServer, quick: None, events: Events) -> None:
+def test_a_named_breaker_opens(
+        fault_server: FaultServer, brace_no_waits: None, brace_events: Events) -> None:
     brace.breaker("orders-api", fail_max=2, reset_timeout=30)
     fault_server.script("/down", reply(503))
 
@@ -228,10 +201,10 @@ def test_a_named_breaker_opens(fault_server: FaultServer, quick: None, events: E
 
     run(brace.http(attempts=1), send, breaker="orders-api")
     assert fault_server.count("/down") == 2
-    assert [f["new"] for f in fields(events, "breaker.state_changed")] == ["open"]
+    assert [f["new"] for f in fields(brace_events, "breaker.state_changed")] == ["open"]
 
 
-def test_no_breaker(fault_server: FaultServer, quick: None) -> None:
+def test_no_breaker(fault_server: FaultServer, brace_no_waits: None) -> None:
     fault_server.script("/down", reply(503))
 
     async def send(session: aiohttp.ClientSession) -> None:
@@ -244,7 +217,7 @@ def test_no_breaker(fault_server: FaultServer, quick: None) -> None:
 
 
 def test_a_rate_limit_refuses_what_the_deadline_cannot_wait_for(
-        fault_server: FaultServer, quick: None) -> None:
+        fault_server: FaultServer, brace_no_waits: None) -> None:
     brace.rate_limit("api", per_s=0.01, burst=1)  # the next token in 100 s
 
     async def send(session: aiohttp.ClientSession) -> None:
@@ -287,7 +260,8 @@ def test_a_request_scoped_deadline_bounds_the_call(fault_server: FaultServer) ->
     assert 0.25 < time.monotonic() - started < 2.5
 
 
-def test_attempt_timeout_bounds_each_attempt(fault_server: FaultServer, quick: None) -> None:
+def test_attempt_timeout_bounds_each_attempt(
+        fault_server: FaultServer, brace_no_waits: None) -> None:
     # The first attempt hangs and is cut at 0.3 s; the GET is sent again and answered.
     fault_server.script("/slow", hang(max_s=5), reply(200, b"late"))
     started = time.monotonic()
@@ -298,29 +272,29 @@ def test_attempt_timeout_bounds_each_attempt(fault_server: FaultServer, quick: N
 
 
 def test_a_post_cut_off_by_attempt_timeout_is_not_resent(
-        fault_server: FaultServer, quick: None, events: Events) -> None:
+        fault_server: FaultServer, brace_no_waits: None, brace_events: Events) -> None:
     fault_server.script("/orders", hang(max_s=5), reply(200))
     with pytest.raises(aiohttp.ServerTimeoutError, match=r"attempt timed out after 0\.3 s"):
         run(brace.http(attempt_timeout=0.3), get(fault_server.url_for("/orders"), "POST",
                                                    data=b"order"))
     assert fault_server.count("/orders") == 1
-    assert [f["reason"] for f in fields(events, "retry.skipped")] == ["not_idempotent"]
+    assert [f["reason"] for f in fields(brace_events, "retry.skipped")] == ["not_idempotent"]
 
 
 # ------------------------------------------------------------------ one retry layer
 
 
 def test_a_response_given_up_on_below_is_not_retried(
-        fault_server: FaultServer, quick: None, events: Events) -> None:
+        fault_server: FaultServer, brace_no_waits: None, brace_events: Events) -> None:
     fault_server.script("/gateway", reply(503, headers={"Brace-Exhausted": "1"}), reply(200))
     status, _, info = run(brace.http, get(fault_server.url_for("/gateway")))
     assert (status, info["attempts"], info["exhausted"]) == (503, 1, True)
     assert fault_server.count("/gateway") == 1
-    assert [f["reason"] for f in fields(events, "retry.gave_up")] == ["inner_exhausted"]
+    assert [f["reason"] for f in fields(brace_events, "retry.gave_up")] == ["inner_exhausted"]
 
 
 def test_an_enclosing_policy_does_not_retry_what_the_middleware_gave_up_on(
-        fault_server: FaultServer, quick: None) -> None:
+        fault_server: FaultServer, brace_no_waits: None) -> None:
     fault_server.script("/down", reply(503))
 
     async def send(session: aiohttp.ClientSession) -> None:
@@ -341,7 +315,7 @@ def test_an_enclosing_policy_does_not_retry_what_the_middleware_gave_up_on(
 
 
 def test_the_middleware_on_a_plain_session_and_per_request(
-        fault_server: FaultServer, quick: None) -> None:
+        fault_server: FaultServer, brace_no_waits: None) -> None:
     fault_server.script("/flaky", reply(502), reply(200))
     middleware = brace.http(attempts=2).aiohttp_middleware()
 
@@ -359,7 +333,8 @@ def test_the_middleware_on_a_plain_session_and_per_request(
     assert fault_server.count("/flaky") == 4
 
 
-def test_user_middlewares_run_outside_brace(fault_server: FaultServer, quick: None) -> None:
+def test_user_middlewares_run_outside_brace(
+        fault_server: FaultServer, brace_no_waits: None) -> None:
     fault_server.script("/flaky", reply(503), reply(200))
     seen: list[int] = []
 
@@ -401,7 +376,7 @@ def test_a_policy_that_is_not_a_policy_is_refused() -> None:
 
 
 def test_every_attempt_sends_the_deadline_left_and_its_number(
-        fault_server: FaultServer, quick: None) -> None:
+        fault_server: FaultServer, brace_no_waits: None) -> None:
     fault_server.script("/hop", reply(503), reply(503), reply(200))
     run(brace.http(deadline=5), get(fault_server.url_for("/hop")))
     sent = [(int(r.headers["brace-deadline-ms"]), r.headers["brace-attempt"])

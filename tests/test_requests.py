@@ -12,7 +12,6 @@ import gzip
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pybreaker
@@ -23,7 +22,7 @@ import urllib3
 import brace
 import brace.testing
 from brace import _requests, _transport
-from brace.testing import no_waits
+from tests.conftest import Events, fields, named
 from tests.fault_server import (
     FaultServer,
     hang,
@@ -32,37 +31,6 @@ from tests.fault_server import (
     reset_mid_body,
     slow_body,
 )
-
-Events = list[tuple[str, dict[str, Any]]]
-
-
-@pytest.fixture
-def events() -> Iterator[Events]:
-    """Every brace event of the test, as (name, fields)."""
-    seen: Events = []
-
-    def observer(event: str, fields: dict[str, Any]) -> None:
-        seen.append((event, fields))
-
-    brace.observe(observer)
-    try:
-        yield seen
-    finally:
-        brace.unobserve(observer)
-
-
-@pytest.fixture
-def quick() -> Iterator[None]:
-    with no_waits():
-        yield
-
-
-def named(events: Events, prefix: str = "retry.") -> list[str]:
-    return [name for name, _ in events if name.startswith(prefix)]
-
-
-def fields(events: Events, name: str) -> list[dict[str, Any]]:
-    return [f for n, f in events if n == name]
 
 
 def session(policy: brace.Policy = brace.http, **kwargs: Any) -> requests.Session:
@@ -75,7 +43,7 @@ def session(policy: brace.Policy = brace.http, **kwargs: Any) -> requests.Sessio
 
 
 def test_503_503_200_is_one_call_of_three_requests(
-        fault_server: FaultServer, quick: None, events: Events) -> None:
+        fault_server: FaultServer, brace_no_waits: None, brace_events: Events) -> None:
     fault_server.script("/flaky", reply(503, b"busy"), reply(503, b"busy"), reply(200, b"done"))
     with session() as s:
         response = s.get(fault_server.url_for("/flaky"), timeout=5)
@@ -84,8 +52,8 @@ def test_503_503_200_is_one_call_of_three_requests(
     assert fault_server.count("/flaky") == 3
     assert response.brace["attempts"] == 3
     assert response.brace["exhausted"] is False
-    assert named(events) == ["retry.scheduled", "retry.scheduled", "retry.succeeded"]
-    scheduled = fields(events, "retry.scheduled")
+    assert named(brace_events) == ["retry.scheduled", "retry.scheduled", "retry.succeeded"]
+    scheduled = fields(brace_events, "retry.scheduled")
     port = fault_server.port
     assert {f["callable"] for f in scheduled} == {f"GET http://127.0.0.1:{port}"}
     assert [f["status"] for f in scheduled] == [503, 503]
@@ -95,7 +63,7 @@ def test_503_503_200_is_one_call_of_three_requests(
 
 
 def test_retries_run_out_on_a_status_the_last_response_is_returned(
-        fault_server: FaultServer, quick: None, events: Events) -> None:
+        fault_server: FaultServer, brace_no_waits: None, brace_events: Events) -> None:
     fault_server.script("/down", reply(503, b"busy"))
     with session(brace.http(attempts=3)) as s:
         response = s.get(fault_server.url_for("/down"))
@@ -105,10 +73,10 @@ def test_retries_run_out_on_a_status_the_last_response_is_returned(
     assert response.brace["attempts"] == 3
     assert response.brace["exhausted"] is True  # no enclosing brace policy retries it
     assert brace.predicates.is_exhausted(response)
-    assert [f["reason"] for f in fields(events, "retry.gave_up")] == ["attempts"]
+    assert [f["reason"] for f in fields(brace_events, "retry.gave_up")] == ["attempts"]
 
 
-def test_a_404_is_not_retried(fault_server: FaultServer, quick: None) -> None:
+def test_a_404_is_not_retried(fault_server: FaultServer, brace_no_waits: None) -> None:
     fault_server.script("/missing", reply(404))
     with session() as s:
         assert s.get(fault_server.url_for("/missing")).status_code == 404
@@ -119,16 +87,17 @@ def test_a_404_is_not_retried(fault_server: FaultServer, quick: None) -> None:
 
 
 def test_a_post_without_idempotency_key_is_sent_once(
-        fault_server: FaultServer, quick: None, events: Events) -> None:
+        fault_server: FaultServer, brace_no_waits: None, brace_events: Events) -> None:
     fault_server.script("/orders", reply(503), reply(200))
     with session() as s:
         response = s.post(fault_server.url_for("/orders"), json={"sku": 42})
     assert response.status_code == 503
     assert fault_server.count("/orders") == 1
-    assert [f["reason"] for f in fields(events, "retry.skipped")] == ["not_idempotent"]
+    assert [f["reason"] for f in fields(brace_events, "retry.skipped")] == ["not_idempotent"]
 
 
-def test_a_post_with_idempotency_key_is_retried(fault_server: FaultServer, quick: None) -> None:
+def test_a_post_with_idempotency_key_is_retried(
+        fault_server: FaultServer, brace_no_waits: None) -> None:
     fault_server.script("/payments", reply(503), reply(200, b"paid"))
     with session() as s:
         response = s.post(fault_server.url_for("/payments"), json={"cents": 100},
@@ -140,17 +109,17 @@ def test_a_post_with_idempotency_key_is_retried(fault_server: FaultServer, quick
 
 
 def test_a_streamed_body_is_sent_once(
-        fault_server: FaultServer, quick: None, events: Events) -> None:
+        fault_server: FaultServer, brace_no_waits: None, brace_events: Events) -> None:
     fault_server.script("/upload", reply(503), reply(200))
     with session() as s:
         response = s.put(fault_server.url_for("/upload"), data=iter([b"a", b"b"]))
     assert response.status_code == 503
     assert fault_server.count("/upload") == 1
-    assert [f["reason"] for f in fields(events, "retry.skipped")] == ["streamed_body"]
+    assert [f["reason"] for f in fields(brace_events, "retry.skipped")] == ["streamed_body"]
 
 
 def test_a_body_cut_off_is_retried_for_a_get_never_for_a_post(
-        fault_server: FaultServer, quick: None) -> None:
+        fault_server: FaultServer, brace_no_waits: None) -> None:
     # The body is read inside the attempt: a reset mid-body is that attempt's error. The
     # error requests raises then carries no request; brace gives it one, so the POST is
     # known for what it is and not sent again.
@@ -166,25 +135,26 @@ def test_a_body_cut_off_is_retried_for_a_get_never_for_a_post(
 
 
 def test_a_streamed_body_that_failed_is_not_sent_again(
-        fault_server: FaultServer, quick: None, events: Events) -> None:
+        fault_server: FaultServer, brace_no_waits: None, brace_events: Events) -> None:
     fault_server.script("/upload", reset_before_response(), reply(200))
     with session() as s, pytest.raises(requests.ConnectionError):
         s.put(fault_server.url_for("/upload"), data=iter([b"a", b"b"]))
     assert fault_server.count("/upload") == 1
-    assert [f["reason"] for f in fields(events, "retry.skipped")] == ["streamed_body"]
+    assert [f["reason"] for f in fields(brace_events, "retry.skipped")] == ["streamed_body"]
 
 
 # ------------------------------------------------------------------ Retry-After
 
 
-def test_retry_after_is_honoured(fault_server: FaultServer, quick: None, events: Events) -> None:
+def test_retry_after_is_honoured(
+        fault_server: FaultServer, brace_no_waits: None, brace_events: Events) -> None:
     fault_server.script("/limited", reply(429, headers={"Retry-After": "1"}), reply(200))
     started = time.monotonic()
     with session() as s:
         response = s.get(fault_server.url_for("/limited"))
     assert response.status_code == 200
     assert time.monotonic() - started < 1  # no_waits(): the second was skipped, not slept
-    [scheduled] = fields(events, "retry.scheduled")
+    [scheduled] = fields(brace_events, "retry.scheduled")
     assert scheduled["wait_source"] == "retry_after"
     assert scheduled["wait_s"] >= 1.0  # the server's word is a floor
     assert scheduled["status"] == 429
@@ -194,7 +164,7 @@ def test_retry_after_is_honoured(fault_server: FaultServer, quick: None, events:
 
 
 def test_the_default_breaker_is_per_authority_and_opens(
-        fault_server: FaultServer, quick: None) -> None:
+        fault_server: FaultServer, brace_no_waits: None) -> None:
     fault_server.script("/down", reply(503))
     url = fault_server.url_for("/down")
     calls = _transport.AUTHORITY_BREAKER["min_calls"]
@@ -212,7 +182,8 @@ def test_the_default_breaker_is_per_authority_and_opens(
     assert fault_server.count("/down") == calls
 
 
-def test_a_named_breaker_opens(fault_server: FaultServer, quick: None, events: Events) -> None:
+def test_a_named_breaker_opens(
+        fault_server: FaultServer, brace_no_waits: None, brace_events: Events) -> None:
     brace.breaker("orders-api", fail_max=2, reset_timeout=30)
     fault_server.script("/down", reply(503))
     with session(brace.http(attempts=1), breaker="orders-api") as s:
@@ -223,10 +194,10 @@ def test_a_named_breaker_opens(fault_server: FaultServer, quick: None, events: E
     assert isinstance(refused.value, brace.CircuitOpenError)
     assert isinstance(refused.value, pybreaker.CircuitBreakerError)
     assert fault_server.count("/down") == 2
-    assert [f["new"] for f in fields(events, "breaker.state_changed")] == ["open"]
+    assert [f["new"] for f in fields(brace_events, "breaker.state_changed")] == ["open"]
 
 
-def test_a_pybreaker_breaker_and_none(fault_server: FaultServer, quick: None) -> None:
+def test_a_pybreaker_breaker_and_none(fault_server: FaultServer, brace_no_waits: None) -> None:
     breaker = pybreaker.CircuitBreaker(fail_max=1, reset_timeout=30)
     fault_server.script("/down", reply(503))
     with session(brace.http(attempts=1), breaker=breaker) as s:
@@ -241,7 +212,7 @@ def test_a_pybreaker_breaker_and_none(fault_server: FaultServer, quick: None) ->
 
 
 def test_a_rate_limit_refuses_what_the_deadline_cannot_wait_for(
-        fault_server: FaultServer, quick: None) -> None:
+        fault_server: FaultServer, brace_no_waits: None) -> None:
     brace.rate_limit("api", per_s=0.01, burst=1)  # the next token in 100 s
     with session(brace.http(rate_limit="api", deadline=5)) as s:
         assert s.get(fault_server.url_for("/")).status_code == 200
@@ -315,7 +286,7 @@ def _call_with(seconds: float) -> Any:
 
 
 def test_a_response_given_up_on_below_is_not_retried(
-        fault_server: FaultServer, quick: None, events: Events) -> None:
+        fault_server: FaultServer, brace_no_waits: None, brace_events: Events) -> None:
     fault_server.script("/gateway", reply(503, headers={"Brace-Exhausted": "1"}), reply(200))
     with session() as s:
         response = s.get(fault_server.url_for("/gateway"))
@@ -323,11 +294,11 @@ def test_a_response_given_up_on_below_is_not_retried(
     assert fault_server.count("/gateway") == 1
     assert response.brace == {"attempts": 1, "elapsed_s": response.brace["elapsed_s"],
                               "exhausted": True}
-    assert [f["reason"] for f in fields(events, "retry.gave_up")] == ["inner_exhausted"]
+    assert [f["reason"] for f in fields(brace_events, "retry.gave_up")] == ["inner_exhausted"]
 
 
 def test_an_enclosing_policy_does_not_retry_what_the_session_gave_up_on(
-        fault_server: FaultServer, quick: None) -> None:
+        fault_server: FaultServer, brace_no_waits: None) -> None:
     fault_server.script("/down", reply(503))
     with session(brace.http(attempts=2)) as s:
 
@@ -344,7 +315,7 @@ def test_an_enclosing_policy_does_not_retry_what_the_session_gave_up_on(
 
 
 def test_a_retried_streamed_response_is_read_and_closed(
-        fault_server: FaultServer, quick: None) -> None:
+        fault_server: FaultServer, brace_no_waits: None) -> None:
     # With stream=True the caller reads bodies; a retried one is drained by brace, so its
     # connection serves the next attempt instead of staying busy with an unread body.
     fault_server.script("/flaky", reply(503, b"x" * 5000), reply(200, b"done"))
@@ -384,7 +355,8 @@ def test_a_session_mounts_the_adapter_on_http_and_https() -> None:
             assert adapter.max_retries.total == 0  # urllib3 never retries under brace
 
 
-def test_the_adapter_mounts_on_a_plain_session(fault_server: FaultServer, quick: None) -> None:
+def test_the_adapter_mounts_on_a_plain_session(
+        fault_server: FaultServer, brace_no_waits: None) -> None:
     fault_server.script("/flaky", reply(502), reply(200))
     with requests.Session() as s:
         s.trust_env = False
@@ -430,7 +402,7 @@ def test_importing_brace_imports_neither_requests_nor_aiohttp() -> None:
 
 
 def test_every_attempt_sends_the_deadline_left_and_its_number(
-        fault_server: FaultServer, quick: None) -> None:
+        fault_server: FaultServer, brace_no_waits: None) -> None:
     fault_server.script("/hop", reply(503), reply(503), reply(200))
     with session(brace.http(deadline=5)) as s:
         s.get(fault_server.url_for("/hop"), timeout=5)

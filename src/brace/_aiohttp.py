@@ -27,16 +27,14 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-import pybreaker
-
 try:
     import aiohttp
 except ImportError as missing:  # pragma: no cover - the test suite installs aiohttp
     raise ImportError("Policy.aiohttp_middleware() and aiohttp_session() need aiohttp: "
                       "pip install 'brace[aiohttp]'") from missing
 
-from brace import _call, _config, _transport, _validate, web
-from brace._deadline import clock, watchdog
+from brace import _call, _transport, web
+from brace._deadline import watchdog
 from brace._outcome import BraceError, is_exhausted, is_idempotent_request, mark_exhausted
 
 if TYPE_CHECKING:
@@ -44,47 +42,18 @@ if TYPE_CHECKING:
 
 __all__ = ["aiohttp_middleware", "aiohttp_session"]
 
-_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 # Errors raised before a request left the client: resending them is safe for any method,
 # so they carry no request (the idempotency rule reads the request from an error).
 _NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
-
-
-def _check_policy(policy: object) -> Policy:
-    # As the httpx transports check theirs, naming what an aiohttp middleware cannot apply.
-    if policy is not None and not isinstance(policy, type):
-        if getattr(policy, "hedge_after", None) is not None:
-            raise TypeError("policy= has a hedge_after=, which races copies of a request: "
-                            "aiohttp sends one ClientRequest object at a time, so its "
-                            "middleware cannot; use the httpx client (policy.async_client())")
-        if getattr(policy, "fallback", _config.NO_FALLBACK) is not _config.NO_FALLBACK:
-            raise TypeError("policy= has a fallback=, which the aiohttp middleware cannot "
-                            "apply (it returns responses or raises aiohttp's errors): "
-                            "decorate the function that sends the request with that "
-                            "policy, or drop it with policy.replace(fallback=brace.NO_FALLBACK)")
-        if getattr(policy, "chaos", None) is not None:
-            # Said, not ignored (rule 21), until chaos knows what an aiohttp attempt returns.
-            raise TypeError("policy= has a chaos=, which the aiohttp middleware does not "
-                            "inject: decorate the function that sends the request with "
-                            "that policy")
-    return _transport._check_policy(policy, "policy=", True)
-
-
-def _describe(request: aiohttp.ClientRequest) -> str:
-    # METHOD scheme://host[:port], the names the httpx transports and the requests adapter
-    # use (so one authority has one breaker whichever client talks to it): bounded, never a
-    # path, a query or userinfo.
-    url = request.url
-    scheme, port = url.scheme, url.port
-    shown = "" if port is None or _DEFAULT_PORTS.get(scheme) == port else f":{port}"
-    return f"{request.method} {scheme}://{url.host}{shown}"
-
-
-def _replayable(request: aiohttp.ClientRequest) -> bool:
-    # bytes, str, json= and form data are BytesPayloads, sent again as they are; a file, a
-    # multipart body or an async iterator is read as it is sent, so it is sent once.
-    body = request.body
-    return isinstance(body, (bytes, aiohttp.BytesPayload))
+# What the middleware refuses of a policy, as the httpx transports refuse theirs. chaos= is
+# said, not ignored (rule 21), until chaos knows what an aiohttp attempt returns.
+_REFUSED = (("hedge_after", "which races copies of a request: aiohttp sends one ClientRequest "
+             "object at a time, so its middleware cannot; use the httpx client "
+             "(policy.async_client())"),
+            _transport.no_fallback("the aiohttp middleware", "aiohttp's errors"),
+            _transport.no_chaos("the aiohttp middleware"))
+# A body sent again as it is (bytes, str, json= and form data are BytesPayloads).
+_REPLAYABLE = (bytes, aiohttp.BytesPayload)
 
 
 class _Answer:
@@ -147,32 +116,6 @@ def _carrying(error: Exception, request: aiohttp.ClientRequest) -> Exception:
     return error
 
 
-# Per brace refusal class, its twin that is also an aiohttp.ClientError (built once).
-_AS_AIOHTTP: dict[type[BraceError], type[Any]] = {}
-
-
-def _as_aiohttp_error(refusal: BraceError) -> Exception:
-    """``refusal`` as an instance of its class that is also an ``aiohttp.ClientError``.
-
-    ``except aiohttp.ClientError`` catches an open breaker, a full bulkhead or a rate limit
-    like any failure to get a response, and ``except brace.CircuitOpenError`` still does.
-    The copy keeps the message, the attributes and the traceback.
-    """
-    if isinstance(refusal, aiohttp.ClientError):
-        return refusal
-    cls = type(refusal)
-    twin = _AS_AIOHTTP.get(cls)
-    if twin is None:
-        twin = _AS_AIOHTTP.setdefault(cls, type(cls.__name__, (cls, aiohttp.ClientError), {
-            "__module__": "brace", "__qualname__": cls.__qualname__, "__doc__": cls.__doc__}))
-    error = BaseException.__new__(twin)
-    error.args = refusal.args
-    error.__dict__.update(refusal.__dict__)
-    caught = refusal.__traceback__
-    return error.with_traceback(  # type: ignore[no-any-return]
-        caught.tb_next if caught is not None else None)
-
-
 def _deadline_error(error: TimeoutError) -> aiohttp.ServerTimeoutError:
     # The call's deadline cut the request off: said as aiohttp says a timeout, an
     # asyncio.TimeoutError that is also an aiohttp.ClientError; given up on.
@@ -191,40 +134,22 @@ class _Middleware:
         self.policy = policy
         self.breaker = breaker
         self.propagate = propagate
-        self._paths: dict[tuple[str, Any, bool], _call.Path] = {}
+        self._paths = _transport.ClientPaths(policy, self._attempt, breaker, _discard, True)
 
     def __repr__(self) -> str:
         return f"<brace aiohttp middleware: {self.policy.preset!r} policy>"
 
-    def _path(self, label: str, once: bool) -> _call.Path:
-        # One call path per host label, breaker and body kind, built on first use; bounded
-        # (labels grow with the hosts a session talks to).
-        policy = self.policy
-        if self.breaker is not _transport.PER_AUTHORITY:
-            breaker = self.breaker
-        elif policy.breaker is not None:
-            breaker = policy.breaker
-        else:
-            breaker = _transport._authority_breaker(label)
-        key = (label, breaker, once)
-        path = self._paths.get(key)
-        if path is None:
-            if len(self._paths) >= _transport._MAX_PATHS:
-                self._paths.clear()
-            # attempt_timeouts=False: _attempt bounds an attempt itself, so a cut attempt's
-            # error carries its request (a POST cut off is never resent).
-            path = self._paths[key] = _call.Path(
-                policy, self._attempt, name=label, label=label, breaker=breaker,
-                discard=_discard, with_call=True, attempt_timeouts=False, hedge=False,
-                asynchronous=True, once=once)
-        return path
-
     async def __call__(self, request: aiohttp.ClientRequest,
                        handler: aiohttp.ClientHandlerType) -> aiohttp.ClientResponse:
         """Send ``request`` through ``handler``, retrying it as the policy says."""
-        label = _describe(request)
-        once = not _replayable(request)
-        path = self._path(label, once)
+        # A file, a multipart body or an async iterator is read as it is sent: sent once.
+        once = not isinstance(request.body, _REPLAYABLE)
+        url = request.url
+        key = (request.method, url.scheme, url.host, url.port, once)
+        path = self._paths.get(key)
+        if path is None:
+            path = self._paths.add(key, _transport.describe(
+                request.method, url.scheme, url.host or "", url.port), once)
         call = path.begin()
         try:
             try:
@@ -234,13 +159,13 @@ class _Middleware:
                     raise  # aiohttp's own (ServerTimeoutError ...): as it was
                 raise _deadline_error(error) from error
             except BraceError as refusal:
-                raise _as_aiohttp_error(refusal) from None
+                raise _transport.as_client_error(refusal, aiohttp.ClientError) from None
         except Exception as error:
             if once:
-                _transport._skipped(self.policy, label, error, None)
+                _transport._skipped(self.policy, path.label, error, None)
             raise
         if once:
-            _transport._skipped(self.policy, label, None, answer)  # type: ignore[arg-type]
+            _transport._skipped(self.policy, path.label, None, answer)
         response = answer.response
         # Given up on: retries ran out (the call went past its first attempt) or a brace
         # service below said so (a 5xx); a healthy call needs neither look.
@@ -248,17 +173,14 @@ class _Middleware:
             answer)
         if exhausted:
             mark_exhausted(response)  # what the caller holds: an enclosing policy reads it
-        response.brace = {  # type: ignore[attr-defined]
-            "attempts": max(1, call.attempts), "elapsed_s": round(clock() - call.started, 6),
-            "exhausted": exhausted}
+        response.brace = _transport.report(call, exhausted)  # type: ignore[attr-defined]
         return response
 
     async def _attempt(self, call: _call.Call, request: aiohttp.ClientRequest,
                        handler: aiohttp.ClientHandlerType) -> _Answer:
         # One attempt, cut at attempt_timeout (the call's deadline cuts it in the call path).
         if self.propagate is not None:  # what is left of the deadline, and which attempt
-            for name, value in web.outbound(call.remaining(), call.attempts, self.propagate):
-                request.headers[name] = value
+            _transport.propagate_deadline(request.headers, call, self.propagate)
         try:
             if self.policy.attempt_timeout is None:
                 response = await handler(request)
@@ -307,12 +229,9 @@ def aiohttp_middleware(policy: Policy, *, breaker: Any = _transport.PER_AUTHORIT
             ``breaker`` is not a name, a pybreaker breaker or None.
         TypeError, ValueError: ``propagate`` is not None or a pair of header names.
     """
-    checked = _check_policy(policy)
+    checked = _transport.check_client_policy(policy, _REFUSED)
     propagate = web.propagate_setting(propagate)
-    if breaker is not _transport.PER_AUTHORITY and breaker is not None:
-        _validate.named(breaker, "breaker", (pybreaker.CircuitBreaker,),
-                        "a breaker name (non-empty str), a pybreaker.CircuitBreaker or "
-                        "None (no breaker)")
+    _transport.check_breaker(breaker)
     return _Middleware(checked, breaker, propagate)
 
 

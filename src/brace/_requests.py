@@ -16,8 +16,6 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import pybreaker
-
 try:
     import requests
     from requests.adapters import DEFAULT_POOLBLOCK, DEFAULT_POOLSIZE, HTTPAdapter
@@ -26,8 +24,7 @@ except ImportError as missing:  # pragma: no cover - the test suite installs req
                       "pip install 'brace[requests]'") from missing
 import urllib3
 
-from brace import _call, _config, _transport, _validate, web
-from brace._deadline import clock
+from brace import _call, _transport, web
 from brace._outcome import BraceError, is_exhausted
 
 if TYPE_CHECKING:
@@ -37,35 +34,12 @@ __all__ = ["RetryAdapter", "session"]
 
 #: What each read of a buffered response body asks for (requests' own chunk size).
 _CHUNK = 10 * 1024
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 # The keyword arguments RetryAdapter takes, for the message about one it does not.
 _SETTINGS = "policy=, breaker=, propagate=, pool_connections=, pool_maxsize=, pool_block="
-
-
-def _check_policy(policy: object) -> Policy:
-    # As the httpx transports check theirs (not a Policy, hedge_after= on a sync client),
-    # naming what a requests adapter cannot apply.
-    if policy is not None and not isinstance(policy, type) and getattr(
-            policy, "fallback", _config.NO_FALLBACK) is not _config.NO_FALLBACK:
-        raise TypeError("policy= has a fallback=, which the requests adapter cannot apply "
-                        "(it returns responses or raises requests' errors): decorate the "
-                        "function that sends the request with that policy, or drop it with "
-                        "policy.replace(fallback=brace.NO_FALLBACK)")
-    if getattr(policy, "chaos", None) is not None:
-        # Said, not ignored (rule 21), until chaos knows what a requests attempt returns.
-        raise TypeError("policy= has a chaos=, which the requests adapter does not inject: "
-                        "decorate the function that sends the request with that policy")
-    return _transport._check_policy(policy, "policy=", asynchronous=False)
-
-
-def _describe(request: requests.PreparedRequest) -> str:
-    # METHOD scheme://host[:port], the names the httpx transports and the aiohttp middleware
-    # use (so one authority has one breaker whichever client talks to it): bounded, never a
-    # path, a query or userinfo; the port only when it is not the scheme's default.
-    parts = urlsplit(request.url or "")
-    scheme, port = parts.scheme, parts.port
-    shown = "" if port is None or _DEFAULT_PORTS.get(scheme) == port else f":{port}"
-    return f"{request.method} {scheme}://{parts.hostname or ''}{shown}"
+# What the adapter refuses of a policy, in this order. chaos= is said, not ignored (rule 21),
+# until chaos knows what a requests attempt returns.
+_REFUSED = (_transport.no_fallback("the requests adapter", "requests' errors"),
+            _transport.no_chaos("the requests adapter"), _transport.SYNC_HEDGE)
 
 
 def _replayable(request: requests.PreparedRequest) -> bool:
@@ -187,34 +161,6 @@ def _carry_request(error: BaseException, request: requests.PreparedRequest) -> N
         error.request = request
 
 
-# Per brace refusal class, its twin that is also a requests.RequestException (built once).
-_AS_REQUESTS: dict[type[BraceError], type[Any]] = {}
-
-
-def _as_requests_error(refusal: BraceError, request: requests.PreparedRequest) -> Exception:
-    """``refusal`` as an instance of its class that is also a ``requests.RequestException``.
-
-    ``except requests.RequestException`` catches an open breaker, a full bulkhead or a rate
-    limit like any failure to get a response, and ``except brace.CircuitOpenError`` still
-    does. The copy keeps the message, the attributes and the traceback; its ``request`` is
-    ``request``, its ``response`` None.
-    """
-    if isinstance(refusal, requests.RequestException):
-        return refusal  # converted already by a brace adapter inside this one
-    cls = type(refusal)
-    twin = _AS_REQUESTS.get(cls)
-    if twin is None:
-        twin = _AS_REQUESTS.setdefault(cls, type(cls.__name__, (cls, requests.RequestException), {
-            "__module__": "brace", "__qualname__": cls.__qualname__, "__doc__": cls.__doc__}))
-    error = OSError.__new__(twin)  # RequestException is an OSError: its layout
-    error.args = refusal.args
-    error.__dict__.update(refusal.__dict__)
-    error.request, error.response = request, None
-    caught = refusal.__traceback__
-    return error.with_traceback(  # type: ignore[no-any-return]
-        caught.tb_next if caught is not None else None)
-
-
 class RetryAdapter(HTTPAdapter):
     """A ``requests`` transport adapter that retries each request under a policy.
 
@@ -276,76 +222,55 @@ class RetryAdapter(HTTPAdapter):
         if unknown:
             raise TypeError(f"RetryAdapter got an unknown keyword argument "
                             f"{', '.join(map(repr, unknown))}: it takes {_SETTINGS}")
-        checked = _check_policy(policy)
-        if breaker is not _transport.PER_AUTHORITY and breaker is not None:
-            _validate.named(breaker, "breaker", (pybreaker.CircuitBreaker,),
-                            "a breaker name (non-empty str), a pybreaker.CircuitBreaker or "
-                            "None (no breaker)")
+        checked = _transport.check_client_policy(policy, _REFUSED)
+        _transport.check_breaker(breaker)
         super().__init__(pool_connections=pool_connections, pool_maxsize=pool_maxsize,
                          max_retries=0, pool_block=pool_block)
         self.policy = checked
         self.breaker = breaker
         self.propagate = web.propagate_setting(propagate)
-        self._paths: dict[tuple[str, Any, bool], _call.Path] = {}
-
-    def _path(self, label: str, once: bool) -> _call.Path:
-        # One call path per host label, breaker and body kind, built on first use; bounded
-        # (labels grow with the hosts a session talks to).
-        policy = self.policy
-        if self.breaker is not _transport.PER_AUTHORITY:
-            breaker = self.breaker
-        elif policy.breaker is not None:
-            breaker = policy.breaker
-        else:
-            breaker = _transport._authority_breaker(label)
-        key = (label, breaker, once)
-        path = self._paths.get(key)
-        if path is None:
-            if len(self._paths) >= _transport._MAX_PATHS:
-                self._paths.clear()
-            path = self._paths[key] = _call.Path(
-                policy, self._attempt, name=label, label=label, breaker=breaker,
-                discard=_discard, with_call=True, attempt_timeouts=False, hedge=False,
-                once=once)
-        return path
+        self._paths = _transport.ClientPaths(checked, self._attempt, breaker, _discard, False)
 
     def send(self, request: requests.PreparedRequest, stream: bool = False,
              timeout: Any = None, verify: Any = True, cert: Any = None,
              proxies: Any = None) -> requests.Response:
         """Send ``request``, retrying it as the policy says (``HTTPAdapter.send``'s arguments)."""
-        label = _describe(request)
         # A streamed body can be sent once only: one attempt, through every gate and under
         # the deadline, never resent.
         once = not _replayable(request)
-        path = self._path(label, once)
+        parts = urlsplit(request.url or "")  # cached by urllib for a URL seen before
+        # The authority as written, without userinfo (no credentials kept in a key).
+        key = (request.method, parts.scheme, parts.netloc.rpartition("@")[2], once)
+        path = self._paths.get(key)
+        if path is None:
+            path = self._paths.add(key, _transport.describe(
+                str(request.method), parts.scheme, parts.hostname or "", parts.port), once)
         call = path.begin()
         try:
             response: requests.Response = path.run(
                 (request, stream, timeout, verify, cert, proxies), {}, call)
         except BraceError as refusal:  # also a RequestException: except requests... sees it
-            raise _as_requests_error(refusal, request) from None
+            raise _transport.as_client_error(refusal, requests.RequestException,
+                                             request=request, response=None) from None
         except Exception as error:
             if once:
-                _transport._skipped(self.policy, label, error, None)
+                _transport._skipped(self.policy, path.label, error, None)
             raise
         if once:
-            _transport._skipped(self.policy, label, None, response)  # type: ignore[arg-type]
+            _transport._skipped(self.policy, path.label, None, response)
         # What the response says about how it was obtained (extensions["brace"] on httpx).
         # Given up on: retries ran out (the call went past its first attempt) or a brace
         # service below said so (a 5xx); a healthy call needs neither look.
         exhausted = (call.state is not None or response.status_code >= 500) and is_exhausted(
             response)
-        response.brace = {  # type: ignore[attr-defined]
-            "attempts": max(1, call.attempts), "elapsed_s": round(clock() - call.started, 6),
-            "exhausted": exhausted}
+        response.brace = _transport.report(call, exhausted)  # type: ignore[attr-defined]
         return response
 
     def _attempt(self, call: _call.Call, request: requests.PreparedRequest, stream: bool,
                  timeout: Any, verify: Any, cert: Any, proxies: Any) -> requests.Response:
         # One attempt: requests' timeout bounded by attempt_timeout and what the call has left.
         if self.propagate is not None:  # what is left of the deadline, and which attempt
-            for name, value in web.outbound(call.remaining(), call.attempts, self.propagate):
-                request.headers[name] = value
+            _transport.propagate_deadline(request.headers, call, self.propagate)
         try:
             response = HTTPAdapter.send(self, request, stream, bounded_timeout(
                 timeout, self.policy, call), verify, cert, proxies)

@@ -1,18 +1,22 @@
-"""httpx transports that send every request through a policy.
+"""httpx transports that send every request through a policy, and what brace's clients share.
 
 A transport is httpx's own extension point: wrapping ``HTTPTransport`` keeps connection
 pooling, proxies, TLS and HTTP/2 httpx's, and retries happen below redirects, auth and
 cookies, once per request. Each request takes the same call path as a decorated function
 (fast path, then tenacity; the breaker gate per attempt). Imported lazily, so
 ``import brace`` does not import httpx.
+
+requests' adapter (``_requests.py``) and aiohttp's middleware (``_aiohttp.py``) share this
+module's checks of a policy, request labels, per-authority breakers, call paths
+(``ClientPaths``), deadline headers, the ``brace`` report on responses, and the conversion of
+brace's refusals into the client library's errors (``as_client_error``).
 """
 
 from __future__ import annotations
 
-import itertools
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 import pybreaker
@@ -28,23 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["AsyncRetryTransport", "RetryTransport", "async_client", "client"]
 
 _TIMEOUT_KEYS = ("connect", "read", "write", "pool")
-
-
-def _check_policy(policy: object, name: str = "policy=", asynchronous: bool = True) -> Policy:
-    if policy is None:
-        return _config.presets["http"]  # type: ignore[no-any-return]
-    if isinstance(policy, type) or not hasattr(policy, "tenacity_kwargs"):
-        raise TypeError(f"{name} must be a brace.Policy (such as brace.http), got {policy!r}")
-    if not asynchronous and policy.hedge_after is not None:  # type: ignore[attr-defined]
-        raise TypeError(f"{name} has a hedge_after=, which races copies of a request: only "
-                        "the async transport can (policy.async_client(), "
-                        "brace.AsyncRetryTransport)")
-    if policy.fallback is not _config.NO_FALLBACK:  # type: ignore[attr-defined]
-        raise TypeError(f"{name} has a fallback=, which a transport cannot apply (it returns "
-                        "responses or raises httpx errors): decorate the function that calls "
-                        "the client with that policy, or drop it with "
-                        "policy.replace(fallback=brace.NO_FALLBACK)")
-    return policy  # type: ignore[return-value]
+_TIMEOUT_SET = frozenset(_TIMEOUT_KEYS)
 
 
 def _report(response: httpx.Response, call: _call.Call) -> None:
@@ -53,11 +41,7 @@ def _report(response: httpx.Response, call: _call.Call) -> None:
     # was made since the call began), or a 5xx marked so by a service downstream.
     exhausted = (response.status_code >= 500 or LAST_MARK[0] > call.mark) and \
         predicates.is_exhausted(response, after_mark=call.mark)
-    response.extensions["brace"] = {
-        "attempts": call.attempts or 1,
-        "elapsed_s": _events.seconds(clock() - call.started),  # Deadline.elapsed(), none made
-        "exhausted": exhausted,
-    }
+    response.extensions["brace"] = report(call, exhausted)
 
 
 def _deadline_error(request: httpx.Request, error: TimeoutError) -> httpx.TimeoutException:
@@ -67,31 +51,21 @@ def _deadline_error(request: httpx.Request, error: TimeoutError) -> httpx.Timeou
     return timeout
 
 
-def _describe(request: httpx.Request) -> str:
-    # What events (and metric labels) call this request: bounded, so method, scheme, host
-    # and port only, never a path or query (nor userinfo).
-    url = request.url
-    port = url.port
-    if port is None:
-        return f"{request.method} {url.scheme}://{url.host}"
-    return f"{request.method} {url.scheme}://{url.host}:{port}"
-
-
-def _skipped(policy: Policy, label: str, error: BaseException | None,
-             response: httpx.Response | None) -> None:
-    # A streamed body cannot be replayed: say so when the outcome would have been retried.
+def _skipped(policy: Policy, label: str, error: BaseException | None, response: Any) -> None:
+    # A streamed body cannot be replayed: say so when the outcome would have been retried
+    # (``response``: any client's).
     if policy._counts(error, response):
         outcome = tenacity.Future.construct(1, error if error is not None else response,
                                             error is not None)
         _events.retry_skipped(label, policy.preset, 1, outcome, "streamed_body")
 
 
-def _ended(policy: Policy, label: str, once: bool, call: _call.Call,
-           error: BaseException | None, response: httpx.Response | None) -> httpx.Response:
+def _ended(path: _call.Path, once: bool, call: _call.Call, error: BaseException | None,
+           response: httpx.Response | None) -> httpx.Response:
     # A request's end: a streamed body's outcome that would have been retried says why it
     # was not; a response says how it was obtained.
     if once:
-        _skipped(policy, label, error, response)
+        _skipped(path.policy, path.label, error, response)
     if response is not None:
         _report(response, call)
     return response  # type: ignore[return-value]  # None only when ``error`` is raised
@@ -102,14 +76,6 @@ def _replayable(request: httpx.Request) -> bool:
     return isinstance(request.stream, httpx.ByteStream)
 
 
-def _propagate(request: httpx.Request, call: _call.Call, names: tuple[str, str]) -> None:
-    # The attempt's Brace-Deadline-Ms and Brace-Attempt (or the names given): brace.web
-    # downstream runs the request under what is left of this call's deadline.
-    headers = request.headers
-    for name, value in web.outbound(call.remaining(), call.attempts, names):
-        headers[name] = value
-
-
 def _bound_timeouts(request: httpx.Request, policy: Policy, original: Any,
                     call: _call.Call) -> None:
     """Give this attempt at most attempt_timeout and what is left of the deadline."""
@@ -118,19 +84,15 @@ def _bound_timeouts(request: httpx.Request, policy: Policy, original: Any,
         left = 0.001
     cap = policy.attempt_timeout
     limit = cap if cap is not None and cap <= left else left  # min(cap, left)
-    if type(original) is dict and len(original) == 4:
+    if type(original) is dict and request.extensions.get("timeout") is original:
         # httpx's own four timeouts, still on the request and each within the limit: nothing
         # to bound (the common case: a client's timeouts are shorter than a deadline).
-        given: dict[str, Any] = original
-        connect, read, write, pool = (given.get("connect"), given.get("read"),
-                                      given.get("write"), given.get("pool"))
-        if (connect is not None and read is not None and write is not None
-                and pool is not None and request.extensions.get("timeout") is given):
-            try:
-                if max(connect, read, write, pool) <= limit:
-                    return
-            except TypeError:  # not numbers: converted below, as any other value
-                pass
+        given = cast("dict[str, Any]", original)
+        try:
+            if max(given.values()) <= limit and given.keys() == _TIMEOUT_SET:
+                return
+        except (TypeError, ValueError):  # a None (no timeout), not numbers, or none at all:
+            pass  # converted below, as any other value
     base = original if isinstance(original, dict) else {}
     timeout = {key: limit if (value := base.get(key)) is None else min(float(value), limit)
                for key in _TIMEOUT_KEYS}
@@ -216,35 +178,9 @@ async def _abuffer(response: httpx.Response) -> httpx.Response:
     return _rebuilt(response, raw)
 
 
-# Per brace refusal class, its twin that is also an httpx.TransportError (built once).
-_AS_HTTPX: dict[type[BraceError], type[Any]] = {}
-
-
 def _as_httpx_error(refusal: BraceError, request: httpx.Request) -> Exception:
-    """``refusal`` as an instance of its class that is also an ``httpx.TransportError``.
-
-    Out of brace's transports a refusal (open breaker, full bulkhead, rate limit) must be
-    caught by ``except httpx.HTTPError`` like any failure to get a response, and stay the
-    brace exception (``except brace.CircuitOpenError``). The copy keeps the message, the
-    attributes (``breaker``, ``remaining_s``, the exhaustion mark) and the traceback; its
-    ``request`` is ``request``. ``__init__`` is not run again: the refusal's own arguments
-    are not its ``args``.
-    """
-    if isinstance(refusal, httpx.TransportError):
-        return refusal  # a brace transport inside another one converted it already
-    cls = type(refusal)
-    twin = _AS_HTTPX.get(cls)
-    if twin is None:
-        twin = _AS_HTTPX.setdefault(cls, type(cls.__name__, (cls, httpx.TransportError), {
-            "__module__": "brace", "__qualname__": cls.__qualname__, "__doc__": cls.__doc__}))
-    error = BaseException.__new__(twin)
-    error.args = refusal.args
-    error.__dict__.update(refusal.__dict__)
-    error.request = request
-    # The traceback from below the transport's frame, which re-raising adds again.
-    caught = refusal.__traceback__
-    return error.with_traceback(  # type: ignore[no-any-return]
-        caught.tb_next if caught is not None else None)
+    """``refusal`` as an ``httpx.TransportError`` too (``as_client_error``), of ``request``."""
+    return as_client_error(refusal, httpx.TransportError, request=request)
 
 
 def _attach(request: httpx.Request, outcome: httpx.Response | BaseException) -> None:
@@ -282,8 +218,125 @@ def _unattached(response: httpx.Response) -> bool:
     return False
 
 
-# Call paths a transport keeps (one per policy, host label and breaker) before starting over.
-_MAX_PATHS = 256
+# -- what brace's clients share: these transports, requests' adapter, aiohttp's middleware --
+
+# Each setting a client may refuse, and its value when not set.
+_NOT_SET: dict[str, Any] = {"hedge_after": None, "fallback": _config.NO_FALLBACK, "chaos": None}
+#: ``hedge_after=`` refused by a sync client: only the async httpx transport races copies.
+SYNC_HEDGE = ("hedge_after", "which races copies of a request: only the async transport can "
+              "(policy.async_client(), brace.AsyncRetryTransport)")
+
+
+def no_fallback(client: str, errors: str, caller: str = "sends the request") -> tuple[str, str]:
+    """``fallback=`` refused by ``client``, which returns responses or raises ``errors``."""
+    return ("fallback", f"which {client} cannot apply (it returns responses or raises "
+                        f"{errors}): decorate the function that {caller} with that policy, or "
+                        "drop it with policy.replace(fallback=brace.NO_FALLBACK)")
+
+
+def no_chaos(client: str) -> tuple[str, str]:
+    """``chaos=`` refused by ``client``, which does not inject it."""
+    return ("chaos", f"which {client} does not inject: decorate the function that sends the "
+                     "request with that policy")
+
+
+def check_client_policy(policy: object, refused: Iterable[tuple[str, str]] = (),
+                        name: str = "policy=") -> Policy:
+    """``policy`` as a client takes it: ``brace.http`` for None, else a Policy.
+
+    Raises:
+        TypeError: ``policy`` is not a Policy, or sets one of ``refused``: pairs of a
+            setting the client cannot honour (``"hedge_after"``, ``"fallback"``,
+            ``"chaos"``) and why, checked in their order; the message is
+            ``f"{name} has a {setting}=, {why}"``.
+    """
+    if policy is None:
+        return _config.presets["http"]  # type: ignore[no-any-return]
+    if isinstance(policy, type) or not hasattr(policy, "tenacity_kwargs"):
+        raise TypeError(f"{name} must be a brace.Policy (such as brace.http), got {policy!r}")
+    for setting, why in refused:
+        if getattr(policy, setting) is not _NOT_SET[setting]:
+            raise TypeError(f"{name} has a {setting}=, {why}")
+    return policy  # type: ignore[return-value]
+
+
+def check_breaker(breaker: Any) -> None:
+    """Refuse a ``breaker=`` that is not PER_AUTHORITY, a name, a breaker object or None."""
+    if breaker is not PER_AUTHORITY and breaker is not None:
+        _validate.named(breaker, "breaker", (pybreaker.CircuitBreaker,),
+                        "a breaker name (non-empty str), a pybreaker.CircuitBreaker or "
+                        "None (no breaker)")
+
+
+# A label names the port only when it is not the scheme's default.
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def describe(method: str, scheme: str, host: str, port: int | None) -> str:
+    """What events, metric labels and per-authority breakers call a request.
+
+    ``METHOD scheme://host[:port]``: bounded, so never a path, a query or userinfo, and the
+    same whichever client sends it (one authority, one breaker).
+    """
+    if port is None or _DEFAULT_PORTS.get(scheme) == port:
+        return f"{method} {scheme}://{host}"
+    return f"{method} {scheme}://{host}:{port}"
+
+
+# Per brace refusal class and client error class, their twin (built once).
+_TWINS: dict[tuple[type[BraceError], type[Exception]], type[Any]] = {}
+
+
+def as_client_error(refusal: BraceError, base: type[Exception], **attributes: Any) -> Exception:
+    """``refusal`` as an instance of its class that is also a ``base``, the client's error.
+
+    Out of a brace client a refusal (open breaker, full bulkhead, rate limit) must be caught
+    by the client library's own ``except`` (``httpx.HTTPError``, ``requests.RequestException``,
+    ``aiohttp.ClientError``) like any failure to get a response, and stay the brace
+    exception (``except brace.CircuitOpenError``). The copy keeps the message, the
+    attributes (``breaker``, ``remaining_s``, the exhaustion mark) and the traceback, and
+    gets ``attributes`` (the request it refused). ``__init__`` is not run again: the
+    refusal's own arguments are not its ``args``. A refusal that is a ``base`` already (a
+    brace client inside another converted it) is returned as it is.
+    """
+    if isinstance(refusal, base):
+        return refusal
+    cls = type(refusal)
+    twin = _TWINS.get((cls, base))
+    if twin is None:
+        twin = _TWINS.setdefault((cls, base), type(cls.__name__, (cls, base), {
+            "__module__": "brace", "__qualname__": cls.__qualname__, "__doc__": cls.__doc__}))
+    error: Exception = base.__new__(twin)  # the base's layout (requests': an OSError's)
+    error.args = refusal.args
+    error.__dict__.update(refusal.__dict__)
+    for name, value in attributes.items():
+        setattr(error, name, value)
+    # The traceback from below the client's frame, which re-raising adds again.
+    caught = refusal.__traceback__
+    return error.with_traceback(caught.tb_next if caught is not None else None)
+
+
+def propagate_deadline(headers: Any, call: _call.Call, names: tuple[str, str]) -> None:
+    """Set the attempt's Brace-Deadline-Ms and Brace-Attempt (or ``names``) in ``headers``.
+
+    brace.web downstream then runs the request under what is left of this call's deadline.
+    """
+    (left_name, left), (attempt_name, attempt) = web.outbound(call.remaining(), call.attempts,
+                                                              names)
+    headers[left_name] = left
+    headers[attempt_name] = attempt
+
+
+def report(call: _call.Call, exhausted: bool) -> dict[str, Any]:
+    """How a response was obtained: ``{"attempts": int, "elapsed_s": float, "exhausted": bool}``.
+
+    Every brace client's response carries it (``response.extensions["brace"]`` on httpx,
+    ``response.brace`` on requests and aiohttp).
+    """
+    return {"attempts": call.attempts or 1,
+            "elapsed_s": _events.seconds(clock() - call.started),  # Deadline.elapsed()
+            "exhausted": exhausted}
+
 
 #: The per-authority breakers brace's clients open by default: Polly's standard HTTP
 #: handler's settings (failure ratio 10 % of at least 100 calls in 30 s, break 5 s).
@@ -292,9 +345,11 @@ AUTHORITY_BREAKER: dict[str, Any] = {"failure_ratio": 0.1, "min_calls": 100, "wi
 #: Per-authority breakers kept at most, process-wide; beyond, the least recently used
 #: closed ones are forgotten (a client that talks to ever-new hosts stays bounded).
 MAX_AUTHORITY_BREAKERS = 1000
-_authorities: dict[str, int] = {}  # breaker name -> when last used (a tick)
-_ticks = itertools.count()
+_authorities: dict[str, int] = {}  # breaker name -> the generation it was last used in
 _authorities_lock = threading.Lock()
+# Bumped by each per-authority breaker made: "recently used" counts in these. A request to
+# a known authority while none is made writes nothing (its client remembers the generation).
+_generation = [0]
 #: ``breaker=`` not given: the policy's breaker, else one per authority.
 PER_AUTHORITY: Any = type("PerAuthority", (), {"__repr__": lambda self: "PER_AUTHORITY"})()
 
@@ -302,13 +357,26 @@ PER_AUTHORITY: Any = type("PerAuthority", (), {"__repr__": lambda self: "PER_AUT
 def _authority_breaker(label: str) -> str:
     """The per-authority breaker of ``label`` ("GET https://host:port"), made on first use."""
     name = label.partition(" ")[2]  # scheme://host[:port]: no path, no userinfo
-    _authorities[name] = next(_ticks)  # atomic under the GIL: no lock on the healthy path
-    if name not in _breakers.registry:  # new, evicted, or forgotten by reset_breakers()
+    _keep(name)
+    return name
+
+
+def _keep(name: str) -> _breakers.Gate | None:
+    """Mark the breaker ``name`` used now, making it when new, evicted or forgotten.
+
+    Returns its gate (None if it was forgotten again at once).
+    """
+    _authorities[name] = _generation[0]  # atomic under the GIL: no lock when it exists
+    gate = _breakers.registry.get(name)
+    if gate is None:
         with _authorities_lock:
             _breakers.breaker(name, **AUTHORITY_BREAKER)
+            _generation[0] += 1
+            _authorities[name] = _generation[0]
             if len(_authorities) > MAX_AUTHORITY_BREAKERS:
                 _evict()
-    return name
+        gate = _breakers.registry.get(name)
+    return gate
 
 
 def _evict() -> None:
@@ -331,24 +399,114 @@ def authority_breakers() -> int:
     return len(_authorities)
 
 
+# Call paths a client keeps (one per authority and kind of request) before starting over.
+_MAX_PATHS = 256
+
+
+class _Entry:
+    # One kind of request's call path and, with per-authority breakers, the authority's
+    # breaker: its name, its gate and the generation it was last marked used in.
+    __slots__ = ("authority", "gate", "generation", "path")
+
+    def __init__(self, path: _call.Path, authority: str | None) -> None:
+        self.path = path
+        self.authority = authority
+        self.gate: _breakers.Gate | None = None
+        self.generation = -1
+
+
+class ClientPaths:
+    """The call paths of one client's requests under one policy, built on first use.
+
+    One per kind of request: a key the client makes of a request's method, authority, body
+    kind and whether it may hedge, cheaper than the label ``describe`` makes. Bounded: keys
+    grow with the hosts a client talks to. The breaker is the client's ``breaker=``, else
+    the policy's, else one per authority (``AUTHORITY_BREAKER``), which a request to a
+    known authority finds without the process-wide bookkeeping: its entry remembers the
+    breaker's gate and when it was last marked used.
+    """
+
+    __slots__ = ("_entries", "asynchronous", "breaker", "discard", "fn", "per_authority",
+                 "policy")
+
+    def __init__(self, policy: Policy, attempt: Callable[..., Any], breaker: Any,
+                 discard: Callable[[Any], Any], asynchronous: bool) -> None:
+        self.policy = policy
+        # brace.testing.chaos, when set, strikes inside each attempt (the httpx clients').
+        self.fn = attempt if policy.chaos is None else policy.chaos.wrap(attempt)
+        if breaker is PER_AUTHORITY:
+            breaker = policy.breaker
+            self.per_authority = breaker is None
+        else:
+            self.per_authority = False
+        self.breaker = breaker
+        self.discard = discard
+        self.asynchronous = asynchronous
+        self._entries: dict[Any, _Entry] = {}
+
+    def get(self, key: Any) -> _call.Path | None:
+        """The call path of requests of ``key``, or None: none yet (``add`` it)."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        authority = entry.authority
+        if authority is not None and (entry.generation != _generation[0] or
+                                      _breakers.registry.get(authority) is not entry.gate):
+            # Breakers were made since this one was marked used (it may be the least recently
+            # used), or it was forgotten (evicted, brace.forget, reset_breakers()).
+            entry.gate, entry.generation = _keep(authority), _generation[0]
+        return entry.path
+
+    def add(self, key: Any, label: str, once: bool, hedge: bool = False) -> _call.Path:
+        """Build the call path of requests of ``key``, called ``label``, and keep it."""
+        entries = self._entries
+        if len(entries) >= _MAX_PATHS:
+            entries.clear()
+        breaker = self.breaker
+        authority = None
+        if self.per_authority:
+            breaker = authority = label.partition(" ")[2]  # scheme://host[:port]
+        # attempt_timeouts=False: each client bounds an attempt itself (httpx's timeouts,
+        # requests' timeout=, the aiohttp middleware's own watchdog), so an attempt cut off
+        # raises the client's error, carrying its request (a POST cut off is never resent).
+        path = _call.Path(
+            self.policy, self.fn, name=label, label=label, breaker=breaker,
+            discard=self.discard, with_call=True, attempt_timeouts=False, hedge=hedge,
+            asynchronous=self.asynchronous, once=once)
+        entry = entries[key] = _Entry(path, authority)
+        if authority is not None:
+            entry.gate, entry.generation = _keep(authority), _generation[0]
+        return path
+
+
+# -- the httpx transports ------------------------------------------------------------------
+
+#: What each httpx transport refuses of a policy (the async one hedges).
+_SYNC_REFUSED = (SYNC_HEDGE, no_fallback("a transport", "httpx errors", "calls the client"))
+_ASYNC_REFUSED = _SYNC_REFUSED[1:]
+
+
 class _Base:
     asynchronous = True
+    _refused: tuple[tuple[str, str], ...] = _ASYNC_REFUSED
     _attempt: Callable[..., Any]
 
     def __init__(self, policy: Policy | None, breaker: Any,
                  propagate: tuple[str, str] | None = web.PROPAGATE) -> None:
-        self.policy = _check_policy(policy, asynchronous=self.asynchronous)
+        self.policy = check_client_policy(policy, self._refused)
         # The headers every attempt sends downstream (brace.web reads them).
         self.propagate = web.propagate_setting(propagate)
-        if breaker is not PER_AUTHORITY and breaker is not None:
-            _validate.named(breaker, "breaker", (pybreaker.CircuitBreaker,),
-                            "a breaker name (non-empty str), a pybreaker.CircuitBreaker or "
-                            "None (no breaker)")
+        check_breaker(breaker)
         self.breaker = breaker
-        self._paths: dict[tuple[Any, ...], _call.Path] = {}
-        self._own_paths: dict[tuple[Any, ...], _call.Path] = {}
+        self._paths = self._paths_of(self.policy)
+        # Per-request policies' paths (extensions={"brace": policy}), known by value.
+        self._other_paths: dict[Policy, ClientPaths] = {}
         # The llm preset's clients watch for an SDK resending through them (once).
         self._watch_sdk = self.policy.preset == "llm"
+
+    def _paths_of(self, policy: Policy) -> ClientPaths:
+        return ClientPaths(policy, self._attempt, self.breaker,
+                           _adiscard if self.asynchronous else _discard, self.asynchronous)
 
     def _layered(self, request: httpx.Request, policy: Policy, label: str) -> None:
         # The SDK above resends what brace gave up on: attempts multiply. Said once.
@@ -358,44 +516,32 @@ class _Base:
             _events.retry_layered(label, policy.preset, retried,
                                   "max_retries=0 on the SDK client (brace retries)")
 
-    def _policy_for(self, request: httpx.Request) -> Policy:
-        # extensions={"brace": policy} replaces the transport's policy for one request.
+    def _path(self, request: httpx.Request, once: bool) -> _call.Path:
+        # The request's call path. extensions={"brace": policy} replaces the transport's
+        # policy for one request; the transport's own is known by identity (hashing a Policy
+        # hashes all its settings).
         chosen = request.extensions.get("brace")
-        if chosen is None:
-            return self.policy
-        return _check_policy(chosen, 'extensions["brace"]', self.asynchronous)
-
-    def _path(self, policy: Policy, label: str, breaker: Any, hedge: bool,
-              once: bool = False) -> _call.Path:
-        # One call path per policy, breaker and label, built on first use. Bounded: per-host
-        # breakers and labels grow with the hosts a client talks to. The transport's own
-        # policy is known by identity (hashing a Policy hashes every one of its settings);
-        # a request's own (extensions={"brace": ...}) by value.
-        if policy is self.policy:
-            paths: dict[tuple[Any, ...], _call.Path] = self._own_paths
-            key: tuple[Any, ...] = (label, breaker, hedge, once)
-        else:
-            paths, key = self._paths, (policy, label, breaker, hedge, once)
+        paths = self._paths if chosen is None else self._chosen(chosen)
+        # Hedged: a request that is safe to resend, when the policy hedges (async only).
+        hedge = (self.asynchronous and paths.policy.hedge_after is not None
+                 and predicates.is_idempotent_request(request))
+        url = request.url
+        key = (request.method, url.scheme, url.host, url.port, once, hedge)
         path = paths.get(key)
         if path is None:
-            if len(paths) >= _MAX_PATHS:
-                paths.clear()
-            path = paths[key] = _call.Path(
-                # brace.testing.chaos, when set, strikes inside each attempt.
-                policy, self._attempt if policy.chaos is None else policy.chaos.wrap(
-                    self._attempt), name=label, label=label, breaker=breaker,
-                discard=_adiscard if self.asynchronous else _discard, with_call=True,
-                attempt_timeouts=False, hedge=hedge, asynchronous=self.asynchronous,
-                once=once)
+            path = paths.add(key, describe(*key[:4]), once, hedge)
+        if self._watch_sdk:
+            self._layered(request, path.policy, path.label)
         return path
 
-    def _breaker_for(self, label: str, policy: Policy) -> Any:
-        # breaker= on the client wins; else the policy's; else one per authority.
-        if self.breaker is not PER_AUTHORITY:
-            return self.breaker
-        if policy.breaker is not None:
-            return policy.breaker
-        return _authority_breaker(label)
+    def _chosen(self, chosen: object) -> ClientPaths:
+        policy = check_client_policy(chosen, self._refused, 'extensions["brace"]')
+        paths = self._other_paths.get(policy)
+        if paths is None:
+            if len(self._other_paths) >= _MAX_PATHS:
+                self._other_paths.clear()
+            paths = self._other_paths[policy] = self._paths_of(policy)
+        return paths
 
 
 class RetryTransport(_Base, httpx.BaseTransport):
@@ -433,6 +579,7 @@ class RetryTransport(_Base, httpx.BaseTransport):
 
     __module__ = "brace"
     asynchronous = False
+    _refused = _SYNC_REFUSED
 
     def __init__(self, policy: Policy | None = None, transport: httpx.BaseTransport | None = None,
                  *, breaker: Any = PER_AUTHORITY,
@@ -451,32 +598,28 @@ class RetryTransport(_Base, httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request``, retrying it as the policy says."""
-        policy = self._policy_for(request)
-        label = _describe(request)
-        if self._watch_sdk:
-            self._layered(request, policy, label)
-        original = request.extensions.get("timeout")
         # A streamed body can be sent once only: one attempt, through every gate and under
         # the deadline, never resent. A retried response is closed by the call path,
         # freeing its connection.
         once = not _replayable(request)
-        path = self._path(policy, label, self._breaker_for(label, policy), True, once)
+        path = self._path(request, once)
         call = path.begin()
         try:
-            response: httpx.Response = path.run((request, original, policy), {}, call)
+            response: httpx.Response = path.run(
+                (request, request.extensions.get("timeout"), path.policy), {}, call)
         except BraceError as refusal:  # also an httpx error, so except httpx.HTTPError sees it
             raise _as_httpx_error(refusal, request) from None
         except Exception as error:
-            _ended(policy, label, once, call, error, None)
+            _ended(path, once, call, error, None)
             raise
-        return _ended(policy, label, once, call, None, response)
+        return _ended(path, once, call, None, response)
 
     def _attempt(self, call: _call.Call, request: httpx.Request, original: Any,
                  policy: Policy) -> httpx.Response:
         # One attempt: its timeouts bounded by attempt_timeout and what is left of the call.
         _bound_timeouts(request, policy, original, call)
         if self.propagate is not None:  # what is left of the deadline, and which attempt
-            _propagate(request, call, self.propagate)
+            propagate_deadline(request.headers, call, self.propagate)
         return self._send(request, call)
 
     def close(self) -> None:
@@ -515,38 +658,32 @@ class AsyncRetryTransport(_Base, httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request``, retrying it as the policy says."""
-        policy = self._policy_for(request)
-        label = _describe(request)
-        if self._watch_sdk:
-            self._layered(request, policy, label)
-        original = request.extensions.get("timeout")
         # The deadline also cuts an attempt off in flight (httpx's timeouts are per read, and
         # a request waiting for a pooled connection or a slow server can outlive them);
         # attempt_timeout stays httpx's own timeout, so the caller sees httpx's errors.
         # Retried responses, and those of hedges that lost, are closed by the call path. A
         # streamed body is sent once, through every gate and under the deadline.
         once = not _replayable(request)
-        hedge = policy.hedge_after is not None and predicates.is_idempotent_request(request)
-        path = self._path(policy, label, self._breaker_for(label, policy), hedge, once)
+        path = self._path(request, once)
         call = path.begin()
         try:
             try:
-                response: httpx.Response = await path.arun(call, (request, original, policy),
-                                                           {})
+                response: httpx.Response = await path.arun(
+                    call, (request, request.extensions.get("timeout"), path.policy), {})
             except TimeoutError as error:
                 raise _deadline_error(request, error) from error
             except BraceError as refusal:
                 raise _as_httpx_error(refusal, request) from None
         except Exception as error:
-            _ended(policy, label, once, call, error, None)
+            _ended(path, once, call, error, None)
             raise
-        return _ended(policy, label, once, call, None, response)
+        return _ended(path, once, call, None, response)
 
     async def _attempt(self, call: _call.Call, request: httpx.Request, original: Any,
                        policy: Policy) -> httpx.Response:
         _bound_timeouts(request, policy, original, call)
         if self.propagate is not None:  # what is left of the deadline, and which attempt
-            _propagate(request, call, self.propagate)
+            propagate_deadline(request.headers, call, self.propagate)
         return await self._send(request)
 
     async def aclose(self) -> None:
