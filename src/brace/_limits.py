@@ -475,11 +475,14 @@ class _Cubic:
             return
         self.fresh = True
         grown = _CUBIC_C * (now - self.cut_at - self.k) ** 3 + self.w_max
-        accepted = self._accepted_per_s(now)
-        # Growth stops at twice what was accepted (never below the rate now: a limiter's
-        # window emptied by the cut's own throttling answers is no reason to cut again).
-        cap = max(2 * accepted, self.rate) if accepted >= 1 else self.ceiling
-        self.rate = max(min(_MIN_RATE, self.ceiling), min(self.ceiling, grown, cap))
+        if grown > self.rate:  # the cap matters only to growth: counted only then
+            accepted = self._accepted_per_s(now)
+            # Growth stops at twice what was accepted (never below the rate now: a
+            # limiter's window emptied by the cut's own throttling answers is no reason to
+            # cut again).
+            if accepted >= 1:
+                grown = min(grown, max(2 * accepted, self.rate))
+        self.rate = max(min(_MIN_RATE, self.ceiling), min(self.ceiling, grown))
 
 
 class RateLimit:
