@@ -1,6 +1,9 @@
 """A separate OS process calling through a Redis-shared rate limit for 2 s; prints one JSON
 line with how many calls got through.
 
+It prints ``ready`` once set up and starts when a line arrives on stdin, so that every
+worker's 2 s are the same 2 s.
+
 Usage: ``python rate_worker.py REDIS_URL NAME``
 """
 
@@ -16,6 +19,8 @@ import brace
 def main(url: str, name: str) -> dict[str, int]:
     brace.rate_limit(name, per_s=20, burst=1, redis_url=url)
     limited = brace.network(attempts=1, deadline=5, rate_limit=name)(lambda: "ok")
+    print("ready", flush=True)
+    sys.stdin.readline()
     calls = 0
     started = time.monotonic()
     while time.monotonic() - started < 2.0:  # bounded: 2 s of calls

@@ -217,16 +217,21 @@ def test_serialization_failure_reruns_the_transaction_psycopg_async(pg: Any) -> 
 # --- (b) a real deadlock -------------------------------------------------------------------
 # t1 moves 10 from 1 to 2, t2 moves 20 from 2 to 1; each locks its source row, both wait at
 # the barrier, then each asks for the other's row. PostgreSQL (deadlock_timeout 50 ms) aborts
-# one with 40P01; brace re-runs it once the other has committed.
+# one with 40P01; brace re-runs it once the other has committed. The retry waits for that
+# commit explicitly: PostgreSQL does not hand a released row lock to its waiter, so an
+# immediate retry (no_waits) can take the row first and deadlock again on a loaded machine.
 
 
 def test_deadlock_is_retried_psycopg(pg: Any) -> None:
     both_locked = threading.Barrier(2, timeout=SYNC_WAIT_S)
+    committed = threading.Event()
     calls: collections.Counter[str] = collections.Counter()
 
     @brace.database(**FAST)
     def transfer(name: str, src: int, dst: int, amount: int) -> None:
         calls[name] += 1
+        if calls[name] > 1:
+            assert committed.wait(SYNC_WAIT_S)
         with open_sync(pg) as conn, conn.transaction():
             conn.execute("UPDATE accounts SET balance = balance - %s WHERE id = %s",
                          (amount, src))
@@ -234,6 +239,7 @@ def test_deadlock_is_retried_psycopg(pg: Any) -> None:
                 both_locked.wait()
             conn.execute("UPDATE accounts SET balance = balance + %s WHERE id = %s",
                          (amount, dst))
+        committed.set()
 
     with no_waits(), capture_logs() as logs:
         in_threads(lambda: transfer("t1", 1, 2, 10), lambda: transfer("t2", 2, 1, 20))
@@ -249,10 +255,13 @@ def test_deadlock_is_retried_asyncpg(pg: Any) -> None:
 
     async def scenario() -> None:
         both_locked = AsyncBarrier(2)
+        committed = asyncio.Event()
 
         @brace.database(**FAST)
         async def transfer(name: str, src: int, dst: int, amount: int) -> None:
             calls[name] += 1
+            if calls[name] > 1:
+                await asyncio.wait_for(committed.wait(), SYNC_WAIT_S)
             conn = await open_asyncpg(pg)
             try:
                 async with conn.transaction():
@@ -262,6 +271,7 @@ def test_deadlock_is_retried_asyncpg(pg: Any) -> None:
                         await both_locked.wait()
                     await conn.execute(
                         "UPDATE accounts SET balance = balance + $1 WHERE id = $2", amount, dst)
+                committed.set()
             finally:
                 await conn.close()
 
@@ -281,17 +291,21 @@ def test_deadlock_is_retried_sqlalchemy_session(pg: Any) -> None:
     engine = sqlalchemy.create_engine(pg.url(scheme="postgresql+psycopg"),
                                       connect_args={"options": "-c lock_timeout=10s"})
     both_locked = threading.Barrier(2, timeout=SYNC_WAIT_S)
+    committed = threading.Event()
     calls: collections.Counter[str] = collections.Counter()
     update = sqlalchemy.text("UPDATE accounts SET balance = balance + :delta WHERE id = :id")
 
     @brace.database(**FAST)
     def transfer(name: str, src: int, dst: int, amount: int) -> None:
         calls[name] += 1
+        if calls[name] > 1:
+            assert committed.wait(SYNC_WAIT_S)
         with Session(engine) as session, session.begin():
             session.execute(update, {"delta": -amount, "id": src})
             if calls[name] == 1:
                 both_locked.wait()
             session.execute(update, {"delta": amount, "id": dst})
+        committed.set()
 
     try:
         with no_waits(), capture_logs() as logs:

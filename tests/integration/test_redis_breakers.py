@@ -89,13 +89,26 @@ def run_worker(url: str, name: str, mode: str) -> dict[str, Any]:
 
 
 def run_workers(script: str, argvs: list[list[str]],
-                started: Callable[[], None] | None = None) -> list[dict[str, Any]]:
-    """Run one worker process per argv at once; return each one's JSON line."""
+                started: Callable[[], None] | None = None,
+                together: bool = False) -> list[dict[str, Any]]:
+    """Run one worker process per argv at once; return each one's JSON line.
+
+    With ``together``, each worker prints ``ready`` once set up and waits for a line on
+    stdin; all are released at once, so their measured intervals coincide.
+    """
     env = {k: v for k, v in os.environ.items() if k != "BRACE_ACTIVE"}
     workers = [subprocess.Popen([sys.executable, str(WORKER.with_name(script)), *argv],
+                                stdin=subprocess.PIPE if together else None,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env=env) for argv in argvs]
     try:
+        if together:
+            for worker in workers:
+                assert worker.stdout is not None and worker.stdout.readline() == "ready\n"
+            for worker in workers:
+                assert worker.stdin is not None
+                worker.stdin.write("go\n")
+                worker.stdin.flush()
         if started is not None:
             started()
         return [json.loads(worker.communicate(timeout=60)[0].strip().splitlines()[-1])
@@ -612,7 +625,8 @@ def test_the_cli_shows_a_ratio_breakers_current_ratio(
 
 
 def test_two_processes_share_one_rate_limit(redis_server: Any, breaker_name: str) -> None:
-    results = run_workers("rate_worker.py", [[redis_server.url, breaker_name]] * 2)
+    results = run_workers("rate_worker.py", [[redis_server.url, breaker_name]] * 2,
+                          together=True)
     total = sum(r["calls"] for r in results)
     # 20 a second for 2 s between them (plus the one a call may be waiting for at the end),
     # within 10 %; per-process limits would have let through twice as many.
