@@ -626,21 +626,30 @@ class Path:
         """Run ``call`` of the sync function; raise its last error when it gives up.
 
         ``gate`` set: the first attempt already ran on the healthy path (through that gate,
-        or none when True) and ended in ``error`` or ``value``.
+        or none when True) and ended in ``error`` or ``value``. Otherwise (the transports)
+        the first attempt takes the healthy path here when it can.
         """
+        if gate is None:
+            expired = call.expired()
+            if expired is not None:
+                raise expired
+            healthy = self.healthy()
+            slot = self.take_now() if healthy and self.limited else True
+            if healthy and slot:
+                done, error, value = self._first_healthy(call, args, kwargs, healthy, slot)
+                if done:
+                    return value
+                gate = healthy
+            else:  # the first attempt passes the gates, waiting as it must
+                outcome = self.attempt(call, args, kwargs)
+                if self.done_at_once(call, outcome):
+                    return outcome.value
         if gate is not None:
             call.attempts = 1
             outcome = self.settle(call, None if gate is True else gate,  # type: ignore[arg-type]
                                   False, call.started, error, value)
             if outcome.kind is Kind.CANCELLED:
                 raise outcome.error  # type: ignore[misc]
-        else:
-            expired = call.expired()
-            if expired is not None:
-                raise expired
-            outcome = self.attempt(call, args, kwargs)
-            if self.done_at_once(call, outcome):
-                return outcome.value
         while _state.active and not self.once:
             wait = self.next_sleep(call, outcome, args, kwargs)
             if wait is None:
@@ -658,6 +667,34 @@ class Path:
                 gave_up()  # a breaker, budget or limit refused the dependency: brace.web says so
             raise _trimmed(last)
         return outcome.value
+
+    def _first_healthy(self, call: Call, args: Any, kwargs: Any, gate: Gate | bool,
+                       slot: _limits.Bulkhead | bool) -> tuple[bool, BaseException | None, Any]:
+        # The first attempt on the healthy path (``healthy`` and ``take_now`` let it go
+        # straight on, holding ``slot``), as ``entry`` runs it: True and the value for a
+        # plain success, which only a failure-ratio window and the learning gates count;
+        # else False and the error or value for ``settle`` to judge.
+        call.attempts = 1
+        fn = self.fn
+        try:
+            value = fn(call, *args, **kwargs) if self.with_call else fn(*args, **kwargs)
+        except BaseException as exc:
+            return False, exc, None
+        else:
+            check = self.check
+            if check is not None and check(value):
+                return False, None, value
+            if gate is not True:  # a failure-ratio breaker counts the call
+                counted = cast(Gate, gate).on_success
+                if counted is not None:
+                    counted(call.started + call.seconds)
+            if ADAPTIVE[0] and self.limited:
+                self.learn_success(slot, call.started)
+            self.succeeded(call)
+            return True, None, value
+        finally:
+            if slot is not True:
+                cast(_limits.Bulkhead, slot).release()
 
     def attempt(self, call: Call, args: Any, kwargs: Any) -> Outcome:
         """One sync attempt through breaker -> rate limit -> bulkhead -> the function."""
