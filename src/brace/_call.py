@@ -379,6 +379,23 @@ class Path:
         if slot is not True and slot.adaptive:  # type: ignore[union-attr]
             slot.sample(clock() - started, False)  # type: ignore[union-attr]
 
+    def plain_success(self, call: Call, gate: Gate | None, slot: _limits.Bulkhead | bool,
+                      started: float) -> None:
+        """A first attempt on the healthy path that simply succeeded: nothing to judge.
+
+        Only a failure-ratio breaker counts the call (``gate.on_success``), the gates that
+        learn do (``learn_success``), and the statistics say one attempt.
+        """
+        if gate is not None:
+            counted = gate.on_success
+            if counted is not None:
+                counted(call.started + call.seconds)
+        if ADAPTIVE[0] and self.limited:
+            self.learn_success(slot, started)
+        stats = self.stats  # as ``succeeded`` says
+        stats["start_time"], stats["attempt_number"] = call.started, 1
+        stats["idle_for"] = stats["delay_since_first_attempt"] = 0
+
     def gate(self) -> Gate | None:
         """The breaker's gate for this attempt, or None without a breaker."""
         breaker = self.breaker
@@ -684,13 +701,8 @@ class Path:
             check = self.check
             if check is not None and check(value):
                 return False, None, value
-            if gate is not True:  # a failure-ratio breaker counts the call
-                counted = cast(Gate, gate).on_success
-                if counted is not None:
-                    counted(call.started + call.seconds)
-            if ADAPTIVE[0] and self.limited:
-                self.learn_success(slot, call.started)
-            self.succeeded(call)
+            self.plain_success(call, None if gate is True else gate, slot,  # type: ignore[arg-type]
+                               call.started)
             return True, None, value
         finally:
             if slot is not True:
@@ -877,12 +889,7 @@ class Path:
         else:
             check = self.check
             if check is None or not check(value):
-                if gate is not None and gate.on_success is not None:
-                    # A failure-ratio breaker counts the call.
-                    gate.on_success(call.started + call.seconds)
-                if ADAPTIVE[0] and self.limited:
-                    self.learn_success(slot, started)
-                self.succeeded(call)  # a plain success: nothing else to judge or record
+                self.plain_success(call, gate, slot, started)
                 return Outcome(Kind.SUCCESS, None, value)
             first = self.settle(call, gate, False, started, None, value)
         return await self._loop(call, args, kwargs, first)

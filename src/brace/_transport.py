@@ -35,15 +35,6 @@ _TIMEOUT_KEYS = ("connect", "read", "write", "pool")
 _TIMEOUT_SET = frozenset(_TIMEOUT_KEYS)
 
 
-def _report(response: httpx.Response, call: _call.Call) -> None:
-    # What every response of a brace transport says about how it was obtained. Exhausted:
-    # marked by a policy that gave up on it during this call (none can have, unless a mark
-    # was made since the call began), or a 5xx marked so by a service downstream.
-    exhausted = (response.status_code >= 500 or LAST_MARK[0] > call.mark) and \
-        predicates.is_exhausted(response, after_mark=call.mark)
-    response.extensions["brace"] = report(call, exhausted)
-
-
 def _deadline_error(request: httpx.Request, error: TimeoutError) -> httpx.TimeoutException:
     # The deadline cut a request off in flight: say it the way httpx says timeouts.
     timeout = httpx.TimeoutException(str(error), request=request)
@@ -63,11 +54,15 @@ def _skipped(policy: Policy, label: str, error: BaseException | None, response: 
 def _ended(path: _call.Path, once: bool, call: _call.Call, error: BaseException | None,
            response: httpx.Response | None) -> httpx.Response:
     # A request's end: a streamed body's outcome that would have been retried says why it
-    # was not; a response says how it was obtained.
+    # was not; a response says how it was obtained (``report``). Exhausted: marked by a
+    # policy that gave up on it during this call (none can have, unless a mark was made
+    # since the call began), or a 5xx marked so by a service downstream.
     if once:
         _skipped(path.policy, path.label, error, response)
     if response is not None:
-        _report(response, call)
+        exhausted = (response.status_code >= 500 or LAST_MARK[0] > call.mark) and \
+            predicates.is_exhausted(response, after_mark=call.mark)
+        response.extensions["brace"] = report(call, exhausted)
     return response  # type: ignore[return-value]  # None only when ``error`` is raised
 
 
@@ -154,7 +149,7 @@ def _buffer(response: httpx.Response, call: _call.Call,
     # bounded by httpx's read timeout (cut to what was left of the deadline when the attempt
     # began); the call's deadline bounds the whole body: a trickle that keeps every read
     # within its timeout is cut off there (the async transport's watchdog does the same).
-    if response.is_stream_consumed or not _bufferable(response):
+    if not _bufferable(response):
         return response
     chunks = []
     try:
@@ -589,11 +584,14 @@ class RetryTransport(_Base, httpx.BaseTransport):
 
     def _send(self, request: httpx.Request, call: _call.Call) -> httpx.Response:
         try:
-            response = _buffer(self.transport.handle_request(request), call, request)
+            response = self.transport.handle_request(request)
+            if not response.is_stream_consumed:  # (read already: nothing to buffer)
+                response = _buffer(response, call, request)
         except BaseException as exc:
             _attach(request, exc)
             raise
-        _attach(request, response)
+        if _unattached(response):  # _attach, for a response
+            response.request = request
         return response
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -653,7 +651,8 @@ class AsyncRetryTransport(_Base, httpx.AsyncBaseTransport):
         except BaseException as exc:
             _attach(request, exc)
             raise
-        _attach(request, response)
+        if _unattached(response):  # _attach, for a response
+            response.request = request
         return response
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
