@@ -263,11 +263,15 @@ def _is_response(value: object) -> bool:
 
 
 def response_of(value: object) -> Any:
-    """The HTTP response a result or exception carries (anything with status and headers)."""
+    """The HTTP response a result or exception carries (anything with status and headers).
+
+    A builtin error (an OSError, a TimeoutError) or a plain value carries none.
+    """
+    if type(value).__module__ == "builtins":
+        return None
     if _is_response(value):
         return value
     response = getattr(value, "response", None)
-    # Most outcomes (a builtin error, a plain value) carry none: one attribute read more.
     return response if response is not None and _is_response(response) else None
 
 
@@ -478,6 +482,9 @@ def judged(policy: Any, error: BaseException | None, value: Any, mark: int | Non
         return Outcome(Kind.NOT_RETRIED, error, None, why="not_retryable")
     if policy.idempotent_only and not is_safe_to_resend(subject):
         return Outcome(Kind.NOT_RETRIED, error, value, failure=True, why="not_idempotent")
-    throttled = _throttled(subject, status_of(subject))
+    # A builtin error (an OSError, a TimeoutError) carries no status and is no client
+    # library's throttling error.
+    throttled = (type(subject).__module__ != "builtins"
+                 and _throttled(subject, status_of(subject)))
     return Outcome(Kind.RETRYABLE, error, value, failure=True,
                    why="throttled" if throttled else None)
