@@ -347,6 +347,68 @@ def test_once_structlog_is_configured_events_go_through_structlog() -> None:
     assert configured.stderr == ""  # not also through stdlib logging
 
 
+def test_events_follow_structlog_when_it_is_configured_again(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    import structlog
+
+    first, second = io.StringIO(), io.StringIO()
+
+    def failing(*args: Any, **kwargs: Any) -> None:  # fails once, then succeeds
+        brace.network(attempts=2)(make_flaky(1, ConnectionError("x")))(*args, **kwargs)
+
+    try:
+        with no_waits():
+            structlog.configure(processors=[structlog.processors.JSONRenderer()],
+                                logger_factory=structlog.PrintLoggerFactory(file=first))
+            failing("i", token="t")
+            structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=second))
+            failing("i", token="t")
+            # A processor added in place, as structlog.testing.capture_logs does.
+            structlog.get_config()["processors"].insert(0, _tagged)
+            failing("i", token="t")
+            # structlog's print logger takes sys.stdout when it is made (pytest swaps it).
+            structlog.configure(logger_factory=structlog.PrintLoggerFactory())
+            capsys.readouterr()
+            failing("i", token="t")
+            printed = capsys.readouterr().out
+    finally:
+        structlog.reset_defaults()
+    assert [json.loads(line)["event"] for line in first.getvalue().splitlines()] == [
+        "retry.scheduled", "retry.succeeded"]
+    lines = [json.loads(line) for line in second.getvalue().splitlines()]
+    assert [(line["event"], line.get("tag")) for line in lines] == [
+        ("retry.scheduled", None), ("retry.succeeded", None),
+        ("retry.scheduled", "added"), ("retry.succeeded", "added")]
+    assert [json.loads(line)["event"] for line in printed.splitlines()] == [
+        "retry.scheduled", "retry.succeeded"]
+
+
+def _tagged(logger: Any, name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    return {**event_dict, "tag": "added"}
+
+
+def test_a_failing_observer_is_reported_on_stdlib_logging_when_structlog_is_not_set_up(
+        caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> None:
+    import structlog
+
+    def broken(event: str, fields: dict[str, Any]) -> None:
+        raise RuntimeError("observer bug")
+
+    structlog.reset_defaults()
+    brace.observe(broken)
+    try:
+        with no_waits(), caplog.at_level("INFO", logger="brace"):
+            brace.network(make_flaky(1, ConnectionError("x")))("i", token="t")
+    finally:
+        brace.unobserve(broken)
+    failed = [r for r in caplog.records if getattr(r, "brace_event", None) == "observer.failed"]
+    assert len(failed) == 1 and failed[0].levelname == "ERROR"
+    assert "observer bug" in failed[0].brace_fields["error"]
+    assert capsys.readouterr().out == ""  # never on stdout
+
+
 def test_an_http_status_error_is_described_on_one_line() -> None:
     request = httpx.Request("GET", "http://user:secret@127.0.0.1:9/items?token=abc&page=2")
     response = httpx.Response(503, request=request)

@@ -143,9 +143,8 @@ _floors: dict[Any, int] = {}
 _STANDARD_LEVELS = frozenset((logging.NOTSET, *_LEVELS, logging.CRITICAL))
 
 
-def _structlog_keeps(level: int) -> bool:
-    """Whether the configured structlog logger keeps events of ``level``."""
-    wrapper = structlog.get_config()["wrapper_class"]
+def _structlog_keeps(level: int, wrapper: Any) -> bool:
+    """Whether structlog's configured ``wrapper`` class keeps events of ``level``."""
     floor = _floors.get(wrapper)
     if floor is not None:
         return level >= floor
@@ -172,30 +171,68 @@ def _filtering_class(level: int) -> Any:
         return None
 
 
+# The structlog logger last assembled for brace's events, and what it was assembled from:
+# (wrapper class, logger factory, processors, context class, sys.stdout, sys.stderr).
+_assembled: list[tuple[tuple[Any, ...], Any] | None] = [None]
+
+
+def _structlog_logger(config: dict[str, Any]) -> Any:
+    """The ``brace`` logger structlog's ``config`` (``structlog.get_config()``) makes.
+
+    Assembled once and kept while the configuration is the same objects (an in-place change
+    to its processors list is seen by the kept logger too) and sys.stdout and sys.stderr
+    are the same streams (structlog's print and write loggers take theirs when made):
+    assembling a logger per event costs about as much as rendering the event.
+    """
+    wrapper, factory = config["wrapper_class"], config["logger_factory"]
+    processors, context = config["processors"], config["context_class"]
+    kept = _assembled[0]
+    if kept is not None:
+        made, logger = kept
+        if (made[0] is wrapper and made[1] is factory and made[2] is processors
+                and made[3] is context and made[4] is sys.stdout and made[5] is sys.stderr):
+            return logger
+    logger = _log.bind()  # the lazy proxy assembles a logger from the configuration now
+    _assembled[0] = ((wrapper, factory, processors, context, sys.stdout, sys.stderr), logger)
+    return logger
+
+
 def _emit(level: int, event: str, build: Callable[[], dict[str, Any]]) -> None:
     # The one place events leave brace: built only when someone listens.
     observers = _observers
-    configured = structlog.is_configured()
-    logged = _structlog_keeps(level) if configured else stdlib_logger.isEnabledFor(level)
+    config = structlog.get_config() if structlog.is_configured() else None
+    logged = (_structlog_keeps(level, config["wrapper_class"]) if config is not None
+              else stdlib_logger.isEnabledFor(level))
     if not observers and not logged:
         return
     fields = build()
     if logged:
-        if configured:
-            getattr(_log, _LEVELS[level])(event, **fields)
-        else:
-            # One line for any handler and format; the fields also ride on the record
-            # (``record.brace_event``, ``record.brace_fields``) for structured handlers.
-            stdlib_logger.log(level, "%s %s", event, _Line(fields),
-                              extra={"brace_event": event, "brace_fields": fields})
+        _log_event(level, event, fields, config)
     for observer in observers:
         try:
             observer(event, dict(fields))
         except Exception as exc:  # an observer's bug must never break the call
             if id(observer) not in _failed:
                 _failed.add(id(observer))
-                _log.error(OBSERVER_FAILED, observer=redact(repr(observer)), event_name=event,
-                           error=describe_error(exc))
+                # To the logs only: the observers are what failed.
+                config = structlog.get_config() if structlog.is_configured() else None
+                if (_structlog_keeps(logging.ERROR, config["wrapper_class"])
+                        if config is not None else stdlib_logger.isEnabledFor(logging.ERROR)):
+                    _log_event(logging.ERROR, OBSERVER_FAILED, {
+                        "observer": redact(repr(observer)), "event_name": event,
+                        "error": describe_error(exc)}, config)
+
+
+def _log_event(level: int, event: str, fields: dict[str, Any],
+               config: dict[str, Any] | None) -> None:
+    # Through structlog once the application configured it (``config``), else stdlib.
+    if config is not None:
+        getattr(_structlog_logger(config), _LEVELS[level])(event, **fields)
+    else:
+        # One line for any handler and format; the fields also ride on the record
+        # (``record.brace_event``, ``record.brace_fields``) for structured handlers.
+        stdlib_logger.log(level, "%s %s", event, _Line(fields),
+                          extra={"brace_event": event, "brace_fields": fields})
 
 
 class _Line:
