@@ -6,7 +6,8 @@ pybreaker, tenacity + pybreaker composed by hand, and brace presets. Prints ns p
 the ratio to tenacity (sync) / tenacity.AsyncRetrying (async). The recovering call is also
 measured with brace's events rendered as JSON by structlog, next to the same events logged
 with structlog directly. A healthy GET through brace's httpx transports is measured next to
-plain httpx, both over ``httpx.MockTransport``.
+plain httpx, both over ``httpx.MockTransport``, and next to plain httpx setting the two
+deadline headers brace's clients send by default (httpx's own cost of two more headers).
 
     make bench                                  # or: python benchmarks/overhead.py
     python benchmarks/overhead.py --quick       # tiny counts: proves it runs
@@ -348,6 +349,39 @@ def _ok(request: httpx.Request) -> httpx.Response:
     return httpx.Response(200, content=b"ok")
 
 
+#: The reference rows that send what brace's clients send by default: the two deadline
+#: headers, set on each request in a transport (httpx's own work on two more headers).
+SAME_HEADERS_SYNC = "httpx.Client, the same two headers"
+SAME_HEADERS_ASYNC = "httpx.AsyncClient, the same two headers"
+
+
+def _with_headers(request: httpx.Request) -> None:
+    request.headers["Brace-Deadline-Ms"] = "29999"
+    request.headers["Brace-Attempt"] = "1"
+
+
+class _Headed(httpx.BaseTransport):
+    """Sets brace's two deadline headers on each request, then sends it (no brace)."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        _with_headers(request)
+        return self.inner.handle_request(request)
+
+
+class _AsyncHeaded(httpx.AsyncBaseTransport):
+    """``_Headed`` for httpx.AsyncClient."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        _with_headers(request)
+        return await self.inner.handle_async_request(request)
+
+
 def transport_overhead(number: int, repeat: int) -> dict[str, dict[str, float]]:
     """A healthy GET through brace's httpx transports, next to plain httpx.
 
@@ -366,6 +400,7 @@ def transport_overhead(number: int, repeat: int) -> dict[str, dict[str, float]]:
     rounds = repeat * 10
     sync_clients = {
         "httpx.Client": httpx.Client(transport=mock(_ok)),
+        SAME_HEADERS_SYNC: httpx.Client(transport=_Headed(mock(_ok))),
         "brace.RetryTransport(breaker=None)": httpx.Client(
             transport=brace.RetryTransport(policy, mock(_ok), breaker=None)),
         "brace.RetryTransport()": httpx.Client(
@@ -374,6 +409,7 @@ def transport_overhead(number: int, repeat: int) -> dict[str, dict[str, float]]:
     }
     async_clients = {
         "httpx.AsyncClient": httpx.AsyncClient(transport=mock(_ok)),
+        SAME_HEADERS_ASYNC: httpx.AsyncClient(transport=_AsyncHeaded(mock(_ok))),
         "brace.AsyncRetryTransport(breaker=None)": httpx.AsyncClient(
             transport=brace.AsyncRetryTransport(policy, mock(_ok), breaker=None)),
         "brace.AsyncRetryTransport()": httpx.AsyncClient(
@@ -406,11 +442,7 @@ def transport_overhead(number: int, repeat: int) -> dict[str, dict[str, float]]:
     for client in sync_clients.values():
         client.close()
     tables = {}
-    for title, runs, without, with_breaker in (
-            (TRANSPORT_SYNC, sync, "brace.RetryTransport(breaker=None)",
-             "brace.RetryTransport()"),
-            (TRANSPORT_ASYNC, asynchronous, "brace.AsyncRetryTransport(breaker=None)",
-             "brace.AsyncRetryTransport()")):
+    for title, runs in ((TRANSPORT_SYNC, sync), (TRANSPORT_ASYNC, asynchronous)):
         reference = next(iter(runs))
         ratio = {name: statistics.median([a / b for a, b in zip(each, runs[reference],
                                                                 strict=True)])
@@ -477,6 +509,8 @@ GOALS: list[tuple[str, str, str | None, float]] = [
     (JSON_EVENT, "brace", IN_CONTEXT, 1.5),
     (TRANSPORT_SYNC, "brace.http.client()", "httpx.Client", 1.05),
     (TRANSPORT_ASYNC, "brace.http.async_client()", "httpx.AsyncClient", 1.05),
+    (TRANSPORT_SYNC, "brace.http.client()", SAME_HEADERS_SYNC, 1.05),
+    (TRANSPORT_ASYNC, "brace.http.async_client()", SAME_HEADERS_ASYNC, 1.05),
     (TRANSPORT_SYNC, AUTHORITY_ADDED, None, 200.0),
     (TRANSPORT_ASYNC, AUTHORITY_ADDED, None, 200.0),
 ]
