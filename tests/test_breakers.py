@@ -653,3 +653,49 @@ def test_healthy_async_calls_and_requests_count_in_a_failure_ratio(
     asyncio.run(main())
     assert brace.breakers()["ratio-async"].state == "closed"
     assert brace.breakers()["ratio-http"].state == "closed"
+
+
+@pytest.mark.parametrize("successes", [30, 0])
+def test_healthy_sync_requests_count_in_a_failure_ratio(
+        successes: int, brace_reset_breakers: None) -> None:
+    # A sync request's first attempt takes the healthy path and still counts: 30 successes
+    # then 10 failures (25 %) keep it closed; the 10 failures alone open it.
+    import httpx
+
+    brace.breaker("ratio-sync-http", failure_ratio=0.5, min_calls=5, window=30, fail_max=1000)
+    statuses = iter([200] * successes + [503] * 10)
+    transport = httpx.MockTransport(lambda request: httpx.Response(next(statuses)))
+    with brace.http(attempts=1).client(transport=transport,
+                                       breaker="ratio-sync-http") as client:
+        for _ in range(successes + 5):
+            client.get("http://127.0.0.1/item")
+    assert brace.breakers()["ratio-sync-http"].state == ("closed" if successes else "open")
+
+
+def test_an_interrupt_on_a_healthy_sync_request_counts_nothing_and_frees_the_slot(
+        brace_reset_breakers: None) -> None:
+    import httpx
+
+    from brace import _breakers
+    from brace._deadline import clock
+
+    brace.bulkhead("interrupted-http", max_concurrent=1)
+    sent = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal sent
+        sent += 1
+        if sent == 2:
+            raise KeyboardInterrupt
+        return httpx.Response(200)
+
+    with brace.http(bulkhead="interrupted-http").client(
+            transport=httpx.MockTransport(handler)) as client:
+        client.get("http://127.0.0.1/item")  # the authority's breaker is made, one call
+        with pytest.raises(KeyboardInterrupt):
+            client.get("http://127.0.0.1/item")
+        assert client.get("http://127.0.0.1/item").status_code == 200  # the slot came back
+    window = _breakers.registry["http://127.0.0.1"]._ratio.window
+    window.flush()
+    assert window.totals(clock()) == (2, 0)  # two successes; the interrupt gave no verdict
+    assert sent == 3
