@@ -4,7 +4,8 @@ A requests call through ``brace.RetryAdapter`` (``brace.http.session()``: the ht
 the per-authority breaker, events) against the same call on a plain ``requests.Session``;
 an aiohttp call through ``brace.http.aiohttp_middleware()`` against a plain
 ``aiohttp.ClientSession``, and through the middleware without the deadline headers
-(``propagate=None``). All talk to one tiny keep-alive HTTP server in a child process (so
+(``propagate=None``), and through a middleware that only calls the handler (aiohttp's own
+cost of a middleware). All talk to one tiny keep-alive HTTP server in a child process (so
 it does not share this process's GIL), answering ``200 ok`` at once: the cost of the call
 itself, not of the network. The sides run interleaved in batches (in reverse order every
 other batch), and each side's number is the median over the batches, so a machine that
@@ -116,11 +117,19 @@ def bench_requests(url: str, batch: int, rounds: int) -> tuple[Sample, Sample]:
         return plain_sample, braced_sample
 
 
+async def _passing(request: aiohttp.ClientRequest,
+                   handler: aiohttp.ClientHandlerType) -> aiohttp.ClientResponse:
+    # A middleware that does nothing: what aiohttp itself spends on having one.
+    return await handler(request)
+
+
 def bench_aiohttp(url: str, batch: int, rounds: int) -> list[Sample]:
-    """Plain aiohttp, brace's middleware, and brace's middleware with ``propagate=None``."""
+    """Plain aiohttp, brace's middleware, brace's middleware with ``propagate=None``, and
+    a middleware that only calls the handler."""
     async def main() -> list[Sample]:
         async with aiohttp.ClientSession() as plain, brace.http.aiohttp_session() as braced, \
-                brace.http.aiohttp_session(propagate=None) as quiet:
+                brace.http.aiohttp_session(propagate=None) as quiet, \
+                aiohttp.ClientSession(middlewares=(_passing,)) as passing:
 
             def batch_of(session: aiohttp.ClientSession) -> Callable[[int], Awaitable[Sample]]:
                 async def run(n: int) -> Sample:
@@ -133,7 +142,7 @@ def bench_aiohttp(url: str, batch: int, rounds: int) -> list[Sample]:
 
                 return run
 
-            sides = [batch_of(plain), batch_of(braced), batch_of(quiet)]
+            sides = [batch_of(plain), batch_of(braced), batch_of(quiet), batch_of(passing)]
             for side in sides:
                 await side(50)  # warm up
             runs: list[list[Sample]] = [[] for _ in sides]
@@ -169,12 +178,14 @@ def main() -> None:
         assert server.stdout is not None
         url = f"http://127.0.0.1:{int(server.stdout.readline())}/"
         print(f"{'per call, median of batches':<50} {'plain':>12} {'brace':>12} {'ratio':>7}")
-        plain, braced, quiet = bench_aiohttp(url, batch, rounds)
+        plain, braced, quiet, passing = bench_aiohttp(url, batch, rounds)
         for line in (rows("requests: brace.http.session() vs Session",
                           *bench_requests(url, batch, rounds))
                      + rows("aiohttp: brace middleware vs ClientSession", plain, braced)
                      + rows("aiohttp: propagate=None vs ClientSession", plain, quiet,
-                            goal=False)):
+                            goal=False)
+                     + rows("aiohttp: no-op middleware vs ClientSession", plain,
+                            passing, goal=False)):
             print(line)
     finally:
         assert server.stdin is not None
