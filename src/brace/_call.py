@@ -849,7 +849,34 @@ class Path:
                          self.settle(call, gate, False, call.started, None, value))  # type: ignore[arg-type]
                 outcome = await self._loop(call, args, kwargs, first)
             else:
-                outcome = await self._first(call, args, kwargs)
+                # The first attempt: straight to the function when the breaker, the token and
+                # the slot let it (the transports' healthy path), here rather than in a
+                # coroutine of its own.
+                healthy = self.quick and (True if self.direct else self.healthy())
+                slot = self.take_now() if healthy and self.limited else True
+                if not healthy or not slot:
+                    outcome = await self._loop(call, args, kwargs)
+                else:
+                    call.attempts = 1
+                    gate = None if healthy is True else healthy
+                    started = clock() if ADAPTIVE[0] else 0.0
+                    fn = self.fn
+                    try:
+                        try:
+                            value = await (fn(call, *args, **kwargs) if self.with_call
+                                           else fn(*args, **kwargs))
+                        finally:
+                            if slot is not True:
+                                slot.release()
+                    except BaseException as exc:
+                        first = self.failed(call, gate, False, started, exc, True)
+                    else:
+                        check = self.check
+                        if check is None or not check(value):
+                            self.plain_success(call, gate, slot, started)
+                            return value  # (the finally below releases the watch)
+                        first = self.settle(call, gate, False, started, None, value)
+                    outcome = await self._loop(call, args, kwargs, first)
         except asyncio.CancelledError as cancelled:
             cut = dog.timeout_error(watch, task, cancelled)  # cut off while waiting
             if cut is None:
@@ -866,33 +893,6 @@ class Path:
                 gave_up()  # a breaker, budget or limit refused the dependency: brace.web says so
             raise _trimmed(error)
         return outcome.value
-
-    async def _first(self, call: Call, args: Any, kwargs: Any) -> Outcome:
-        # The call's attempts from the first, on asyncio under the call's watch: a healthy
-        # first attempt (the transports') goes straight to the function.
-        healthy = self.quick and (True if self.direct else self.healthy())
-        slot = self.take_now() if healthy and self.limited else True
-        if not healthy or not slot:
-            return await self._loop(call, args, kwargs)
-        call.attempts = 1
-        gate = None if healthy is True else healthy
-        started = clock() if ADAPTIVE[0] else 0.0
-        try:
-            try:
-                value = await (self.fn(call, *args, **kwargs) if self.with_call
-                               else self.fn(*args, **kwargs))
-            finally:
-                if slot is not True:
-                    slot.release()
-        except BaseException as exc:
-            first = self.failed(call, gate, False, started, exc, True)
-        else:
-            check = self.check
-            if check is None or not check(value):
-                self.plain_success(call, gate, slot, started)
-                return Outcome(Kind.SUCCESS, None, value)
-            first = self.settle(call, gate, False, started, None, value)
-        return await self._loop(call, args, kwargs, first)
 
     async def _scoped(self, call: Call, args: Any, kwargs: Any) -> Outcome:
         # Not asyncio (trio): an anyio cancel scope cuts the call off at its deadline; a
