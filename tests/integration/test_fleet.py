@@ -45,6 +45,12 @@ def commands(client: Any) -> int:
     return int(client.info("stats")["total_commands_processed"])
 
 
+# A call that must not wait on a frozen Redis ends within this: well under one
+# redis_timeout (0.25 s), which is what waiting on Redis costs; the rest is the machine's
+# scheduling slack (a loaded 2-core CI machine).
+HURRIED_S = 0.15
+
+
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     started = time.monotonic()
     try:
@@ -257,7 +263,7 @@ def test_a_gate_with_less_time_left_than_redis_timeout_never_asks_a_frozen_redis
     finally:
         redis_server.resume()
     assert (type(hurried) if isinstance(hurried, Exception) else hurried) == expected, hurried
-    assert took <= 0.06, took
+    assert took <= HURRIED_S, took
     assert unhurried >= 0.2, unhurried
 
 
@@ -272,7 +278,7 @@ def test_a_policy_with_a_short_deadline_is_not_held_by_a_frozen_redis(
     finally:
         redis_server.resume()
     assert isinstance(result, brace.RateLimitedError), result
-    assert took <= 0.06, took
+    assert took <= HURRIED_S, took
 
 
 def test_the_call_path_hands_its_remaining_time_to_a_shared_budget(
@@ -324,7 +330,7 @@ def test_an_outcome_is_written_to_redis_only_with_time_to_spare(
         redis_server.resume()
     assert isinstance(result, ConnectionError), result
     assert counted == 1  # the local copy counted it
-    assert took <= 0.06, took
+    assert took <= HURRIED_S, took
     assert then >= 0.2, then
 
 
@@ -354,8 +360,8 @@ def test_a_batch_of_calls_goes_to_redis_only_with_time_to_spare(
     finally:
         redis_server.resume()
     assert result == "ok"
-    assert took <= 0.06, took
-    assert again <= 0.06, again
+    assert took <= HURRIED_S, took
+    assert again <= HURRIED_S, again
     assert then >= 0.2, then
 
 
