@@ -197,12 +197,19 @@ def _structlog_logger(config: dict[str, Any]) -> Any:
     return logger
 
 
-def _emit(level: int, event: str, build: Callable[[], dict[str, Any]]) -> None:
-    # The one place events leave brace: built only when someone listens.
-    observers = _observers
+def _destination(level: int) -> tuple[dict[str, Any] | None, bool]:
+    # structlog's configuration once the application configured it (else None: stdlib
+    # logging), and whether that keeps an event of ``level``.
     config = structlog.get_config() if structlog.is_configured() else None
     logged = (_structlog_keeps(level, config["wrapper_class"]) if config is not None
               else stdlib_logger.isEnabledFor(level))
+    return config, logged
+
+
+def _emit(level: int, event: str, build: Callable[[], dict[str, Any]]) -> None:
+    # The one place events leave brace: built only when someone listens.
+    observers = _observers
+    config, logged = _destination(level)
     if not observers and not logged:
         return
     fields = build()
@@ -215,9 +222,8 @@ def _emit(level: int, event: str, build: Callable[[], dict[str, Any]]) -> None:
             if id(observer) not in _failed:
                 _failed.add(id(observer))
                 # To the logs only: the observers are what failed.
-                config = structlog.get_config() if structlog.is_configured() else None
-                if (_structlog_keeps(logging.ERROR, config["wrapper_class"])
-                        if config is not None else stdlib_logger.isEnabledFor(logging.ERROR)):
+                config, logged = _destination(logging.ERROR)
+                if logged:
                     _log_event(logging.ERROR, OBSERVER_FAILED, {
                         "observer": redact(repr(observer)), "event_name": event,
                         "error": describe_error(exc)}, config)

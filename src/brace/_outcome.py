@@ -243,6 +243,8 @@ def status_of(value: object) -> int | None:
     google-api-core's and urllib's ``.code``, urllib3's and http.client's ``.status``.
     """
     code = getattr(value, "status_code", None)
+    if type(code) is int:  # httpx's, requests' and the SDKs' responses: at once
+        return code
     if code is not None:
         code = _int_status(code)
         if code is not None:

@@ -276,16 +276,8 @@ class Policy:
         if self.statuses:
             codes = frozenset(self.statuses)
             plain = _PLAIN_RESULTS
-
-            def check(result: Any) -> bool:
-                if type(result) in plain:
-                    return False
-                code = getattr(result, "status_code", None)
-                if type(code) is int:  # httpx's, requests' and the SDKs' responses, at once
-                    return code in codes
-                return predicates.status_of(result) in codes
-
-            return check
+            return lambda result: (type(result) not in plain
+                                   and predicates.status_of(result) in codes)
         return None
 
     # -- waits, stops and hooks ---------------------------------------------------------------

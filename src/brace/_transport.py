@@ -590,8 +590,7 @@ class RetryTransport(_Base, httpx.BaseTransport):
         except BaseException as exc:
             _attach(request, exc)
             raise
-        if _unattached(response):  # _attach, for a response
-            response.request = request
+        _attach(request, response)
         return response
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -651,8 +650,7 @@ class AsyncRetryTransport(_Base, httpx.AsyncBaseTransport):
         except BaseException as exc:
             _attach(request, exc)
             raise
-        if _unattached(response):  # _attach, for a response
-            response.request = request
+        _attach(request, response)
         return response
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

@@ -153,8 +153,7 @@ class retry_after(tenacity.wait.wait_base):  # lower case, as tenacity names its
         call's deadline (a floor that fits is kept).
         """
         response = predicates.response_of(predicates.outcome_value(retry_state))
-        delay, refused = (None, None) if response is None else parse_server_delay(
-            getattr(response, "headers", None))
+        delay, refused = parse_server_delay(getattr(response, "headers", None))
         if refused is not None and not self._refused:
             self._refused = True  # once per policy (per client): a misbehaving server is noisy
             _events.retry_after_ignored(retry_state.get_fn_name, refused)
