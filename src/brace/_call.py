@@ -24,7 +24,7 @@ import asyncio
 import functools
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
@@ -855,7 +855,11 @@ class Path:
                 healthy = self.quick and (True if self.direct else self.healthy())
                 slot = self.take_now() if healthy and self.limited else True
                 if not healthy or not slot:
-                    outcome = await self._loop(call, args, kwargs)
+                    # Through the gates, or raced by copies: the first attempt here too, and
+                    # the loop only for a call that goes on.
+                    outcome = await self._next_attempt(call, args, kwargs)
+                    if not self.done_at_once(call, outcome):
+                        outcome = await self._loop(call, args, kwargs, outcome)
                 else:
                     call.attempts = 1
                     gate = None if healthy is True else healthy
@@ -910,12 +914,10 @@ class Path:
                     first: Outcome | None = None) -> Outcome:
         # The attempts of an async call, from the first (or after ``first``, one made on
         # the healthy path) to the last: hedged when the policy says so.
-        hedged = self.hedger is not None and _state.active
         if first is not None:
             outcome = first
         else:
-            outcome = await (self.hedger.race(call, self.aattempt, args, kwargs)  # type: ignore[union-attr]
-                             if hedged else self.aattempt(call, args, kwargs))
+            outcome = await self._next_attempt(call, args, kwargs)
             if self.done_at_once(call, outcome):
                 return outcome
         while _state.active and not self.once:
@@ -927,10 +929,16 @@ class Path:
             if _state.no_waits:
                 call.slept(wait)
             await waits.async_sleep(wait)
-            outcome = await (self.hedger.race(call, self.aattempt, args, kwargs)  # type: ignore[union-attr]
-                             if hedged else self.aattempt(call, args, kwargs))
+            outcome = await self._next_attempt(call, args, kwargs)
         self.finish(call)
         return outcome
+
+    def _next_attempt(self, call: Call, args: Any, kwargs: Any) -> Coroutine[Any, Any, Outcome]:
+        # The next attempt to await: raced by copies when the policy hedges.
+        hedger = self.hedger
+        if hedger is not None and _state.active:
+            return hedger.race(call, self.aattempt, args, kwargs)
+        return self.aattempt(call, args, kwargs)
 
     async def aattempt(self, call: Call, args: Any, kwargs: Any) -> Outcome:
         """One async attempt: breaker -> rate limit -> bulkhead -> attempt timeout -> call.

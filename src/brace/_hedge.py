@@ -55,11 +55,13 @@ class Hedger:
         self.discard = discard
         self._loop_timers: tuple[weakref.ref[asyncio.AbstractEventLoop], Watchdog] | None = None
 
-    async def race(self, call: Call, attempt: Attempt, args: Any, kwargs: Any) -> Outcome:
-        """One attempt of ``call``, raced by copies while it has not answered.
+    def race(self, call: Call, attempt: Attempt, args: Any,
+             kwargs: Any) -> Coroutine[Any, Any, Outcome]:
+        """One attempt of ``call``, raced by copies while it has not answered: await it.
 
         Every copy is an attempt (``call.attempts``); the last attempt the policy allows
-        runs alone.
+        runs alone. A plain function that picks the race to run and returns it, so the
+        caller awaits that race itself, one coroutine less per call.
         """
         attempts = self.policy.attempts
         cap = _config.state.attempts  # brace.testing.no_waits(attempts=N)
@@ -67,21 +69,20 @@ class Hedger:
             attempts = min(cap, attempts)
         room = min(self.hedges, attempts - call.attempts - 1)
         if room <= 0:  # the last attempt: nothing may race it
-            return await attempt(call, args, kwargs)
+            return attempt(call, args, kwargs)
         watched = call.watch  # on asyncio the call's task is watched for its deadline
         if watched is None:
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:  # trio: anyio's task group
-                return await self._race_anyio(call, attempt, args, kwargs, room)
+                return self._race_anyio(call, attempt, args, kwargs, room)
             task = asyncio.current_task(loop)
         else:
             task = watched[1][1]
             loop = task.get_loop()
         if task is None or not _INLINE:  # 3.10: every copy in a task
-            return await self._race_asyncio(loop, call, attempt, args, kwargs,
-                                            _Race(room, clock()))
-        return await self._race_inline(loop, task, call, attempt, args, kwargs, room)
+            return self._race_asyncio(loop, call, attempt, args, kwargs, _Race(room, clock()))
+        return self._race_inline(loop, task, call, attempt, args, kwargs, room)
 
     def _timers(self, loop: asyncio.AbstractEventLoop) -> Watchdog:
         # The loop's timers for races of this ``hedge_after``: one timer for them all (as
