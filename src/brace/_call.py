@@ -578,6 +578,7 @@ class Path:
                                                 self._degraded)
         last_mark, running_loop, current_task = LAST_MARK, _running_loop, _current_task
         scopes, scope, adaptive, learned = SCOPES, _SCOPE, ADAPTIVE, self.learn_success
+        path = self
 
         async def entry(*args: Any, **kwargs: Any) -> Any:
             try:
@@ -598,7 +599,10 @@ class Path:
                 if not gate or not slot:
                     return await arun(Call(seconds, started), args, kwargs)
                 mark = last_mark[0]
-                dog = watchdog_of(loop)  # a task runs: a loop too
+                # The watchdog of the loop last served, read here (``_watchdog`` otherwise).
+                cached = path._dog
+                dog = cached[1] if cached is not None and cached[0]() is loop else \
+                    watchdog_of(loop)  # a task runs: a loop too
                 watch = dog.watch(task, loop, started)
                 error: BaseException | None = None
                 try:
