@@ -94,6 +94,21 @@ def test_inbound_deadlines(headers: dict[str, str], seconds: float | None) -> No
     assert found == (None if seconds is None else pytest.approx(seconds))
 
 
+@pytest.mark.parametrize(("remaining", "attempt", "sent"), [
+    (29.9, 1, ("29900", "1")),
+    (0.0004, 2, ("0", "2")),  # under a millisecond left: whole ms, rounded down
+    (-3.0, 15, ("0", "15")),  # past the deadline: 0, never negative
+    (1e15, 16, ("999999999999", "16")),  # at most 12 digits, as brace.web reads them
+    (5.0, 1234, ("5000", "1234")),
+])
+def test_outbound_headers(remaining: float, attempt: int, sent: tuple[str, str]) -> None:
+    names = ("Brace-Deadline-Ms", "Brace-Attempt")
+    assert web.outbound(remaining, attempt, names) == tuple(zip(names, sent, strict=True))
+    # What one service sends, the next one reads back.
+    assert web.inbound_deadline(web.outbound(remaining, attempt, names)) == pytest.approx(
+        max(int(remaining * 1000), 0) / 1000 if remaining < 1e7 else 1e7)
+
+
 @pytest.mark.parametrize(("name", "value"), [
     ("Brace-Deadline-Ms", "1.5"), ("Brace-Deadline-Ms", "-5"), ("Brace-Deadline-Ms", "1e3"),
     ("Brace-Deadline-Ms", "\u0665"), ("Brace-Deadline-Ms", ""), ("Brace-Deadline-Ms", "9" * 13),

@@ -104,7 +104,16 @@ def outbound(remaining: float, attempt: int, names: tuple[str, str]
              ) -> tuple[tuple[str, str], tuple[str, str]]:
     """The two headers an attempt sends: ``remaining`` seconds (as whole ms, >= 0), ``attempt``."""
     left = int(remaining * 1000) if remaining > 0 else 0
-    return (names[0], str(min(left, 10**12 - 1))), (names[1], str(attempt))
+    if left > _MAX_MS:
+        left = _MAX_MS
+    return (names[0], str(left)), (names[1], _ATTEMPT_VALUES[attempt] if 0 <= attempt < 16
+                                   else str(attempt))
+
+
+# What Brace-Deadline-Ms says at most (12 digits), and the values of Brace-Attempt made once:
+# every request sends one, and most calls end within a few attempts.
+_MAX_MS = 10**12 - 1
+_ATTEMPT_VALUES = tuple(str(number) for number in range(16))
 
 
 class ASGIMiddleware:
