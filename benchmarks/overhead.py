@@ -156,8 +156,22 @@ def async_contenders(healthy: bool) -> dict[str, Callable[[], Awaitable[Any]]]:
 
         return guarded
 
+    def task_found(fn: Callable[[], Awaitable[int]]) -> Callable[[], Awaitable[int]]:
+        # What any wrapper that cancels its caller at a deadline does first: find the running
+        # loop and its task through asyncio's API (on 3.11, get_running_loop makes a getpid
+        # system call; 3.12 keeps the loop in the thread state).
+        running_loop, current_task = asyncio.get_running_loop, asyncio.current_task
+
+        async def wrapper() -> int:
+            current_task(running_loop())
+            return await fn()
+
+        return wrapper
+
+    found = {"asyncio: the loop and task found": task_found(make())} if healthy else {}
     return {
         "bare call": make() if healthy else _one,
+        **found,
         "tenacity.AsyncRetrying": no_sleep(make()),
         "stamina.retry": stamina.retry(on=ConnectionError, attempts=5)(make()),
         "tenacity + pybreaker": no_sleep(with_pybreaker(make())),
@@ -501,6 +515,7 @@ GOALS: list[tuple[str, str, str | None, float]] = [
     ("sync: healthy call", "brace.network()", "tenacity.retry", 0.03),
     ("sync: healthy call", "brace.http(breaker=, budget=)", "tenacity + pybreaker", 0.03),
     ("async: healthy call", "brace.network()", "tenacity.AsyncRetrying", 0.03),
+    ("async: healthy call", "brace.network(hedge_after=)", "tenacity.AsyncRetrying", 0.2),
     ("sync: 2 failures, then success", "brace.network()", "tenacity.retry", 0.5),
     ("async: 2 failures, then success", "brace.network()", "tenacity.AsyncRetrying", 0.5),
     (JSON_SYNC, "brace.network()", "tenacity.retry", 0.3),
