@@ -826,17 +826,24 @@ class Path:
         in ``error`` or ``value``.
         """
         if gate is None:
-            expired = call.expired()
-            if expired is not None:
-                raise expired
-            loop, task = _asyncio_task()
-            if loop is None or task is None:
+            # ``call.expired()``, ``_asyncio_task()`` and ``_watchdog(loop)`` inline: three
+            # calls less on every request of the async clients.
+            if call.seconds <= 0:  # a brace.deadline scope ran out before the call began
+                raise cast(TimeoutError, call.expired())
+            try:
+                loop = _running_loop()
+                task = _current_task(loop)
+            except RuntimeError:  # no asyncio loop running
+                task = None
+            if task is None:  # not asyncio (trio): an anyio cancel scope
                 outcome = await self._scoped(call, args, kwargs)
                 if outcome.error is not None:
                     raise _trimmed(outcome.error)
                 return outcome.value
             if call.seconds == self.deadline:
-                dog = self._watchdog(loop)
+                cached = self._dog
+                dog = cached[1] if cached is not None and cached[0]() is loop else \
+                    self._watchdog(loop)
             else:  # a brace.deadline scope's: a watchdog (and a timer) of its own
                 dog = Watchdog(loop, call.seconds, call.deadline_message())
             watch = dog.watch(task, loop, call.started)
