@@ -33,7 +33,17 @@ import tenacity
 
 from brace import _breakers, _budget, _config, _events, _limits, _validate, waits
 from brace._breakers import CircuitOpenError, Gate, gate_for
-from brace._deadline import _SCOPE, RUNNING, Deadline, Watchdog, clock, gave_up, watchdog, within
+from brace._deadline import (
+    _SCOPE,
+    RUNNING,
+    Deadline,
+    Watch,
+    Watchdog,
+    clock,
+    gave_up,
+    watchdog,
+    within,
+)
 from brace._deadline import OPEN as SCOPES
 from brace._hedge import Hedger
 from brace._limits import ADAPTIVE
@@ -812,6 +822,29 @@ class Path:
                 loop, self.deadline, f"deadline of {self.deadline:g} s reached"))
         return cached[1]
 
+    def _watched(self, call: Call) -> tuple[Watchdog, Watch, asyncio.Task[Any]] | None:
+        """Watch the task running ``call`` for its deadline; None off asyncio (trio).
+
+        The loop's watchdog for this path's deadline (its cache read here, a call less than
+        ``_watchdog``), or one of its own for a ``brace.deadline`` scope's deadline.
+        """
+        try:
+            loop = _running_loop()
+            task = _current_task(loop)
+        except RuntimeError:  # no asyncio loop running
+            return None
+        if task is None:
+            return None
+        if call.seconds == self.deadline:
+            cached = self._dog
+            dog = cached[1] if cached is not None and cached[0]() is loop else \
+                self._watchdog(loop)
+        else:  # a brace.deadline scope's: a watchdog (and a timer) of its own
+            dog = Watchdog(loop, call.seconds, call.deadline_message())
+        watch = dog.watch(task, loop, call.started)
+        call.watch = (dog, watch)
+        return dog, watch, task
+
     async def arun(self, call: Call, args: Any, kwargs: Any, gate: Gate | bool | None = None,
                    error: BaseException | None = None, value: Any = None) -> Any:
         """Run ``call`` of the async function, never past its deadline.
@@ -826,28 +859,15 @@ class Path:
         in ``error`` or ``value``.
         """
         if gate is None:
-            # ``call.expired()``, ``_asyncio_task()`` and ``_watchdog(loop)`` inline: three
-            # calls less on every request of the async clients.
-            if call.seconds <= 0:  # a brace.deadline scope ran out before the call began
+            if call.seconds <= 0:  # (``call.expired()``, inline: every async client request)
                 raise cast(TimeoutError, call.expired())
-            try:
-                loop = _running_loop()
-                task = _current_task(loop)
-            except RuntimeError:  # no asyncio loop running
-                task = None
-            if task is None:  # not asyncio (trio): an anyio cancel scope
+            watched = self._watched(call)
+            if watched is None:  # not asyncio (trio): an anyio cancel scope
                 outcome = await self._scoped(call, args, kwargs)
                 if outcome.error is not None:
                     raise _trimmed(outcome.error)
                 return outcome.value
-            if call.seconds == self.deadline:
-                cached = self._dog
-                dog = cached[1] if cached is not None and cached[0]() is loop else \
-                    self._watchdog(loop)
-            else:  # a brace.deadline scope's: a watchdog (and a timer) of its own
-                dog = Watchdog(loop, call.seconds, call.deadline_message())
-            watch = dog.watch(task, loop, call.started)
-            call.watch = (dog, watch)
+            dog, watch, task = watched
         else:
             dog, watch = call.watch  # type: ignore[misc]
             task = watch[1]
