@@ -609,7 +609,7 @@ class Path:
                 if not gate or not slot:
                     return await arun(Call(seconds, started), args, kwargs)
                 mark = last_mark[0]
-                # The watchdog of the loop last served, read here (``_watchdog`` otherwise).
+                # The watchdog of the loop last served (``_watchdog`` makes another's).
                 cached = path._dog
                 dog = cached[1] if cached is not None and cached[0]() is loop else \
                     watchdog_of(loop)  # a task runs: a loop too
@@ -812,21 +812,20 @@ class Path:
         return await self.arun(self.begin(), args, kwargs)
 
     def _watchdog(self, loop: asyncio.AbstractEventLoop) -> Any:
-        """The deadline watchdog of ``loop`` for this path's calls.
+        """The deadline watchdog of ``loop`` for this path's calls, now kept as ``_dog``.
 
-        Kept for the loop last served: no look-up per call.
+        ``_dog`` holds it for the loop last served; its readers (``async_entry``,
+        ``_watched``) call this only when it holds another loop's, or none yet.
         """
-        cached = self._dog
-        if cached is None or cached[0]() is not loop:
-            cached = self._dog = (weakref.ref(loop), watchdog(
-                loop, self.deadline, f"deadline of {self.deadline:g} s reached"))
-        return cached[1]
+        dog = watchdog(loop, self.deadline, f"deadline of {self.deadline:g} s reached")
+        self._dog = (weakref.ref(loop), dog)
+        return dog
 
     def _watched(self, call: Call) -> tuple[Watchdog, Watch, asyncio.Task[Any]] | None:
         """Watch the task running ``call`` for its deadline; None off asyncio (trio).
 
-        The loop's watchdog for this path's deadline (its cache read here, a call less than
-        ``_watchdog``), or one of its own for a ``brace.deadline`` scope's deadline.
+        The loop's watchdog for this path's deadline (``_dog``, else ``_watchdog``), or one
+        of its own for a ``brace.deadline`` scope's deadline.
         """
         try:
             loop = _running_loop()
@@ -859,8 +858,9 @@ class Path:
         in ``error`` or ``value``.
         """
         if gate is None:
-            if call.seconds <= 0:  # (``call.expired()``, inline: every async client request)
-                raise cast(TimeoutError, call.expired())
+            expired = call.expired()
+            if expired is not None:
+                raise expired
             watched = self._watched(call)
             if watched is None:  # not asyncio (trio): an anyio cancel scope
                 outcome = await self._scoped(call, args, kwargs)
