@@ -672,6 +672,58 @@ def test_healthy_sync_requests_count_in_a_failure_ratio(
     assert brace.breakers()["ratio-sync-http"].state == ("closed" if successes else "open")
 
 
+@pytest.mark.parametrize("through", ["decorator", "client", "async client"])
+def test_healthy_successes_leave_a_failure_ratio_window_when_their_own_bucket_does(
+        through: str, clock: Any, brace_reset_breakers: None) -> None:
+    # 10 successes, 20 s later 10 more, 12 s later failures: the first 10 have left the
+    # 30 s window, the second 10 have not, so it takes 10 failures to reach 50 % (not the
+    # 5 of min_calls, as if every success had been counted at the first one's time).
+    import httpx
+
+    brace.breaker("buckets", failure_ratio=0.5, min_calls=5, window=30, fail_max=1000)
+    failing = False
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503 if failing else 200)
+
+    transport = httpx.MockTransport(answer)
+    policy = brace.http(attempts=1)
+
+    @brace.http(attempts=1, breaker="buckets")
+    def call() -> int:
+        if failing:
+            raise ConnectionError("refused")
+        return 200
+
+    def one() -> None:
+        if through == "decorator":
+            with contextlib.suppress(ConnectionError):
+                call()
+        elif through == "client":
+            with policy.client(transport=transport, breaker="buckets") as client:
+                client.get("http://127.0.0.1/item")
+        else:
+            async def get() -> None:
+                async with policy.async_client(transport=transport,
+                                               breaker="buckets") as client:
+                    await client.get("http://127.0.0.1/item")
+
+            asyncio.run(get())
+
+    for _ in range(10):
+        one()
+    clock.advance(20.0)
+    for _ in range(10):
+        one()
+    clock.advance(12.0)
+    failing = True
+    for _ in range(9):
+        one()
+    assert brace.breakers()["buckets"].state == "closed"  # 9 of 19: under 50 %
+    one()
+    assert brace.breakers()["buckets"].state == "open"  # 10 of 20
+
+
 def test_an_interrupt_on_a_healthy_sync_request_counts_nothing_and_frees_the_slot(
         brace_reset_breakers: None) -> None:
     import httpx

@@ -157,6 +157,28 @@ def test_per_authority_breakers_stay_bounded_whatever_the_hosts(
     assert brace.breakers()["http://first.test"].state == "open"
 
 
+@pytest.mark.parametrize("forget", ["brace.forget", "reset_breakers"])
+def test_a_forgotten_per_authority_breaker_is_made_again_as_one(forget: str) -> None:
+    # A client keeps its authority's breaker; forgotten, the next request makes it again
+    # with the per-authority settings (not a named breaker's defaults) and counts there.
+    from brace import _breakers, _transport
+
+    with brace.http.client(transport=httpx.MockTransport(
+            lambda request: httpx.Response(200))) as client:
+        client.get("http://kept.test/")
+        first = _breakers.registry["http://kept.test"]
+        if forget == "brace.forget":
+            assert brace.forget("http://kept.test")
+        else:
+            brace.testing.reset_breakers()
+        assert "http://kept.test" not in brace.breakers()
+        client.get("http://kept.test/")
+    again = _breakers.registry["http://kept.test"]
+    assert again is not first
+    assert _breakers._settings["http://kept.test"] == _transport.AUTHORITY_BREAKER
+    assert again.tally is not None and again.tally[0] == 1  # the request after, counted
+
+
 def test_response_request_slot() -> None:
     # A response's request is tested through the slot httpx's Response.request guards (the
     # property raises when unset, and raising per response is the attach's main cost). If

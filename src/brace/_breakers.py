@@ -262,9 +262,12 @@ class Gate:
         self.fresh_until = 0.0
         # What a plain success on the healthy path still records: a failure-ratio breaker
         # counts the call in its window (one increment), given when the call must end (a
-        # shared window's batch goes to Redis only in time); None for every other breaker.
-        self.on_success: Callable[[float], object] | None = (
+        # shared window's batch goes to Redis only in time) and when it began; None for
+        # every other breaker.
+        self.on_success: Callable[[float, float], object] | None = (
             None if ratio is None else ratio.window.call)
+        # Its window's tally, which a caller holding the time may add a call to itself.
+        self.tally: list[float] | None = None if ratio is None else ratio.window.tally
         if hasattr(storage, "on_refresh"):
             storage.on_refresh = self.refresh
         self.refresh()
@@ -432,7 +435,7 @@ class Gate:
             # A quiet, healthy call has nothing to record (a ratio window still counts it);
             # ``fast`` is that same check, kept current by the listener.
             if self._ratio is not None:
-                self._ratio.window.call(until)
+                self._ratio.window.call(until, started)
             return
         self.record(trial, failure, name)  # not counted: like pybreaker's exclude, a success
         if self._ratio is not None and self._ratio.tally(failure, until):
@@ -506,6 +509,9 @@ registry: dict[str, Gate] = {}
 _settings: dict[str, dict[str, Any]] = {}
 _by_object: weakref.WeakKeyDictionary[pybreaker.CircuitBreaker, Gate] = weakref.WeakKeyDictionary()
 _registry_lock = threading.Lock()
+#: Bumped (under the lock) whenever a breaker is made or forgotten: a gate kept from the
+#: registry is still its gate while this has not changed.
+changes = [0]
 _UNSET: Any = object()
 
 
@@ -582,6 +588,7 @@ def breaker(
             return existing.breaker
         gate = registry[name] = _create(name, given)
         _settings[name] = given
+        changes[0] += 1
         return gate.breaker
 
 
@@ -642,6 +649,7 @@ def forget(name: str) -> bool:
     with _registry_lock:
         gate = registry.pop(name, None)
         _settings.pop(name, None)
+        changes[0] += 1
     if gate is None:
         return False
     gate.release()
@@ -664,6 +672,7 @@ def reset() -> None:
         gates = list(registry.values())
         registry.clear()
         _settings.clear()
+        changes[0] += 1
     for gate in gates:
         gate.release()
         gate.breaker.close()

@@ -30,9 +30,8 @@ __all__ = ["DEFAULTS", "Budget", "Window", "budget", "find", "forget", "lookup",
 #: What a budget named before it was configured gets (and what ``explain`` shows for one).
 DEFAULTS = MappingProxyType({"ratio": 0.2, "min_per_s": 10.0, "window": 10.0})
 _BUCKETS = 10
-# Calls are counted in batches of up to this many, each timed by its first call: the healthy
-# path then reads no clock and takes no lock. A batch still pending is timed as older than
-# its later calls, so at worst the budget is a little stricter, never looser.
+# A failure-ratio window shared through Redis counts calls in batches of up to this many,
+# each timed by its first call; the batch goes to Redis in one round trip.
 _BATCH = 32
 # Shared through Redis, a batch is one round trip: 256 calls make it 0.004 round trips per
 # call (<= 3x the in-memory budget's cost). A process's pending calls go with each retry it
@@ -44,12 +43,16 @@ _SHARED_BATCH = 256
 class Window:
     """Calls, and one kind of event among them, over a sliding window of 10 buckets.
 
-    Retry budgets count retries in one, failure-ratio breakers failures. Calls are counted
-    in batches of up to ``batch`` (32; 256 for a budget shared through Redis), each batch
-    timed by its first call, without a lock (a count lost
-    to a race loosens the window by one call); ``shared_calls`` takes full batches to Redis,
-    each a round trip of up to ``timeout`` seconds (its ``redis_timeout``).
-    The other methods are called with ``lock`` held.
+    Retry budgets count retries in one, failure-ratio breakers failures. Counting a call
+    takes no lock (a count lost to a race between threads loosens the window by one call):
+    it adds to ``tally``, ``[calls, until]``, the calls not yet in a bucket. In a window of
+    this process those are calls of one bucket, counted while the clock is before
+    ``until``, the bucket's end (a caller that holds the time may add to the tally itself
+    then); the first call after it puts them in their bucket. A window shared through
+    Redis (``shared_calls``) counts them in batches of up to ``batch`` (256) calls, each
+    timed by its first call, and takes a full batch there in one round trip of up to
+    ``timeout`` seconds (its ``redis_timeout``). The other methods are called with ``lock``
+    held.
     """
 
     def __init__(self, window: float,
@@ -61,35 +64,50 @@ class Window:
         self._per_s = _BUCKETS / window  # bucket numbers per second
         # Per bucket: [bucket number, calls, events]; a bucket is reused when it comes round.
         self._buckets = [[-1, 0, 0] for _ in range(_BUCKETS)]
-        self._pending = 0  # calls not yet in a bucket
+        #: [calls not yet in a bucket, the clock reading until which a call joins them]:
+        #: never for a shared window, whose batches ``call`` counts.
+        self.tally: list[float] = [0, -math.inf]
         self._since = 0.0  # when the first of them was made
         self._shared_calls = shared_calls
         self.lock = threading.Lock()
 
-    def call(self, until: float = math.inf) -> None:
-        """Count one call, which must end by ``until`` (on ``_deadline.clock``).
+    def call(self, until: float = math.inf, now: float | None = None) -> None:
+        """Count one call made at ``now`` (read now if None), which must end by ``until``.
 
-        A full batch of a shared window goes to Redis only when the round trip fits before
-        ``until`` and no other thread is taking one there (the call waits for neither);
-        otherwise it stays pending, for the next call with time to spare.
+        Both are readings of ``_deadline.clock``. A full batch of a shared window goes to
+        Redis only when the round trip fits before ``until`` and no other thread is taking
+        one there (the call waits for neither); otherwise it stays pending, for the next
+        call with time to spare.
         """
-        if not self._pending:
-            self._since = clock()
-        self._pending += 1
-        if self._pending >= self._batch:
-            if self._shared_calls is None:
-                with self.lock:
+        tally = self.tally
+        if now is None:
+            now = clock()
+        if now < tally[1]:
+            tally[0] += 1  # within the bucket of the calls pending: no lock
+            return
+        if self._shared_calls is None:
+            with self.lock:
+                if now >= tally[1]:  # not moved on by another thread meanwhile
                     self.flush()
-            elif until - clock() >= self._timeout and self.lock.acquire(blocking=False):
-                try:
-                    self.flush()
-                finally:
-                    self.lock.release()
+                    self._since = now
+                    tally[1] = (int(now * self._per_s) + 1) / self._per_s
+                tally[0] += 1
+            return
+        if not tally[0]:
+            self._since = now
+        tally[0] += 1
+        if tally[0] >= self._batch and until - now >= self._timeout and \
+                self.lock.acquire(blocking=False):
+            try:
+                self.flush()
+            finally:
+                self.lock.release()
 
     def take_pending(self) -> int:
         """The calls not yet counted, now taken out (for a shared backend to add)."""
-        pending, self._pending = self._pending, 0
-        return pending
+        tally = self.tally
+        pending, tally[0] = tally[0], 0
+        return int(pending)
 
     def flush(self) -> None:
         """Put the pending calls in Redis, or in the bucket of their first call."""
@@ -118,7 +136,7 @@ class Window:
     def reset(self) -> None:
         """Forget everything counted."""
         with self.lock:
-            self._pending = 0
+            self.tally[0], self.tally[1] = 0, -math.inf
             for bucket in self._buckets:
                 bucket[0], bucket[1], bucket[2] = -1, 0, 0
 

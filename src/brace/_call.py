@@ -287,7 +287,7 @@ class Path:
         """Start a call: its deadline begins now; the retry budget counts it."""
         call = Call(self.deadline)
         if self.budget is not None:
-            self._count_call(call.started + call.seconds)
+            self._count_call(call.started + call.seconds, call.started)
         return call
 
     def _covered(self, exc: BaseException) -> str | None:
@@ -309,11 +309,11 @@ class Path:
         _events.degraded(self.name, policy.preset, reason, exc)
         return policy.fallback(exc) if callable(policy.fallback) else policy.fallback
 
-    def _count_call(self, until: float) -> None:
-        # One call for the retry budget, due by ``until``: one dict look-up (reset_budgets()
-        # forgets budgets).
+    def _count_call(self, until: float, now: float) -> None:
+        # One call for the retry budget, made at ``now`` and due by ``until``: one dict
+        # look-up (reset_budgets() forgets budgets).
         budget = self.budget
-        (_budget.registry.get(budget) or _budget.lookup(budget))._count(until)  # type: ignore[arg-type]
+        (_budget.registry.get(budget) or _budget.lookup(budget))._count(until, now)  # type: ignore[arg-type]
 
     def healthy(self) -> Gate | bool:
         """Whether the breaker lets an attempt go straight on: the healthy path.
@@ -397,9 +397,12 @@ class Path:
         learn do (``learn_success``), and the statistics say one attempt.
         """
         if gate is not None:
-            counted = gate.on_success
-            if counted is not None:
-                counted(call.started + call.seconds)
+            tally = gate.tally
+            if tally is not None:
+                if call.started < tally[1]:
+                    tally[0] += 1  # within the window's current bucket: as its ``call`` does
+                else:
+                    gate.on_success(call.started + call.seconds, call.started)  # type: ignore[misc]
         if ADAPTIVE[0] and self.limited:
             self.learn_success(slot, started)
         stats = self.stats  # as ``succeeded`` says
@@ -522,13 +525,13 @@ class Path:
                 if scopes[0] and scope.get() is not None:  # inside brace.deadline(...)
                     call = Call(seconds)
                     if budget is not None:
-                        count_call(call.started + call.seconds)
+                        count_call(call.started + call.seconds, call.started)
                     return run(args, kwargs, call)
                 started = clock()
                 if budget is not None:
                     # One dict look-up (reset_budgets() forgets budgets).
                     (_budget.registry.get(budget) or _budget.lookup(budget))._count(  # type: ignore[arg-type]
-                        started + seconds)
+                        started + seconds, started)
                 gate: Gate | bool
                 slot: _limits.Bulkhead | bool
                 if direct:
@@ -549,7 +552,7 @@ class Path:
                         if gate is not True:  # a failure-ratio breaker counts the call
                             counted = cast(Gate, gate).on_success
                             if counted is not None:
-                                counted(started + seconds)
+                                counted(started + seconds, started)
                         if adaptive[0] and limited:
                             learned(slot, started)
                         stats["start_time"], stats["attempt_number"] = started, 1
@@ -596,7 +599,7 @@ class Path:
                 if budget is not None:
                     # Due by the call's deadline; inside brace.deadline(...) the tighter one.
                     (_budget.registry.get(budget) or _budget.lookup(budget))._count(  # type: ignore[arg-type]
-                        started + (within(seconds, started) if scopes[0] else seconds))
+                        started + (within(seconds, started) if scopes[0] else seconds), started)
                 try:  # _asyncio_task(), inline: a call less per call
                     loop = running_loop()
                     task = current_task(loop)
@@ -634,7 +637,7 @@ class Path:
                         dog.release(watch)
                         if gate is not True and gate.on_success is not None:
                             # A failure-ratio breaker counts the call.
-                            gate.on_success(started + seconds)
+                            gate.on_success(started + seconds, started)
                         if adaptive[0] and limited:
                             learned(slot, started)
                         stats["start_time"], stats["attempt_number"] = started, 1

@@ -340,11 +340,8 @@ AUTHORITY_BREAKER: dict[str, Any] = {"failure_ratio": 0.1, "min_calls": 100, "wi
 #: Per-authority breakers kept at most, process-wide; beyond, the least recently used
 #: closed ones are forgotten (a client that talks to ever-new hosts stays bounded).
 MAX_AUTHORITY_BREAKERS = 1000
-_authorities: dict[str, int] = {}  # breaker name -> the generation it was last used in
+_authorities: dict[str, int] = {}  # breaker name -> the registry changes it was last used at
 _authorities_lock = threading.Lock()
-# Bumped by each per-authority breaker made: "recently used" counts in these. A request to
-# a known authority while none is made writes nothing (its client remembers the generation).
-_generation = [0]
 #: ``breaker=`` not given: the policy's breaker, else one per authority.
 PER_AUTHORITY: Any = type("PerAuthority", (), {"__repr__": lambda self: "PER_AUTHORITY"})()
 
@@ -356,22 +353,17 @@ def _authority_breaker(label: str) -> str:
     return name
 
 
-def _keep(name: str) -> _breakers.Gate | None:
-    """Mark the breaker ``name`` used now, making it when new, evicted or forgotten.
-
-    Returns its gate (None if it was forgotten again at once).
-    """
-    _authorities[name] = _generation[0]  # atomic under the GIL: no lock when it exists
-    gate = _breakers.registry.get(name)
-    if gate is None:
+def _keep(name: str) -> None:
+    """Mark the breaker ``name`` used now, making it when new, evicted or forgotten."""
+    # Recency counts in the registry's changes: a request to a known authority while no
+    # breaker is made or forgotten writes nothing (its client remembers the count).
+    _authorities[name] = _breakers.changes[0]  # atomic under the GIL: no lock when it exists
+    if _breakers.registry.get(name) is None:
         with _authorities_lock:
             _breakers.breaker(name, **AUTHORITY_BREAKER)
-            _generation[0] += 1
-            _authorities[name] = _generation[0]
+            _authorities[name] = _breakers.changes[0]
             if len(_authorities) > MAX_AUTHORITY_BREAKERS:
                 _evict()
-        gate = _breakers.registry.get(name)
-    return gate
 
 
 def _evict() -> None:
@@ -400,13 +392,12 @@ _MAX_PATHS = 256
 
 class _Entry:
     # One kind of request's call path and, with per-authority breakers, the authority's
-    # breaker: its name, its gate and the generation it was last marked used in.
-    __slots__ = ("authority", "gate", "generation", "path")
+    # breaker: its name and the count of the registry's changes it was last marked used at.
+    __slots__ = ("authority", "generation", "path")
 
     def __init__(self, path: _call.Path, authority: str | None) -> None:
         self.path = path
         self.authority = authority
-        self.gate: _breakers.Gate | None = None
         self.generation = -1
 
 
@@ -445,11 +436,12 @@ class ClientPaths:
         if entry is None:
             return None
         authority = entry.authority
-        if authority is not None and (entry.generation != _generation[0] or
-                                      _breakers.registry.get(authority) is not entry.gate):
+        if authority is not None and entry.generation != _breakers.changes[0]:
             # Breakers were made since this one was marked used (it may be the least recently
-            # used), or it was forgotten (evicted, brace.forget, reset_breakers()).
-            entry.gate, entry.generation = _keep(authority), _generation[0]
+            # used), or forgotten (evicted, brace.forget, reset_breakers(): maybe this one).
+            # The count read first: a change while it is kept is seen by the next request.
+            entry.generation = _breakers.changes[0]
+            _keep(authority)
         return entry.path
 
     def add(self, key: Any, label: str, once: bool, hedge: bool = False) -> _call.Path:
@@ -470,7 +462,8 @@ class ClientPaths:
             asynchronous=self.asynchronous, once=once)
         entry = entries[key] = _Entry(path, authority)
         if authority is not None:
-            entry.gate, entry.generation = _keep(authority), _generation[0]
+            entry.generation = _breakers.changes[0]
+            _keep(authority)
         return path
 
 
