@@ -4,10 +4,12 @@ A requests call through ``brace.RetryAdapter`` (``brace.http.session()``: the ht
 the per-authority breaker, events) against the same call on a plain ``requests.Session``;
 an aiohttp call through ``brace.http.aiohttp_middleware()`` against a plain
 ``aiohttp.ClientSession``, and through the middleware without the deadline headers
-(``propagate=None``), and through a middleware that only calls the handler (aiohttp's own
-cost of a middleware). All talk to one tiny keep-alive HTTP server in a child process (so
-it does not share this process's GIL), answering ``200 ok`` at once: the cost of the call
-itself, not of the network. The sides run interleaved in batches (in reverse order every
+(``propagate=None``), through a middleware that only calls the handler (aiohttp's own
+cost of a middleware), and through one that sets the same two headers brace's sends, then
+calls the handler (aiohttp's own cost of what brace's middleware sends by default). All
+talk to one tiny keep-alive HTTP server in a child process (so it does not share this
+process's GIL), answering ``200 ok`` at once: the cost of the call itself, not of the
+network. The sides run interleaved in batches (in reverse order every
 other batch), and each side's number is the median over the batches, so a machine that
 slows down for a while slows all of them. Goal: each ratio of the default set-ups <= 1.1x.
 
@@ -123,13 +125,22 @@ async def _passing(request: aiohttp.ClientRequest,
     return await handler(request)
 
 
+async def _headed(request: aiohttp.ClientRequest,
+                  handler: aiohttp.ClientHandlerType) -> aiohttp.ClientResponse:
+    # A middleware that sets brace's two deadline headers (fixed values), without brace.
+    request.headers["Brace-Deadline-Ms"] = "29999"
+    request.headers["Brace-Attempt"] = "1"
+    return await handler(request)
+
+
 def bench_aiohttp(url: str, batch: int, rounds: int) -> list[Sample]:
-    """Plain aiohttp, brace's middleware, brace's middleware with ``propagate=None``, and
-    a middleware that only calls the handler."""
+    """Plain aiohttp, brace's middleware, brace's middleware with ``propagate=None``, a
+    middleware that only calls the handler, and one that sets the same two headers."""
     async def main() -> list[Sample]:
         async with aiohttp.ClientSession() as plain, brace.http.aiohttp_session() as braced, \
                 brace.http.aiohttp_session(propagate=None) as quiet, \
-                aiohttp.ClientSession(middlewares=(_passing,)) as passing:
+                aiohttp.ClientSession(middlewares=(_passing,)) as passing, \
+                aiohttp.ClientSession(middlewares=(_headed,)) as headed:
 
             def batch_of(session: aiohttp.ClientSession) -> Callable[[int], Awaitable[Sample]]:
                 async def run(n: int) -> Sample:
@@ -142,7 +153,8 @@ def bench_aiohttp(url: str, batch: int, rounds: int) -> list[Sample]:
 
                 return run
 
-            sides = [batch_of(plain), batch_of(braced), batch_of(quiet), batch_of(passing)]
+            sides = [batch_of(plain), batch_of(braced), batch_of(quiet), batch_of(passing),
+                     batch_of(headed)]
             for side in sides:
                 await side(50)  # warm up
             runs: list[list[Sample]] = [[] for _ in sides]
@@ -178,14 +190,18 @@ def main() -> None:
         assert server.stdout is not None
         url = f"http://127.0.0.1:{int(server.stdout.readline())}/"
         print(f"{'per call, median of batches':<50} {'plain':>12} {'brace':>12} {'ratio':>7}")
-        plain, braced, quiet, passing = bench_aiohttp(url, batch, rounds)
+        plain, braced, quiet, passing, headed = bench_aiohttp(url, batch, rounds)
         for line in (rows("requests: brace.http.session() vs Session",
                           *bench_requests(url, batch, rounds))
                      + rows("aiohttp: brace middleware vs ClientSession", plain, braced)
                      + rows("aiohttp: propagate=None vs ClientSession", plain, quiet,
                             goal=False)
                      + rows("aiohttp: no-op middleware vs ClientSession", plain,
-                            passing, goal=False)):
+                            passing, goal=False)
+                     + rows("aiohttp: same two headers vs ClientSession", plain, headed,
+                            goal=False)
+                     + rows("aiohttp: brace middleware vs same two headers", headed,
+                            braced, goal=False)):
             print(line)
     finally:
         assert server.stdin is not None

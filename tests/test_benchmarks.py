@@ -23,7 +23,8 @@ BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
                              "brace.bulkhead, trio", "trio Semaphore"]),
     ("overload.py", ["adaptive      5x", "static        5x", "per healthy call"]),
     ("clients.py", ["requests: brace.http.session() vs Session, CPU",
-                    "aiohttp: brace middleware vs ClientSession, CPU"]),
+                    "aiohttp: brace middleware vs ClientSession, CPU",
+                    "aiohttp: brace middleware vs same two headers, wall"]),
 ])
 def test_benchmark_runs(script: str, needles: list[str]) -> None:
     if script == "redis_breaker.py" and shutil.which("redis-server") is None:
