@@ -119,6 +119,39 @@ def test_threads_never_overspend(clock: Any) -> None:
     assert dep.calls == 0
 
 
+def test_threads_counting_across_buckets_never_count_a_call_twice() -> None:
+    # 8 threads count 2,000 calls each while the window's buckets turn under them (each
+    # call made 1 ms after the thread's last, buckets 10 ms wide): every call reaches a
+    # bucket once (a count lost to a race between threads is allowed, one made twice never).
+    from brace._budget import Window
+
+    class Counting(Window):
+        added = 0  # every call put in a bucket (flushes run under the window's lock)
+
+        def take_pending(self) -> int:
+            pending = super().take_pending()
+            self.added += pending
+            return pending
+
+    window = Counting(0.1)
+    threads, each = 8, 2_000
+    start = threading.Barrier(threads)
+
+    def worker() -> None:
+        start.wait(5)
+        for index in range(each):
+            window.call(now=1000.0 + index * 0.001)
+
+    workers = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(30)
+    window.flush()
+    assert threads * each - threads <= window.added <= threads * each
+    assert window.tally[0] == 0
+
+
 def test_asyncio_tasks_share_it(clock: Any) -> None:
     brace.budget("tasks", ratio=0.0, min_per_s=1.0, window=10)  # 10
     calls = 0
