@@ -49,10 +49,10 @@ class Window:
     this process those are calls of one bucket, counted while the clock is before
     ``until``, the bucket's end (a caller that holds the time may add to the tally itself
     then); the first call after it puts them in their bucket. A window shared through
-    Redis (``shared_calls``) counts them in batches of up to ``batch`` (256) calls, each
-    timed by its first call, and takes a full batch there in one round trip of up to
-    ``timeout`` seconds (its ``redis_timeout``). The other methods are called with ``lock``
-    held.
+    Redis (``shared_calls``) counts them in batches of up to ``batch`` calls (256 for a
+    budget, 32 for a breaker), each timed by its first call, and takes a full batch there
+    in one round trip of up to ``timeout`` seconds (its ``redis_timeout``). The other
+    methods are called with ``lock`` held.
     """
 
     def __init__(self, window: float,
